@@ -1,0 +1,115 @@
+"""Appending audit events inside the caller's transaction.
+
+The event row is written by the same transaction as the change it records, so the two
+commit together or not at all. Appenders are serialised (PostgreSQL advisory lock,
+SQLite ``BEGIN IMMEDIATE``) so that ``seq`` is gapless and the hash chain is linear.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from ..canonical import canonical_json, sanitize, sha256_hex
+from ..db.models import AuditEvent
+from ..db.types import rfc3339, utcnow
+from ..errors import UsageError
+from ..identity.actors import RequestContext
+from ..ids import new_id
+
+GENESIS_HASH = "0" * 64
+SCHEMA_ID = "https://nextstat.pro/schemas/audit-event/v1"
+# Verbs of actions that change or remove something: they need a reason (21 CFR 11.10(e)).
+REASON_REQUIRED_VERBS = frozenset(
+    {"updated", "deleted", "purged", "disabled", "changed", "moved", "reset", "revoked", "cancelled"}
+)
+_PG_LOCK_KEY = 0x6E73705F61756474  # "nsp_audt": one advisory lock for all appenders
+_TAIL = "nsp_audit_tail"
+
+
+@dataclass(frozen=True)
+class Target:
+    type: str
+    id: str
+
+
+def event_hash(body: dict[str, Any]) -> str:
+    """sha256 of the RFC 8785 canonical JSON of the event without its ``hash``."""
+    return sha256_hex(canonical_json({k: v for k, v in body.items() if k != "hash"}))
+
+
+def _tail(session: Session) -> tuple[int, str]:
+    cached = session.info.get(_TAIL)
+    if cached is not None:
+        return cached
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    row = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+
+def append_event(
+    session: Session,
+    ctx: RequestContext,
+    *,
+    action: str,
+    target: tuple[str, str],
+    project: str | None = None,
+    before: Any = None,
+    after: Any = None,
+    reason: str | None = None,
+) -> AuditEvent:
+    """Append one event to the chain in ``session``'s transaction (flushed, not committed)."""
+    verb = action.rsplit(".", 1)[-1]
+    if verb in REASON_REQUIRED_VERBS and not (reason and reason.strip()):
+        raise UsageError(f"a reason is required for {action}")
+    seq, prev_hash = _tail(session)
+    seq += 1
+    body: dict[str, Any] = {
+        "schema": SCHEMA_ID,
+        "seq": seq,
+        "event_id": new_id(),
+        "ts": rfc3339(utcnow()),
+        "actor": ctx.actor.as_json(),
+        "action": action,
+        "target": {"type": target[0], "id": target[1]},
+        "project": project,
+        "before": sanitize(before),
+        "after": sanitize(after),
+        "reason": reason,
+        "context": ctx.as_json(),
+        "prev_hash": prev_hash,
+    }
+    digest = event_hash(body)
+    row = AuditEvent(
+        seq=seq,
+        event_id=body["event_id"],
+        ts=body["ts"],
+        actor_id=ctx.actor.id,
+        action=action,
+        target_type=target[0],
+        target_id=target[1],
+        project=project,
+        body=canonical_json(body).decode(),
+        prev_hash=prev_hash,
+        hash=digest,
+    )
+    session.add(row)
+    session.flush()
+    # A session lives for one transaction (Database.transaction), so the cached tail
+    # never outlives the lock that made it valid.
+    session.info[_TAIL] = (seq, digest)
+    return row
+
+
+def event_document(row: AuditEvent) -> dict[str, Any]:
+    """The full event as published: the hashed body plus its ``hash``."""
+    doc: dict[str, Any] = json.loads(row.body)
+    doc["hash"] = row.hash
+    return doc

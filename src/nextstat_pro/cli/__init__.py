@@ -1,0 +1,1 @@
+"""The command-line adapter (Typer + Rich): parses, calls the service layer, prints."""

@@ -1,0 +1,58 @@
+"""What every command group shares: the consoles, the instance of this invocation, output helpers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from ..config import resolve_home
+from ..identity.actors import RequestContext
+from ..instance import Instance
+
+# Off a terminal Rich would wrap at 80 columns; tables of run ids need more.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 220)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class State:
+    home: Path
+    _instance: Instance | None = field(default=None, repr=False)
+
+    def instance(self) -> Instance:
+        if self._instance is None:
+            self._instance = Instance.open(self.home)
+        return self._instance
+
+    def context(self) -> RequestContext:
+        return self.instance().context(interface="cli")
+
+    def project(self, name: str | None) -> str:
+        return name or self.instance().config.default_project
+
+    def close(self) -> None:
+        if self._instance is not None:
+            self._instance.close()
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    if obj is None:
+        obj = ctx.find_root().obj = State(resolve_home(None))
+    assert isinstance(obj, State)
+    return obj
+
+
+def print_json(value: Any) -> None:
+    # Plain print: Rich would wrap long lines and break machine-readable output.
+    typer.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+ProjectOption = typer.Option(None, "--project", "-p", help="Project (default: the instance's default project).")
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")

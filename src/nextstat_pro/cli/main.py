@@ -1,0 +1,81 @@
+"""The ``nextstat-pro`` command: command groups composed, errors turned into exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import typer
+from rich.table import Table
+
+from ..config import resolve_home
+from ..engine import TASKS
+from ..errors import NSPError
+from ..examples import write_examples
+from .audit import audit_app
+from .common import State, console, err_console
+from .projects import project_app
+from .runs import run, runs_app
+from .setup import db_app, init
+
+app = typer.Typer(
+    name="nextstat-pro",
+    help="NextStat Pro: audited, reproducible NextStat runs for regulated and large organisations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(None, "--home", help="Instance folder (default: $NSP_HOME or ./.nextstat-pro)."),
+) -> None:
+    ctx.obj = State(resolve_home(home))
+    ctx.call_on_close(ctx.obj.close)
+
+
+app.command("init")(init)
+app.command("run")(run)
+app.add_typer(db_app, name="db")
+app.add_typer(project_app, name="project")
+app.add_typer(runs_app, name="runs")
+app.add_typer(audit_app, name="audit")
+
+
+@app.command("tasks")
+def tasks() -> None:
+    """List the engine tasks and their parameters."""
+    table = Table("task", "inputs", "parameters (--param key=value)", "what")
+    for spec in TASKS.values():
+        inputs = "--workspace [--patchset --patch]" if spec.kind == "histfactory" else "--dataset"
+        params = ", ".join(f"{k}={f.default!r}" if f.default is not None else k for k, f in spec.params.model_fields.items())
+        table.add_row(spec.name, inputs, params, spec.summary)
+    console.print(table)
+
+
+examples_app = typer.Typer(help="Generated example inputs.", no_args_is_help=True)
+app.add_typer(examples_app, name="examples")
+
+
+@examples_app.command("write")
+def examples_write(folder: Path, signal_points: int = typer.Option(125, "--signal-points")) -> None:
+    """Write the example workspace, signal patchset and PK dataset into FOLDER."""
+    for role, path in write_examples(folder, signal_points).items():
+        console.print(f"{role:>9}  {path}")
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)
+    except NSPError as exc:
+        err_console.print(f"error: {exc.message}", markup=False)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,67 @@
+"""``init`` and ``db``: creating an instance and migrating its schema."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from ..config import resolve_home
+from ..db import migrate
+from ..db.session import Database
+from ..errors import UsageError
+from ..instance import init_instance
+from .common import console, state
+
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+
+
+def init(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(None, "--home", help="Instance folder (default: $NSP_HOME or ./.nextstat-pro)."),
+    db: str | None = typer.Option(None, "--db", help="Database URL (default: SQLite in the home folder)."),
+    store: str | None = typer.Option(None, "--store", help="Object store: a folder or s3://bucket/prefix."),
+    admin: str = typer.Option("admin", "--admin", help="Username of the first administrator."),
+    printed_name: str | None = typer.Option(None, "--printed-name", help="Printed name of the administrator."),
+) -> None:
+    """Create an instance: database schema, object store, first admin and the `default` project."""
+    home_path = resolve_home(home) if home else state(ctx).home
+    password = os.environ.get("NSP_PASSWORD")
+    if password is None:
+        if not os.isatty(0):
+            raise UsageError("no password: set NSP_PASSWORD or run init in a terminal")
+        password = typer.prompt(f"Password for {admin}", hide_input=True, confirmation_prompt=True)
+    instance = init_instance(
+        home_path, admin=admin, password=password, printed_name=printed_name, db_url=db, store_url=store
+    )
+    console.print(f"[green]Initialised[/] NextStat Pro instance {instance.config.instance_id}")
+    console.print(f"  home     {home_path}")
+    console.print(f"  database {instance.db.dialect}")
+    console.print(f"  store    {instance.store.url}")
+    console.print(f"  admin    {admin}; project [bold]default[/]")
+    instance.close()
+
+
+@db_app.command("upgrade")
+def upgrade(ctx: typer.Context) -> None:
+    """Apply every pending migration to the instance's database."""
+    config = state(ctx).instance().config
+    database = Database(config.db_url)
+    try:
+        before = migrate.current_revision(database.engine)
+        migrate.upgrade(database.engine)
+        console.print(f"database at revision {migrate.current_revision(database.engine)} (was {before})")
+    finally:
+        database.dispose()
+
+
+@db_app.command("current")
+def current(ctx: typer.Context) -> None:
+    """Show the database's revision and the newest one this version knows."""
+    config = state(ctx).instance().config
+    database = Database(config.db_url)
+    try:
+        console.print(f"current {migrate.current_revision(database.engine)}, head {migrate.head_revision()}")
+    finally:
+        database.dispose()

@@ -1,0 +1,158 @@
+"""HistFactory tasks on pyhf workspaces, computed with nextstat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nextstat as ns
+
+from ..errors import InputError, TaskFailedError
+from .inputs import Workspace
+from .params import (
+    FitParams,
+    HypotestParams,
+    RankingParams,
+    ScanParams,
+    ToysParams,
+    UpperLimitParams,
+)
+from .quality import assess_fit
+
+
+def load_model(workspace: Workspace) -> Any:
+    try:
+        return ns.from_pyhf(workspace.json())
+    except (ValueError, RuntimeError) as exc:
+        raise InputError(f"nextstat cannot build a model from the workspace: {exc}") from None
+
+
+def _fit(model: Any, grad_tol: float) -> tuple[Any, dict[str, Any]]:
+    result = ns.fit(model)
+    quality = assess_fit(
+        model.parameter_names(),
+        result.parameters,
+        model.suggested_bounds(),
+        model.grad_nll(result.parameters),
+        result.converged,
+        grad_tol,
+    )
+    quality["engine_n_active_bounds"] = result.n_active_bounds
+    quality["engine_final_grad_norm"] = result.final_grad_norm
+    return result, quality
+
+
+def _named(model: Any, result: Any) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "value": v, "uncertainty": u}
+        for n, v, u in zip(model.parameter_names(), result.parameters, result.uncertainties, strict=True)
+    ]
+
+
+def _poi(model: Any, result: Any) -> dict[str, Any]:
+    i = model.poi_index()
+    return {"name": model.parameter_names()[i], "value": result.parameters[i], "uncertainty": result.uncertainties[i]}
+
+
+def fit(model: Any, p: FitParams, seed: int | None) -> dict[str, Any]:
+    result, quality = _fit(model, p.grad_tol)
+    return {
+        "quality": quality,
+        "poi": _poi(model, result),
+        "parameters": _named(model, result),
+        "nll": result.nll,
+        "n_iter": result.n_iter,
+    }
+
+
+def hypotest(model: Any, p: HypotestParams, seed: int | None) -> dict[str, Any]:
+    result, quality = _fit(model, p.grad_tol)
+    cls, (clsb, clb) = ns.hypotest(p.mu, model, return_tail_probs=True)
+    return {
+        "quality": quality,
+        "poi": _poi(model, result),
+        "mu_tested": p.mu,
+        "cls": cls,
+        "clsb": clsb,
+        "clb": clb,
+        "test_statistic": "qtilde",
+        "method": "asymptotic",
+    }
+
+
+def upper_limit(model: Any, p: UpperLimitParams, seed: int | None) -> dict[str, Any]:
+    result, quality = _fit(model, p.grad_tol)
+    try:
+        observed, band = ns.upper_limit(model, method="root", alpha=p.alpha)
+    except (ValueError, RuntimeError) as exc:
+        raise TaskFailedError(f"upper limit failed: {exc}") from None
+    return {
+        "quality": quality,
+        "poi": _poi(model, result),
+        "alpha": p.alpha,
+        "cl": 1 - p.alpha,
+        "observed": observed,
+        "expected": dict(zip(("-2sigma", "-1sigma", "median", "+1sigma", "+2sigma"), band, strict=True)),
+        "method": "asymptotic CLs (qtilde), root finding",
+    }
+
+
+def scan(model: Any, p: ScanParams, seed: int | None) -> dict[str, Any]:
+    if p.mu_max <= p.mu_min:
+        raise InputError(f"scan needs mu_max > mu_min (got {p.mu_min} .. {p.mu_max})")
+    step = (p.mu_max - p.mu_min) / (p.points - 1)
+    mus = [p.mu_min + i * step for i in range(p.points)]
+    result, quality = _fit(model, p.grad_tol)
+    out = ns.profile_scan(model, mus)
+    return {
+        "quality": quality,
+        "poi": _poi(model, result),
+        "mu_hat": out["mu_hat"],
+        "nll_hat": out["nll_hat"],
+        "points": out["points"],
+        "all_points_converged": all(pt["converged"] for pt in out["points"]),
+    }
+
+
+def ranking(model: Any, p: RankingParams, seed: int | None) -> dict[str, Any]:
+    result, quality = _fit(model, p.grad_tol)
+    impacts = ns.ranking(model)
+    impacts.sort(key=lambda r: -max(abs(r["delta_mu_up"]), abs(r["delta_mu_down"])))
+    return {"quality": quality, "poi": _poi(model, result), "impacts": impacts}
+
+
+def toys(model: Any, p: ToysParams, seed: int | None) -> dict[str, Any]:
+    """Fit ``n_toys`` Poisson toys; toy k is generated with seed ``seed + k``."""
+    if seed is None:
+        raise InputError("task toys needs --seed")
+    result, quality = _fit(model, p.grad_tol)
+    generation = list(result.parameters)
+    poi = model.poi_index()
+    if p.mu is not None:
+        generation[poi] = p.mu
+    fits = ns.fit_toys(model, generation, n_toys=p.n_toys, seed=seed)
+    bounds = model.suggested_bounds()
+    lo, hi = bounds[poi]
+    rows = [
+        {
+            "toy": k,
+            "seed": seed + k,
+            "poi": f.parameters[poi],
+            "nll": f.nll,
+            "converged": f.converged,
+            "poi_at_bound": f.parameters[poi] in (lo, hi),
+        }
+        for k, f in enumerate(fits)
+    ]
+    converged = [r["poi"] for r in rows if r["converged"]]
+    mean = sum(converged) / len(converged) if converged else None
+    var = sum((x - mean) ** 2 for x in converged) / (len(converged) - 1) if len(converged) > 1 else None
+    return {
+        "quality": quality,
+        "poi": _poi(model, result),
+        "generation_poi": generation[poi],
+        "n_toys": p.n_toys,
+        "n_converged": len(converged),
+        "poi_mean": mean,
+        "poi_std": var**0.5 if var is not None else None,
+        "toys": rows,
+    }

@@ -1,0 +1,84 @@
+"""Task parameters: ``--param key=value`` pairs checked against a model per task."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from ..errors import ParamError
+
+
+def _float_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+FloatList = Annotated[list[float], BeforeValidator(_float_list)]
+
+
+class TaskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    grad_tol: float = Field(0.1, gt=0, description="fit-quality tolerance on the projected gradient norm")
+
+
+class FitParams(TaskParams):
+    pass
+
+
+class HypotestParams(TaskParams):
+    mu: float = Field(1.0, description="POI value tested")
+
+
+class UpperLimitParams(TaskParams):
+    alpha: float = Field(0.05, gt=0, lt=1, description="1 - confidence level")
+
+
+class ScanParams(TaskParams):
+    mu_min: float = 0.0
+    mu_max: float = 3.0
+    points: int = Field(31, ge=2, le=10_000)
+
+
+class RankingParams(TaskParams):
+    pass
+
+
+class ToysParams(TaskParams):
+    n_toys: int = Field(100, ge=1, le=10_000_000)
+    mu: float | None = Field(None, description="POI value toys are generated at (default: best fit)")
+
+
+class PkNlmeParams(TaskParams):
+    theta_init: FloatList = Field(default_factory=lambda: [1.0, 10.0, 1.0], description="CL, V, Ka")
+    omega_init: FloatList = Field(default_factory=lambda: [0.3, 0.3, 0.3])
+    method: Literal["foce", "focei"] = "focei"
+    error_model: Literal["proportional", "additive", "combined"] = "proportional"
+    sigma: float = Field(0.1, gt=0)
+
+
+def parse_pairs(pairs: list[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` → ``{"a": "1", "b": "x"}``; a malformed pair is a ParamError."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ParamError(f"malformed --param {pair!r}: expected key=value")
+        if key in out:
+            raise ParamError(f"--param {key} given twice")
+        out[key] = value.strip()
+    return out
+
+
+def build_params(model: type[TaskParams], task: str, raw: dict[str, Any]) -> TaskParams:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "?"
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(sorted(model.model_fields)) or "none"
+            raise ParamError(f"unknown parameter {key!r} for task {task} (allowed: {allowed})") from None
+        raise ParamError(f"bad value for parameter {key!r} of task {task}: {err['msg']}") from None

@@ -1,0 +1,99 @@
+"""Every error NextStat Pro raises on purpose.
+
+    NSPError                      root: a readable one-line message, an exit code, an HTTP status
+    ├── UsageError                bad argument or option (exit 2, HTTP 400)
+    │   ├── ParamError            malformed or unknown --param
+    │   └── UnknownTaskError
+    ├── InputError                an input file is missing, unreadable or invalid (exit 3, HTTP 422)
+    │   └── SchemaValidationError names the failing JSON path
+    ├── NotFoundError             a run, project, user or object that does not exist (exit 4, HTTP 404)
+    ├── ConflictError             the thing exists already / state forbids it (exit 5, HTTP 409)
+    │   └── InstanceExistsError
+    ├── PermissionDeniedError     RBAC refused (exit 6, HTTP 403)
+    ├── IntegrityError            stored bytes or records do not match their digest (exit 7, HTTP 500)
+    │   └── DigestMismatchError
+    ├── TaskFailedError           the engine raised while running a task (exit 8, HTTP 422)
+    └── ConfigError               the instance is missing or misconfigured (exit 9, HTTP 500)
+
+The CLI turns these into ``error: <message>`` and the exit code, once, in ``cli.main``.
+"""
+
+from __future__ import annotations
+
+
+class NSPError(Exception):
+    exit_code: int = 1
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(NSPError):
+    exit_code = 2
+    http_status = 400
+
+
+class ParamError(UsageError):
+    pass
+
+
+class UnknownTaskError(UsageError):
+    pass
+
+
+class InputError(NSPError):
+    exit_code = 3
+    http_status = 422
+
+
+class SchemaValidationError(InputError):
+    def __init__(self, what: str, path: str, detail: str) -> None:
+        super().__init__(f"{what} is invalid at {path}: {detail}")
+        self.path = path
+        self.detail = detail
+
+
+class NotFoundError(NSPError):
+    exit_code = 4
+    http_status = 404
+
+
+class ConflictError(NSPError):
+    exit_code = 5
+    http_status = 409
+
+
+class InstanceExistsError(ConflictError):
+    pass
+
+
+class PermissionDeniedError(NSPError):
+    exit_code = 6
+    http_status = 403
+
+
+class IntegrityError(NSPError):
+    exit_code = 7
+    http_status = 500
+
+
+class DigestMismatchError(IntegrityError):
+    def __init__(self, expected: str, actual: str, where: str) -> None:
+        super().__init__(f"object {expected} is corrupt: its bytes hash to {actual} ({where})")
+        self.expected = expected
+        self.actual = actual
+
+
+class TaskFailedError(NSPError):
+    exit_code = 8
+    http_status = 422
+
+
+class ConfigError(NSPError):
+    exit_code = 9
+    http_status = 500

@@ -1,0 +1,120 @@
+"""An instance: its configuration, database and object store, and how to create one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import inspect, select
+
+from .audit.events import append_event
+from .config import InstanceConfig, config_path, load_config, write_config
+from .db import migrate
+from .db.models import InstanceInfo, User
+from .db.session import Database
+from .db.types import utcnow
+from .errors import InstanceExistsError, NotFoundError, PermissionDeniedError
+from .identity.actors import Interface, RequestContext
+from .identity.users import actor_for, check_new_user, create_user
+from .ids import new_id
+from .projects.service import create_project
+from .store import ObjectStore, S3Store, open_store
+
+
+@dataclass
+class Instance:
+    home: Path
+    config: InstanceConfig
+    db: Database
+    store: ObjectStore
+
+    @classmethod
+    def open(cls, home: Path) -> Instance:
+        config = load_config(home)
+        return cls(home, config, Database(config.db_url), open_store(config.store_url))
+
+    def context(self, username: str | None = None, interface: Interface = "cli") -> RequestContext:
+        """The acting user: ``username``, else ``$NSP_USER``, else the instance's first admin.
+
+        Authentication (login, tokens) replaces this resolution in the identity issue.
+        """
+        name = username or os.environ.get("NSP_USER") or self.config.admin
+        with self.db.transaction() as session:
+            user = session.scalar(select(User).where(User.username == name))
+            if user is None:
+                raise NotFoundError(f"no user named {name!r}")
+            if user.disabled:
+                raise PermissionDeniedError(f"user {name!r} is disabled")
+            return RequestContext(actor_for(user), interface=interface)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def init_instance(
+    home: Path,
+    *,
+    admin: str,
+    password: str,
+    printed_name: str | None = None,
+    db_url: str | None = None,
+    store_url: str | None = None,
+) -> Instance:
+    """Create an instance: schema (Alembic), first admin, ``default`` project, config file.
+
+    Refuses to touch an existing instance: a config file in ``home`` or a database that
+    already holds one. The database work is one transaction with its audit events.
+    """
+    check_new_user(admin, password)
+    if config_path(home).exists():
+        raise InstanceExistsError(f"an instance exists already at {home}; nothing was changed")
+    created_home = not home.exists()
+    home.mkdir(parents=True, exist_ok=True)
+    db_url = db_url or f"sqlite:///{home / 'nextstat-pro.db'}"
+    store_url = store_url or str(home / "objects")
+    db = Database(db_url)
+    try:
+        if "instance_info" in inspect(db.engine).get_table_names():
+            with db.transaction() as session:
+                if session.scalar(select(InstanceInfo.instance_id)) is not None:
+                    raise InstanceExistsError(
+                        f"the database {db_url!r} holds an instance already; nothing was changed"
+                    )
+        store = open_store(store_url)
+        if isinstance(store, S3Store):
+            store.ensure_bucket()
+        migrate.upgrade(db.engine)
+        instance_id = new_id()
+        with db.transaction() as session:
+            user = create_user(
+                session,
+                None,
+                username=admin,
+                printed_name=printed_name or admin,
+                password=password,
+                instance_admin=True,
+            )
+            ctx = RequestContext(actor_for(user), interface="cli")
+            session.add(InstanceInfo(instance_id=instance_id, created_at=utcnow(), settings={}))
+            append_event(
+                session,
+                ctx,
+                action="instance.initialized",
+                target=("instance", instance_id),
+                after={"db": db.dialect, "store": store.url, "admin": admin},
+            )
+            create_project(session, ctx, "default", "Default project created by init")
+        config = InstanceConfig(instance_id=instance_id, db_url=db_url, store_url=store_url, admin=admin)
+        write_config(home, config)
+    except BaseException:
+        db.dispose()
+        if created_home:
+            shutil.rmtree(home, ignore_errors=True)
+        raise
+    if not isinstance(store, S3Store):
+        Path(store_url).mkdir(parents=True, exist_ok=True)
+    return Instance(home, config, db, store)
+
+

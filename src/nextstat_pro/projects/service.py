@@ -1,0 +1,50 @@
+"""Projects: the namespaces that runs, models, datasets, roles and retention belong to."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..audit.events import append_event
+from ..db.models import Project
+from ..db.types import utcnow
+from ..errors import ConflictError, NotFoundError, UsageError
+from ..identity.actors import RequestContext
+from ..ids import new_id
+
+PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def create_project(session: Session, ctx: RequestContext, name: str, description: str = "") -> Project:
+    if not PROJECT_NAME.match(name):
+        raise UsageError(
+            f"invalid project name {name!r}: lowercase letters, digits, '_' or '-' (at most 63)"
+        )
+    if session.scalar(select(Project.id).where(Project.name == name)) is not None:
+        raise ConflictError(f"project {name!r} exists already")
+    project = Project(
+        id=new_id(), name=name, description=description, created_at=utcnow(), created_by=ctx.actor.id
+    )
+    session.add(project)
+    append_event(
+        session,
+        ctx,
+        action="project.created",
+        target=("project", project.id),
+        project=name,
+        after={"name": name, "description": description},
+    )
+    return project
+
+
+def get_project(session: Session, name: str) -> Project:
+    project = session.scalar(select(Project).where(Project.name == name))
+    if project is None:
+        raise NotFoundError(f"no project named {name!r} (see: nextstat-pro project list)")
+    return project
+
+
+def list_projects(session: Session) -> list[Project]:
+    return list(session.scalars(select(Project).order_by(Project.name)))

@@ -1,0 +1,170 @@
+"""Recording runs: validate, store inputs, execute in-process, store outputs, finish.
+
+A run spans three steps, because an engine task can take minutes and must not hold a
+database transaction open:
+
+1. one transaction creates the run (queued → running) with its events;
+2. the task executes; every output is written to the store first (write-once objects);
+3. one transaction records the outputs, the manifest digest and the final status with
+   their events. Objects of step 2 with no record in step 3 are unreferenced bytes,
+   never a half-written run.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..canonical import canonical_json
+from ..db.types import rfc3339, utcnow
+from ..engine import InputFile, PreparedTask, engine_info, execute, platform_info, prepare
+from ..errors import NSPError
+from ..identity.actors import RequestContext
+from ..instance import Instance
+from ..projects.service import get_project
+from .manifest import FileEntry, ManifestFields, build_manifest
+from .records import add_artifacts, create_run, get_run, transition
+
+RESULT_NAME = "result.json"
+LOG_NAME = "run.log"
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    task: str
+    project: str
+    params: dict[str, Any]
+    seed: int | None
+    inputs: list[InputFile]
+    patch: str | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    status: str
+    manifest_digest: str
+    result: dict[str, Any] | None
+    error: str | None
+
+
+class _LogCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ts = rfc3339(datetime.fromtimestamp(record.created).astimezone())
+        self.lines.append(f"{ts} {record.levelname:<7} {record.getMessage()}")
+
+    def text(self) -> bytes:
+        return ("\n".join(self.lines) + "\n").encode()
+
+
+def run_task(instance: Instance, ctx: RequestContext, request: RunRequest) -> RunOutcome:
+    """Validate, record and execute one task in-process. Bad input raises before anything
+    is written; an engine failure is recorded as a failed run (and returned, not raised)."""
+    with instance.db.transaction() as session:
+        get_project(session, request.project)  # unknown project: refuse before any work
+    prepared = prepare(request.task, request.params, request.inputs, request.patch)
+    inputs = [
+        FileEntry(i.name, instance.store.put(i.data).digest, len(i.data), role=i.role) for i in request.inputs
+    ]
+    params = prepared.params.model_dump()
+    with instance.db.transaction() as session:
+        project = get_project(session, request.project)
+        run = create_run(session, ctx, project, request.task, params, request.seed, inputs)
+        transition(session, ctx, run, project.name, "running")
+        run_id, created_at, started_at = run.id, run.created_at, run.started_at
+    assert started_at is not None
+    return _execute_and_finish(
+        instance, ctx, prepared, request, run_id, params, inputs, created_at, started_at
+    )
+
+
+def _execute_and_finish(
+    instance: Instance,
+    ctx: RequestContext,
+    prepared: PreparedTask,
+    request: RunRequest,
+    run_id: str,
+    params: dict[str, Any],
+    inputs: list[FileEntry],
+    created_at: datetime,
+    started_at: datetime,
+) -> RunOutcome:
+    log = logging.getLogger(f"nextstat_pro.run.{run_id}")
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    capture = _LogCapture()
+    log.addHandler(capture)
+    try:
+        log.info("run %s: task %s in project %s by %s", run_id, request.task, request.project, ctx.actor.name)
+        for entry in inputs:
+            log.info("input %s %s %s (%d bytes)", entry.role, entry.name, entry.digest, entry.size)
+        log.info("params %s seed %s patch %s", params, request.seed, request.patch)
+        result: dict[str, Any] | None = None
+        error: str | None = None
+        try:
+            result = execute(prepared, request.seed)
+        except NSPError as exc:
+            error = exc.message
+            log.error("task failed: %s", error)
+        except Exception as exc:  # the engine may raise anything; the run must still end
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("task crashed: %s\n%s", error, traceback.format_exc())
+        quality_ok: bool | None = None
+        if result is not None:
+            quality = result.get("quality", {})
+            quality_ok = bool(quality.get("ok"))
+            log.info("task finished in %.3f s; fit quality %s", result["wall_time_s"],
+                     "ok" if quality_ok else "NOT ok: " + "; ".join(quality.get("reasons", [])))
+    finally:
+        log.removeHandler(capture)
+
+    outputs: list[FileEntry] = []
+    if result is not None:
+        data = canonical_json(result)
+        outputs.append(FileEntry(RESULT_NAME, instance.store.put(data).digest, len(data), media_type="application/json"))
+    log_bytes = capture.text()
+    outputs.append(FileEntry(LOG_NAME, instance.store.put(log_bytes).digest, len(log_bytes), media_type="text/plain"))
+    finished_at = utcnow()
+    status = "succeeded" if error is None else "failed"
+    manifest = build_manifest(
+        ManifestFields(
+            run_id=run_id,
+            project=request.project,
+            task=request.task,
+            params=params,
+            seed=request.seed,
+            patch=request.patch,
+            inputs=inputs,
+            outputs=outputs,
+            status=status,
+            error=error,
+            fit_quality_ok=quality_ok,
+            engine=engine_info(),
+            platform=platform_info(),
+            created_by=ctx.actor.as_json(),
+            created_at=created_at,
+            started_at=started_at,
+            finished_at=finished_at,
+        )
+    )
+    manifest_bytes = canonical_json(manifest)
+    manifest_digest = instance.store.put(manifest_bytes).digest
+    with instance.db.transaction() as session:
+        project = get_project(session, request.project)
+        run = get_run(session, run_id)
+        add_artifacts(session, ctx, run, project.name, outputs)
+        run.manifest_digest = manifest_digest
+        run.fit_ok = quality_ok
+        transition(
+            session, ctx, run, project.name, status, at=finished_at, error=error,
+            extra={"manifest_digest": manifest_digest, "fit_quality_ok": quality_ok},
+        )
+    return RunOutcome(run_id, status, manifest_digest, result, error)

@@ -1,0 +1,52 @@
+"""The object store contract: sha256-addressed, write-once, verified on read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..canonical import digest_of, parse_digest
+from ..errors import DigestMismatchError, NotFoundError
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    digest: str
+    size: int
+    created: bool  # False when identical bytes were already stored
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """A store of immutable objects named by the sha256 of their bytes.
+
+    Implementations write atomically (a crash never leaves a partial object under a
+    digest) and check the digest on every read.
+    """
+
+    url: str
+
+    def put(self, data: bytes) -> StoredObject: ...
+
+    def get(self, digest: str) -> bytes: ...
+
+    def exists(self, digest: str) -> bool: ...
+
+    def delete(self, digest: str) -> None: ...
+
+
+def object_key(digest: str) -> str:
+    """Relative path of an object: ``sha256/ab/abcdef...`` (fan-out keeps folders small)."""
+    hexpart = parse_digest(digest)
+    return f"sha256/{hexpart[:2]}/{hexpart}"
+
+
+def verified(digest: str, data: bytes, where: str) -> bytes:
+    actual = digest_of(data)
+    if actual != digest:
+        raise DigestMismatchError(digest, actual, where)
+    return data
+
+
+def missing(digest: str, where: str) -> NotFoundError:
+    return NotFoundError(f"object {digest} is not in the store ({where})")

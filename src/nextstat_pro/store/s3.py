@@ -1,0 +1,88 @@
+"""Object store in an S3 bucket (AWS S3, MinIO, Ceph RGW, or moto_server in tests)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..canonical import digest_of
+from ..errors import ConfigError
+from .base import StoredObject, missing, object_key, verified
+
+
+class S3Store:
+    """Objects under ``s3://bucket/prefix/sha256/ab/<hex>``.
+
+    A single PUT is atomic in S3, and the request carries the sha256 checksum so the
+    server refuses bytes damaged in transit. The endpoint comes from ``AWS_ENDPOINT_URL``
+    (standard boto3 configuration) when set.
+    """
+
+    def __init__(self, url: str, client: Any | None = None) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ConfigError(f"not an S3 URL: {url!r} (expected s3://bucket/prefix)")
+        self.url = url
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.client = client or boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+
+    def _key(self, digest: str) -> str:
+        key = object_key(digest)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def ensure_bucket(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            try:
+                self.client.create_bucket(Bucket=self.bucket)
+            except (ClientError, BotoCoreError) as exc:
+                raise ConfigError(f"cannot reach or create bucket {self.bucket!r}: {exc}") from None
+        except BotoCoreError as exc:
+            raise ConfigError(f"cannot reach S3 for bucket {self.bucket!r}: {exc}") from None
+
+    def put(self, data: bytes) -> StoredObject:
+        digest = digest_of(data)
+        if self.exists(digest):
+            return StoredObject(digest, len(data), created=False)
+        checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(digest), Body=data, ChecksumSHA256=checksum
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise ConfigError(f"S3 write to {self.bucket!r} failed: {exc}") from None
+        return StoredObject(digest, len(data), created=True)
+
+    def get(self, digest: str) -> bytes:
+        key = self._key(digest)
+        try:
+            data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise missing(digest, f"s3://{self.bucket}/{key}") from None
+            raise ConfigError(f"S3 read from {self.bucket!r} failed: {exc}") from None
+        except BotoCoreError as exc:
+            raise ConfigError(f"S3 read from {self.bucket!r} failed: {exc}") from None
+        return verified(digest, data, f"s3://{self.bucket}/{key}")
+
+    def exists(self, digest: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(digest))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise ConfigError(f"S3 lookup in {self.bucket!r} failed: {exc}") from None
+        except BotoCoreError as exc:
+            raise ConfigError(f"S3 lookup in {self.bucket!r} failed: {exc}") from None
+
+    def delete(self, digest: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(digest))
