@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from ..canonical import canonical_json, sanitize, sha256_hex
@@ -32,9 +32,10 @@ _TAIL = "nsp_audit_tail"
 
 
 @dataclass(frozen=True)
-class Target:
-    type: str
-    id: str
+class AppendedEvent:
+    seq: int
+    event_id: str
+    hash: str
 
 
 def event_hash(body: dict[str, Any]) -> str:
@@ -64,8 +65,8 @@ def append_event(
     before: Any = None,
     after: Any = None,
     reason: str | None = None,
-) -> AuditEvent:
-    """Append one event to the chain in ``session``'s transaction (flushed, not committed)."""
+) -> AppendedEvent:
+    """Append one event to the chain in ``session``'s transaction (added, not committed)."""
     verb = action.rsplit(".", 1)[-1]
     if verb in REASON_REQUIRED_VERBS and not (reason and reason.strip()):
         raise UsageError(f"a reason is required for {action}")
@@ -87,25 +88,26 @@ def append_event(
         "prev_hash": prev_hash,
     }
     digest = event_hash(body)
-    row = AuditEvent(
-        seq=seq,
-        event_id=body["event_id"],
-        ts=body["ts"],
-        actor_id=ctx.actor.id,
-        action=action,
-        target_type=target[0],
-        target_id=target[1],
-        project=project,
-        body=canonical_json(body).decode(),
-        prev_hash=prev_hash,
-        hash=digest,
-    )
-    session.add(row)
-    session.flush()
+    row = {
+        "seq": seq,
+        "event_id": body["event_id"],
+        "ts": body["ts"],
+        "actor_id": ctx.actor.id,
+        "action": action,
+        "target_type": target[0],
+        "target_id": target[1],
+        "project": project,
+        "body": canonical_json(body).decode(),
+        "prev_hash": prev_hash,
+        "hash": digest,
+    }
+    # A Core INSERT, not an ORM object: the unit of work would cost several times the
+    # insert itself, and the audit append is on the path of every state change.
+    session.execute(insert(AuditEvent), [row])
     # A session lives for one transaction (Database.transaction), so the cached tail
     # never outlives the lock that made it valid.
     session.info[_TAIL] = (seq, digest)
-    return row
+    return AppendedEvent(seq=seq, event_id=body["event_id"], hash=digest)
 
 
 def event_document(row: AuditEvent) -> dict[str, Any]:

@@ -102,6 +102,7 @@ def _row(run: Run, project: str) -> dict[str, Any]:
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "seed": run.seed,
+        "patch": run.patch,
         "params": run.params,
         "error": run.error,
         "manifest_digest": run.manifest_digest,
@@ -126,15 +127,18 @@ def list_(
     if as_json:
         print_json(rows)
         return
-    table = Table("run", "task", "status", "fit", "created (UTC)", "seconds", "params", title=f"runs in {proj.name}")
+    table = Table("run", "task", "status", "fit", "created (UTC)", "seconds", "patch", "params (non-default)",
+                  title=f"runs in {proj.name}")
     for r in rows:
         seconds = ""
         if r["finished_at"] and r["started_at"]:
             seconds = f"{(datetime.fromisoformat(r['finished_at']) - datetime.fromisoformat(r['started_at'])).total_seconds():.2f}"
         colour = {"succeeded": "green", "failed": "red"}.get(r["status"], "yellow")
         fit = {True: "ok", False: "[red]NOT ok[/]", None: "-"}[r["fit_ok"]]
-        params = " ".join(f"{k}={v}" for k, v in r["params"].items() if k != "grad_tol")
-        table.add_row(r["run_id"], r["task"], f"[{colour}]{r['status']}[/]", fit, r["created_at"][:19], seconds, params)
+        defaults = TASKS[r["task"]].params().model_dump() if r["task"] in TASKS else {}
+        params = " ".join(f"{k}={v}" for k, v in r["params"].items() if defaults.get(k) != v)
+        table.add_row(r["run_id"], r["task"], f"[{colour}]{r['status']}[/]", fit, r["created_at"][:19], seconds,
+                      r["patch"] or "", params)
     console.print(table)
 
 
@@ -154,7 +158,7 @@ def show(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
     if as_json:
         print_json({**row, "manifest": manifest})
         return
-    for key in ("run_id", "project", "task", "status", "fit_ok", "seed", "created_at", "started_at", "finished_at",
+    for key in ("run_id", "project", "task", "status", "fit_ok", "seed", "patch", "created_at", "started_at", "finished_at",
                 "error", "manifest_digest"):
         console.print(f"[bold]{key:>16}[/] {row[key]}")
     console.print(f"[bold]{'params':>16}[/] {json.dumps(row['params'])}")

@@ -51,6 +51,7 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     seed: Mapped[int | None] = mapped_column(BigInteger)
+    patch: Mapped[str | None] = mapped_column(String(300))
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -58,8 +59,8 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     fit_ok: Mapped[bool | None] = mapped_column(Boolean)
     manifest_digest: Mapped[str | None] = mapped_column(String(71))
-    inputs: Mapped[list[RunInput]] = relationship(order_by="RunInput.id", lazy="selectin")
-    artifacts: Mapped[list[RunArtifact]] = relationship(order_by="RunArtifact.id", lazy="selectin")
+    inputs: Mapped[list[RunInput]] = relationship(order_by="RunInput.id")
+    artifacts: Mapped[list[RunArtifact]] = relationship(order_by="RunArtifact.id")
 
 
 class RunInput(Base):

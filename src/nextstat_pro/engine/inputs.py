@@ -50,9 +50,10 @@ class Workspace:
     document: dict[str, Any]
     patch: str | None = None
     extensions: list[str] = field(default_factory=list)
+    text: str | None = None  # the original JSON text when unpatched (saves a re-encode)
 
     def json(self) -> str:
-        return json.dumps(self.document)
+        return self.text if self.text is not None else json.dumps(self.document)
 
 
 def parse_json(inp: InputFile) -> Any:
@@ -69,7 +70,7 @@ def parse_json(inp: InputFile) -> Any:
 def load_workspace(inp: InputFile) -> Workspace:
     document = parse_json(inp)
     extensions = validate(document, "workspace", f"workspace {inp.name}")
-    return Workspace(document, extensions=extensions)
+    return Workspace(document, extensions=extensions, text=inp.data.decode())
 
 
 def pyhf_digest(document: Any, algorithm: str) -> str:

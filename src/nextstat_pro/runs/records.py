@@ -31,6 +31,7 @@ def create_run(
     params: dict[str, Any],
     seed: int | None,
     inputs: list[FileEntry],
+    patch: str | None = None,
 ) -> Run:
     run = Run(
         id=new_id(),
@@ -39,6 +40,7 @@ def create_run(
         status="queued",
         params=params,
         seed=seed,
+        patch=patch,
         created_by=ctx.actor.id,
         created_at=utcnow(),
     )
@@ -56,6 +58,7 @@ def create_run(
             "task": task,
             "params": params,
             "seed": seed,
+            "patch": patch,
             "inputs": [e.as_json() for e in inputs],
         },
     )
@@ -89,7 +92,6 @@ def transition(
     after: dict[str, Any] = {"status": status, **(extra or {})}
     if error is not None:
         after["error"] = error
-    session.flush()
     append_event(
         session, ctx, action=f"run.{status}", target=("run", run.id), project=project,
         before=before, after=after, reason=reason,

@@ -68,16 +68,15 @@ class _LogCapture(logging.Handler):
 def run_task(instance: Instance, ctx: RequestContext, request: RunRequest) -> RunOutcome:
     """Validate, record and execute one task in-process. Bad input raises before anything
     is written; an engine failure is recorded as a failed run (and returned, not raised)."""
-    with instance.db.transaction() as session:
-        get_project(session, request.project)  # unknown project: refuse before any work
     prepared = prepare(request.task, request.params, request.inputs, request.patch)
-    inputs = [
-        FileEntry(i.name, instance.store.put(i.data).digest, len(i.data), role=i.role) for i in request.inputs
-    ]
     params = prepared.params.model_dump()
     with instance.db.transaction() as session:
         project = get_project(session, request.project)
-        run = create_run(session, ctx, project, request.task, params, request.seed, inputs)
+        # Inputs are stored only once the project is known: bad input writes nothing.
+        inputs = [
+            FileEntry(i.name, instance.store.put(i.data).digest, len(i.data), role=i.role) for i in request.inputs
+        ]
+        run = create_run(session, ctx, project, request.task, params, request.seed, inputs, request.patch)
         transition(session, ctx, run, project.name, "running")
         run_id, created_at, started_at = run.id, run.created_at, run.started_at
     assert started_at is not None
@@ -158,13 +157,12 @@ def _execute_and_finish(
     manifest_bytes = canonical_json(manifest)
     manifest_digest = instance.store.put(manifest_bytes).digest
     with instance.db.transaction() as session:
-        project = get_project(session, request.project)
         run = get_run(session, run_id)
-        add_artifacts(session, ctx, run, project.name, outputs)
+        add_artifacts(session, ctx, run, request.project, outputs)
         run.manifest_digest = manifest_digest
         run.fit_ok = quality_ok
         transition(
-            session, ctx, run, project.name, status, at=finished_at, error=error,
+            session, ctx, run, request.project, status, at=finished_at, error=error,
             extra={"manifest_digest": manifest_digest, "fit_quality_ok": quality_ok},
         )
     return RunOutcome(run_id, status, manifest_digest, result, error)

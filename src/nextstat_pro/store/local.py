@@ -23,7 +23,8 @@ class LocalStore:
         path = self._path(digest)
         if path.exists():
             return StoredObject(digest, len(data), created=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
         # Write to a temp file in the same folder, fsync, then rename: readers see the
         # whole object or none of it, even after a crash.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")

@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("params", sa.JSON(), nullable=False),
         sa.Column("seed", sa.BigInteger()),
+        sa.Column("patch", sa.String(300)),
         sa.Column("created_by", sa.String(36), sa.ForeignKey("users.id"), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("started_at", UTCDateTime()),

@@ -1,0 +1,121 @@
+"""The CLI: a thin adapter with one-line errors and non-zero exits for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import PASSWORD, shared
+
+SIMPLE = str(Path(__file__).resolve().parents[2] / "shared/workspaces/simple_workspace.json")
+
+
+@pytest.fixture
+def home(tmp_path: Path, cli) -> Path:  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    r = cli("--home", str(home), "init", "--admin", "admin", env={"NSP_PASSWORD": PASSWORD})
+    assert r.code == 0, r.err
+    return home
+
+
+def one_line_error(r) -> str:  # type: ignore[no-untyped-def]
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1, r.err
+    assert lines[0].startswith("error: ") and "Traceback" not in r.err
+    return lines[0]
+
+
+def test_run_list_show_artifacts_export(cli, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = cli("--home", str(home), "run", "fit", "--workspace", SIMPLE, "--json")
+    assert r.code == 0, r.err
+    run_id = json.loads(r.out)["run_id"]
+    listing = json.loads(cli("--home", str(home), "runs", "list", "--json").out)
+    assert [x["run_id"] for x in listing] == [run_id]
+    assert cli("--home", str(home), "runs", "list", "--status", "failed", "--json").out.strip() == "[]"
+    assert json.loads(cli("--home", str(home), "runs", "list", "--since", "2000-01-01", "--json").out)
+    shown = json.loads(cli("--home", str(home), "runs", "show", run_id, "--json").out)
+    assert shown["manifest"]["run_id"] == run_id
+    arts = json.loads(cli("--home", str(home), "runs", "artifacts", run_id, "--json").out)
+    assert [a["name"] for a in arts] == ["result.json", "run.log", "manifest.json"]
+    assert cli("--home", str(home), "runs", "export", run_id, str(tmp_path / "exp")).code == 0
+    assert (tmp_path / "exp" / "SHA256SUMS").exists()
+    assert "chain intact" in cli("--home", str(home), "audit", "verify").out
+
+
+def test_failed_task_exits_non_zero_but_is_recorded(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    r = cli("--home", str(home), "run", "upper-limit", "-w", str(shared("workspaces", "tHu_workspace.json")))
+    assert r.code == 8 and "failed" in r.out
+    assert json.loads(cli("--home", str(home), "runs", "list", "--status", "failed", "--json").out)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["run", "fit", "-w", "{bad}"], 3, "is not valid JSON"),
+        (["run", "fit", "-w", "{notws}"], 3, "is invalid at $"),
+        (["run", "fit", "-w", "/nonexistent.json"], 3, "workspace file not found"),
+        (["run", "fitt", "-w", SIMPLE], 2, "unknown task 'fitt'"),
+        (["run", "fit", "-w", SIMPLE, "--param", "novalue"], 2, "malformed --param 'novalue'"),
+        (["run", "hypotest", "-w", SIMPLE, "--param", "mu=x"], 2, "bad value for parameter 'mu'"),
+        (["run", "fit", "-w", "{gen}", "--patchset", "{genps}", "--patch", "nope"], 3, "no patch named 'nope'"),
+        (["run", "fit", "-w", SIMPLE, "--project", "nope"], 4, "no project named 'nope'"),
+        (["runs", "show", "01234567-dead"], 4, "no run"),
+        (["runs", "list", "--since", "yesterday"], 2, "is not a date"),
+        (["runs", "list", "--status", "weird"], 2, "unknown status"),
+    ],
+)
+def test_bad_input_one_line_error_nothing_written(cli, home: Path, tmp_path: Path, args, code, message) -> None:  # type: ignore[no-untyped-def]
+    from nextstat_pro.examples import write_examples
+
+    ex = write_examples(tmp_path / "ex", 3)
+    (tmp_path / "bad.json").write_text('{"channels": [')
+    (tmp_path / "notws.json").write_text('{"hello": "world"}')
+    subst = {"{bad}": str(tmp_path / "bad.json"), "{notws}": str(tmp_path / "notws.json"),
+             "{gen}": str(ex["workspace"]), "{genps}": str(ex["patchset"])}
+    before = cli("--home", str(home), "audit", "verify").out
+    r = cli("--home", str(home), *[subst.get(a, a) for a in args])
+    assert r.code == code, (r.code, r.out, r.err)
+    assert message in one_line_error(r)
+    assert cli("--home", str(home), "audit", "verify").out == before  # no event appended
+    assert cli("--home", str(home), "runs", "list", "--json").out.strip() == "[]"
+
+
+def test_second_init_refused_and_nothing_overwritten(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    config = (home / "config.json").read_bytes()
+    r = cli("--home", str(home), "init", "--admin", "eve", env={"NSP_PASSWORD": PASSWORD})
+    assert r.code == 5 and "exists already" in one_line_error(r)
+    assert (home / "config.json").read_bytes() == config
+
+
+def test_no_instance_is_a_clear_error(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = cli("--home", str(tmp_path / "none"), "runs", "list")
+    assert r.code == 9 and "no NextStat Pro instance" in one_line_error(r)
+
+
+def test_projects(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("--home", str(home), "project", "create", "cms-higgs").code == 0
+    names = [p["name"] for p in json.loads(cli("--home", str(home), "project", "list", "--json").out)]
+    assert names == ["cms-higgs", "default"]
+    r = cli("--home", str(home), "project", "create", "cms-higgs")
+    assert r.code == 5 and "exists already" in one_line_error(r)
+    r = cli("--home", str(home), "project", "create", "Bad Name")
+    assert r.code == 2 and "invalid project name" in one_line_error(r)
+
+
+def test_real_process_exit_code_and_stderr(home: Path) -> None:
+    exe = Path(sys.executable).with_name("nextstat-pro")
+    proc = subprocess.run([str(exe), "--home", str(home), "run", "fit", "-w", "/nonexistent.json"],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "40"})
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines() == ["error: workspace file not found: /nonexistent.json"]
+
+
+def test_tasks_listing(cli) -> None:  # type: ignore[no-untyped-def]
+    out = cli("tasks").out
+    for task in ("fit", "hypotest", "upper-limit", "scan", "ranking", "toys", "pk-nlme"):
+        assert task in out
