@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from nextstat_pro.audit import verify_chain
+from nextstat_pro.audit.service import verify
 from nextstat_pro.db import migrate
 from nextstat_pro.db.models import AuditEvent, Project, User
 from nextstat_pro.errors import InstanceExistsError, UsageError
@@ -26,7 +26,7 @@ def test_init_creates_admin_project_and_events(instance: Instance) -> None:
         assert [p.name for p in s.scalars(select(Project))] == ["default"]
         actions = list(s.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
         assert actions == ["user.created", "instance.initialized", "project.created"]
-        assert verify_chain(s).ok
+    assert verify(instance).ok
     assert migrate.current_revision(instance.db.engine) == migrate.head_revision()
     assert (instance.home / "config.json").stat().st_mode & 0o777 == 0o600
 

@@ -57,7 +57,7 @@ def test_succeeded_run_is_fully_recorded(instance: Instance) -> None:
         assert [a.name for a in run.artifacts] == ["result.json", "run.log"]
         events = list(s.scalars(select(AuditEvent.action).where(AuditEvent.target_id == out.run_id)
                                 .order_by(AuditEvent.seq)))
-        assert events == ["run.created", "run.running", "run.succeeded"]
+        assert events == ["run.created", "run.started", "run.succeeded"]
         stored = list(s.scalars(select(AuditEvent.action).where(AuditEvent.action == "artifact.stored")))
         assert len(stored) == 2
 

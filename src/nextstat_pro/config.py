@@ -7,12 +7,20 @@ import os
 import tempfile
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from .errors import ConfigError
 
 CONFIG_NAME = "config.json"
 DEFAULT_HOME = ".nextstat-pro"
+
+
+class RetentionPolicy(BaseModel):
+    """Minimum years to keep each record class, and legal holds (projects or run ids)."""
+
+    min_years: dict[str, float] = Field(default_factory=lambda: {"run_artifacts": 10.0})
+    legal_hold_projects: list[str] = Field(default_factory=list)
+    legal_hold_runs: list[str] = Field(default_factory=list)
 
 
 class InstanceConfig(BaseModel):
@@ -22,8 +30,13 @@ class InstanceConfig(BaseModel):
     store_url: str
     default_project: str = "default"
     admin: str
-    # Fit-quality tolerance on the projected gradient norm (see engine.quality).
-    grad_tol: float = 0.1
+    # The audit log: its C2SP origin line, and where checkpoints are witnessed outside the
+    # database (a folder or s3://bucket/prefix).
+    log_origin: str
+    witness_url: str
+    # A new checkpoint is signed when the newest is older than this, at the end of any command.
+    checkpoint_interval_s: int = 3600
+    retention: RetentionPolicy = Field(default_factory=lambda: RetentionPolicy())
 
 
 def resolve_home(home: str | Path | None) -> Path:

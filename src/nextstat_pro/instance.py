@@ -10,6 +10,8 @@ from pathlib import Path
 from sqlalchemy import inspect, select
 
 from .audit.events import append_event
+from .audit.note import Verifier
+from .audit.witness import Witness, open_witness
 from .config import InstanceConfig, config_path, load_config, write_config
 from .db import migrate
 from .db.models import InstanceInfo, User
@@ -20,7 +22,12 @@ from .identity.actors import Interface, RequestContext
 from .identity.users import actor_for, check_new_user, create_user
 from .ids import new_id
 from .projects.service import create_project
+from .signing.keys import KeyPair, load_or_create_keypair, load_or_create_secret
 from .store import ObjectStore, S3Store, open_store
+
+
+LOG_KEY = "keys/audit-log-ed25519.pem"
+SEAL_KEY_FILE = "keys/audit-seal.key"
 
 
 @dataclass
@@ -33,7 +40,17 @@ class Instance:
     @classmethod
     def open(cls, home: Path) -> Instance:
         config = load_config(home)
-        return cls(home, config, Database(config.db_url), open_store(config.store_url))
+        seal = load_or_create_secret(home / SEAL_KEY_FILE)
+        return cls(home, config, Database(config.db_url, seal_key=seal), open_store(config.store_url))
+
+    def log_keys(self) -> KeyPair:
+        return load_or_create_keypair(self.home / LOG_KEY)
+
+    def log_verifier(self) -> Verifier:
+        return Verifier.for_key(self.config.log_origin, self.log_keys())
+
+    def witness(self) -> Witness:
+        return open_witness(self.config.witness_url)
 
     def context(self, username: str | None = None, interface: Interface = "cli") -> RequestContext:
         """The acting user: ``username``, else ``$NSP_USER``, else the instance's first admin.
@@ -61,6 +78,8 @@ def init_instance(
     printed_name: str | None = None,
     db_url: str | None = None,
     store_url: str | None = None,
+    witness_url: str | None = None,
+    admin_db_url: str | None = None,
 ) -> Instance:
     """Create an instance: schema (Alembic), first admin, ``default`` project, config file.
 
@@ -74,6 +93,7 @@ def init_instance(
     home.mkdir(parents=True, exist_ok=True)
     db_url = db_url or f"sqlite:///{home / 'nextstat-pro.db'}"
     store_url = store_url or str(home / "objects")
+    witness_url = witness_url or str(home / "witness")
     db = Database(db_url)
     try:
         if "instance_info" in inspect(db.engine).get_table_names():
@@ -85,8 +105,20 @@ def init_instance(
         store = open_store(store_url)
         if isinstance(store, S3Store):
             store.ensure_bucket()
-        migrate.upgrade(db.engine)
+        if admin_db_url:
+            admin_db = Database(admin_db_url)
+            try:
+                migrate.upgrade(admin_db.engine, app_role=db.engine.url.username)
+            finally:
+                admin_db.dispose()
+        else:
+            migrate.upgrade(db.engine)
         instance_id = new_id()
+        origin = f"nextstat-pro.local/audit/{instance_id}"
+        keys = load_or_create_keypair(home / LOG_KEY, create=True)
+        db.seal_key = load_or_create_secret(home / SEAL_KEY_FILE, create=True)
+        verifier = Verifier.for_key(origin, keys)
+        open_witness(witness_url).write("log.pub", f"{verifier}\n".encode())
         with db.transaction() as session:
             user = create_user(
                 session,
@@ -97,16 +129,22 @@ def init_instance(
                 instance_admin=True,
             )
             ctx = RequestContext(actor_for(user), interface="cli")
-            session.add(InstanceInfo(instance_id=instance_id, created_at=utcnow(), settings={}))
+            session.add(
+                InstanceInfo(instance_id=instance_id, created_at=utcnow(), settings={"log_key": str(verifier)})
+            )
             append_event(
                 session,
                 ctx,
                 action="instance.initialized",
                 target=("instance", instance_id),
-                after={"db": db.dialect, "store": store.url, "admin": admin},
+                after={"db": db.dialect, "store": store.url, "admin": admin, "log_key": str(verifier),
+                       "witness": witness_url},
             )
             create_project(session, ctx, "default", "Default project created by init")
-        config = InstanceConfig(instance_id=instance_id, db_url=db_url, store_url=store_url, admin=admin)
+        config = InstanceConfig(
+            instance_id=instance_id, db_url=db_url, store_url=store_url, admin=admin,
+            log_origin=origin, witness_url=witness_url,
+        )
         write_config(home, config)
     except BaseException:
         db.dispose()

@@ -7,6 +7,8 @@ SQLite ``BEGIN IMMEDIATE``) so that ``seq`` is gapless and the hash chain is lin
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,8 @@ from sqlalchemy.orm import Session
 from ..canonical import canonical_json, sanitize, sha256_hex
 from ..db.models import AuditEvent
 from ..db.types import rfc3339, utcnow
-from ..errors import UsageError
+from ..db.session import SEAL_KEY
+from ..errors import ConfigError, UsageError
 from ..identity.actors import RequestContext
 from ..ids import new_id
 
@@ -29,6 +32,7 @@ REASON_REQUIRED_VERBS = frozenset(
 )
 _PG_LOCK_KEY = 0x6E73705F61756474  # "nsp_audt": one advisory lock for all appenders
 _TAIL = "nsp_audit_tail"
+_LOCKED = "nsp_audit_locked"
 
 
 @dataclass(frozen=True)
@@ -43,12 +47,21 @@ def event_hash(body: dict[str, Any]) -> str:
     return sha256_hex(canonical_json({k: v for k, v in body.items() if k != "hash"}))
 
 
+def lock_log(session: Session) -> None:
+    """Serialise writers of the log for the rest of this transaction. SQLite transactions
+    already begin IMMEDIATE (one writer at a time); PostgreSQL takes an advisory lock."""
+    if _LOCKED in session.info:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    session.info[_LOCKED] = True
+
+
 def _tail(session: Session) -> tuple[int, str]:
     cached = session.info.get(_TAIL)
     if cached is not None:
         return cached
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    lock_log(session)
     row = session.execute(
         select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
@@ -89,6 +102,7 @@ def append_event(
     }
     digest = event_hash(body)
     row = {
+        "mac": seal(session, digest),
         "seq": seq,
         "event_id": body["event_id"],
         "ts": body["ts"],
@@ -108,6 +122,19 @@ def append_event(
     # never outlives the lock that made it valid.
     session.info[_TAIL] = (seq, digest)
     return AppendedEvent(seq=seq, event_id=body["event_id"], hash=digest)
+
+
+def seal(session: Session, digest: str) -> str:
+    """HMAC-SHA256 of an event hash under the instance's seal key. The key lives outside the
+    database, so whoever can rewrite tables still cannot forge a sealed event."""
+    key = session.info.get(SEAL_KEY)
+    if key is None:
+        raise ConfigError("the audit seal key is not loaded: refusing to write an unsealed event")
+    return seal_with(key, digest)
+
+
+def seal_with(key: bytes, digest: str) -> str:
+    return hmac.new(key, bytes.fromhex(digest), hashlib.sha256).hexdigest()
 
 
 def event_document(row: AuditEvent) -> dict[str, Any]:

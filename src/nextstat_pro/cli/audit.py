@@ -1,22 +1,212 @@
-"""``audit verify``: re-derive the audit trail's hash chain."""
+"""``audit``: verify, checkpoints, proofs, the log, history, export, retention."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+from rich.table import Table
 
-from ..audit import verify_chain
-from .common import console, err_console, state
+from ..audit import service
+from ..audit.export import export_bundle, verify_bundle
+from ..audit.proofs import ProofVerificationError, trusted_key, verify_document
+from ..errors import InputError, IntegrityError
+from ..runs import retention
+from .common import JsonOption, ProjectOption, console, err_console, print_json, state
 
-audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+retention_app = typer.Typer(help="Retention of run artifacts.", no_args_is_help=True)
+audit_app.add_typer(retention_app, name="retention")
+
+
+def _read_key(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read key file {path}: {exc.strerror}") from None
 
 
 @audit_app.command("verify")
-def verify(ctx: typer.Context) -> None:
-    """Re-derive every event's hash and the chain; exit 0 only when all of it holds."""
-    with state(ctx).instance().db.transaction() as session:
-        report = verify_chain(session)
-    if report.ok:
-        console.print(f"[green]audit trail verified[/]: {report.events} events, chain intact")
+def verify(
+    ctx: typer.Context,
+    bundle: Path | None = typer.Option(None, "--bundle", help="Verify an exported bundle offline instead."),
+    key: Path | None = typer.Option(None, "--key", help="The log's verifier key (trusted) for --bundle."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Re-derive the chain, the Merkle tree and every checkpoint; exit 0 only when all hold."""
+    if bundle is not None:
+        try:
+            console.print(f"[green]bundle verified[/]: {verify_bundle(bundle, _read_key(key))}")
+        except ProofVerificationError as exc:
+            raise IntegrityError(f"bundle does NOT verify: {exc}") from None
         return
-    err_console.print(f"audit trail BROKEN at seq {report.first_bad_seq}: {report.problem}")
-    raise typer.Exit(7)
+    report = service.verify(state(ctx).instance())
+    if as_json:
+        print_json(report.__dict__ | {"unwitnessed": report.unwitnessed})
+    if not report.ok:
+        raise IntegrityError(f"audit trail BROKEN at seq {report.first_bad_seq}: {report.problem}")
+    if not as_json:
+        console.print(
+            f"[green]audit trail verified[/]: {report.events} events, chain and seals intact, tree of "
+            f"{report.tree_size} re-derived, {report.checkpoints} stored and {report.witnessed} witnessed "
+            f"checkpoints match; {report.unwitnessed} event(s) after the latest witnessed checkpoint"
+        )
+        for warning in report.warnings:
+            err_console.print(f"warning: {warning}")
+
+
+@audit_app.command("checkpoint")
+def checkpoint(ctx: typer.Context) -> None:
+    """Integrate new events and sign a checkpoint (stored and witnessed)."""
+    cp = service.make_checkpoint(state(ctx).instance())
+    console.print(cp.note, end="")
+
+
+@audit_app.command("checkpoints")
+def checkpoints(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """List the stored checkpoints."""
+    with state(ctx).instance().db.transaction() as session:
+        rows = [{"size": c.size, "root": c.root, "created_at": c.created_at.isoformat()}
+                for c in service.list_checkpoints(session)]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("tree size", "root (hex)", "signed at")
+    for r in rows:
+        table.add_row(str(r["size"]), r["root"], r["created_at"])
+    console.print(table)
+
+
+@audit_app.command("prove")
+def prove(ctx: typer.Context, event: str = typer.Argument(..., help="Event id (or seq).")) -> None:
+    """Print an inclusion proof (JSON) of EVENT against the latest checkpoint."""
+    print_json(service.prove(state(ctx).instance(), event))
+
+
+@audit_app.command("consistency")
+def consistency(ctx: typer.Context, size1: int, size2: int) -> None:
+    """Print a consistency proof (JSON) between the checkpoints at SIZE1 and SIZE2."""
+    print_json(service.consistency(state(ctx).instance(), size1, size2))
+
+
+@audit_app.command("verify-proof")
+def verify_proof(
+    proof: Path = typer.Argument(..., help="A proof from `audit prove` or `audit consistency`."),
+    key: Path = typer.Option(..., "--key", help="The log's verifier key (e.g. witness/log.pub)."),
+) -> None:
+    """Verify a proof offline: no instance, no database, no network."""
+    try:
+        doc = json.loads(proof.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read proof {proof}: {exc}") from None
+    try:
+        message = verify_document(doc, trusted_key(doc.get("log_key"), _read_key(key)))
+    except ProofVerificationError as exc:
+        raise IntegrityError(f"proof does NOT verify: {exc}") from None
+    console.print(f"[green]proof verified[/]: {message}")
+
+
+@audit_app.command("log")
+def log(
+    ctx: typer.Context,
+    actor: str | None = typer.Option(None, "--actor", help="User id or printed name."),
+    action: str | None = typer.Option(None, "--action", help="Exact action, or a prefix ending in '.'."),
+    target_type: str | None = typer.Option(None, "--target-type"),
+    target_id: str | None = typer.Option(None, "--target-id"),
+    project: str | None = ProjectOption,
+    since: str | None = typer.Option(None, "--since"),
+    until: str | None = typer.Option(None, "--until"),
+    text: str | None = typer.Option(None, "--text", help="Free text anywhere in the event."),
+    after: int = typer.Option(0, "--after", help="Page cursor: show events after this seq."),
+    limit: int = typer.Option(50, "--limit"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Query the audit log (oldest first; page with --after LAST_SEQ)."""
+    f = service.EventFilter(actor, action, target_type, target_id, project, since, until, text)
+    with state(ctx).instance().db.transaction() as session:
+        events = service.query_events(session, f, after_seq=after, limit=limit)
+    if as_json:
+        print_json(events)
+        return
+    table = Table("seq", "time (UTC)", "actor", "action", "target", "project", "reason")
+    for e in events:
+        table.add_row(str(e["seq"]), e["ts"], e["actor"]["name"], e["action"],
+                      f"{e['target']['type']} {e['target']['id']}", e["project"] or "", e["reason"] or "")
+    console.print(table)
+    if len(events) == limit:
+        console.print(f"next page: --after {events[-1]['seq']}")
+
+
+@audit_app.command("history")
+def history(ctx: typer.Context, target: str = typer.Argument(..., help="TYPE:ID, e.g. run:0193…"),
+            as_json: bool = JsonOption) -> None:
+    """Every change of one record, oldest first, with before and after values."""
+    ttype, _, tid = target.partition(":")
+    if not tid:
+        raise InputError(f"target {target!r} is not TYPE:ID")
+    with state(ctx).instance().db.transaction() as session:
+        events = service.history(session, ttype, tid)
+    if as_json:
+        print_json(events)
+        return
+    for e in events:
+        console.print(f"[bold]{e['seq']}[/] {e['ts']} {e['actor']['name']} [bold]{e['action']}[/]"
+                      + (f" reason: {e['reason']}" if e["reason"] else ""))
+        console.print(f"    before {json.dumps(e['before'])}", markup=False)
+        console.print(f"    after  {json.dumps(e['after'])}", markup=False)
+
+
+@audit_app.command("export")
+def export(
+    ctx: typer.Context,
+    dest: Path,
+    fmt: str = typer.Option("jsonl", "--format", help="csv, json or jsonl (events.jsonl is always included)."),
+    since: str | None = typer.Option(None, "--from"),
+    until: str | None = typer.Option(None, "--to"),
+) -> None:
+    """Export events, checkpoint, proofs and public key as a bundle verifiable offline."""
+    st = state(ctx)
+    summary = export_bundle(st.instance(), st.context(), dest, fmt, since, until)  # type: ignore[arg-type]
+    console.print(f"exported {summary['events']} events to {dest} (verify: nextstat-pro audit verify --bundle {dest})")
+
+
+@retention_app.command("status")
+def retention_status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """What the retention policy keeps, holds and allows to purge."""
+    inst = state(ctx).instance()
+    with inst.db.transaction() as session:
+        items = retention.status(session, inst.config.retention)
+    rows = [{"run_id": i.run_id, "project": i.project, "state": i.state, "rule": i.rule} for i in items]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("run", "project", "state", "rule")
+    for r in rows:
+        table.add_row(r["run_id"], r["project"], r["state"], r["rule"])
+    console.print(table)
+
+
+@retention_app.command("apply")
+def retention_apply(
+    ctx: typer.Context,
+    reason: str = typer.Option("retention policy", "--reason"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be purged."),
+) -> None:
+    """Purge the artifact bytes of every eligible run (tombstones stay in the audit trail)."""
+    st = state(ctx)
+    items = retention.apply(st.instance(), st.context(), reason, dry_run)
+    verb = "would purge" if dry_run else "purged"
+    console.print(f"{verb} the artifacts of {len(items)} run(s)")
+    for i in items:
+        console.print(f"  {i.run_id}  {i.rule}")
+
+
+@retention_app.command("purge")
+def retention_purge(ctx: typer.Context, run: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Purge one run's artifact bytes; refused while it is retained or on hold."""
+    st = state(ctx)
+    removed = retention.purge(st.instance(), st.context(), [run], reason)
+    console.print(f"purged {len(removed)} object(s) of run {run}")

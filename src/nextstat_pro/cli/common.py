@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from ..audit.service import maybe_checkpoint
 from ..config import resolve_home
 from ..identity.actors import RequestContext
 from ..instance import Instance
@@ -38,7 +39,11 @@ class State:
 
     def close(self) -> None:
         if self._instance is not None:
-            self._instance.close()
+            try:
+                # The checkpoint interval needs no daemon: any command may sign the next one.
+                maybe_checkpoint(self._instance)
+            finally:
+                self._instance.close()
 
 
 def state(ctx: typer.Context) -> State:

@@ -14,7 +14,8 @@ from ..engine import TASKS
 from ..errors import NSPError
 from ..examples import write_examples
 from .audit import audit_app
-from .common import State, console, err_console
+from ..config_service import set_config
+from .common import State, console, err_console, print_json, state
 from .projects import project_app
 from .runs import run, runs_app
 from .setup import db_app, init
@@ -53,6 +54,24 @@ def tasks() -> None:
         params = ", ".join(f"{k}={f.default!r}" if f.default is not None else k for k, f in spec.params.model_fields.items())
         table.add_row(spec.name, inputs, params, spec.summary)
     console.print(table)
+
+
+config_app = typer.Typer(help="Instance configuration (changes are audited).", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context) -> None:
+    """Print the instance configuration."""
+    print_json(state(ctx).instance().config.model_dump())
+
+
+@config_app.command("set")
+def config_set(ctx: typer.Context, key: str, value: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Set KEY to VALUE (JSON); the change and its reason go into the audit trail."""
+    st = state(ctx)
+    set_config(st.instance(), st.context(), key, value, reason)
+    console.print(f"{key} = {value}")
 
 
 examples_app = typer.Typer(help="Generated example inputs.", no_args_is_help=True)

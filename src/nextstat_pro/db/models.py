@@ -99,5 +99,35 @@ class AuditEvent(Base):
     body: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # HMAC-SHA256 of ``hash`` under the instance's audit seal key (kept outside the database).
+    mac: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_audit_target", "target_type", "target_id"),)
+
+
+class AuditTreeNode(Base):
+    """A complete, aligned subtree of the RFC 9162 tree over the events: leaves
+    ``[idx * 2**level, (idx + 1) * 2**level)``. Level 0 holds the leaf hashes."""
+
+    __tablename__ = "audit_tree_nodes"
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    __tablename__ = "audit_checkpoints"
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PurgedObject(Base):
+    """Object bytes removed from the store under the retention policy (the record stays)."""
+
+    __tablename__ = "purged_objects"
+    digest: Mapped[str] = mapped_column(String(71), primary_key=True)
+    purged_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text)
+    actor_id: Mapped[str] = mapped_column(String(36))

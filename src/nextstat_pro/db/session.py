@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConfigError
 
+SEAL_KEY = "nsp_audit_seal_key"
+
 
 def normalize_url(url: str) -> str:
     """Accept the URLs users write (``postgresql://``) and pick our drivers."""
@@ -53,10 +55,13 @@ def make_engine(url: str) -> Engine:
 class Database:
     """An engine plus the one way to get a transaction: ``with db.transaction() as s``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, seal_key: bytes | None = None) -> None:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # The audit seal key travels with each session so that audit.append_event can
+        # seal events without a handle on the instance.
+        self.seal_key = seal_key
 
     @property
     def dialect(self) -> str:
@@ -66,6 +71,8 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back when it raises."""
         session = self._sessions()
+        if self.seal_key is not None:
+            session.info[SEAL_KEY] = self.seal_key
         try:
             with session.begin():
                 yield session

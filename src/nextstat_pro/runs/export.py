@@ -16,8 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from ..audit.events import append_event
-from ..errors import ConflictError, UsageError
+from ..db.models import PurgedObject
+from ..errors import ConflictError, NotFoundError, UsageError
 from ..identity.actors import RequestContext
 from ..instance import Instance
 from .records import get_run
@@ -41,7 +44,7 @@ def export_run(instance: Instance, ctx: RequestContext, run_ref: str, dest: Path
             run = get_run(session, run_ref)
             if run.manifest_digest is None:
                 raise UsageError(f"run {run.id} is {run.status}: only finished runs can be exported")
-            files = _collect(instance, run.manifest_digest)
+            files = _collect(instance, session, run.manifest_digest)
             manifest = json.loads(files[MANIFEST_NAME])
             append_event(
                 session, ctx, action="run.exported", target=("run", run.id), project=manifest["project"],
@@ -56,15 +59,28 @@ def export_run(instance: Instance, ctx: RequestContext, run_ref: str, dest: Path
     return dest
 
 
-def _collect(instance: Instance, manifest_digest: str) -> dict[str, bytes]:
+def _collect(instance: Instance, session: Session, manifest_digest: str) -> dict[str, bytes]:
     """Every file of the export, read (and digest-checked) from the store, plus SHA256SUMS."""
-    manifest_bytes = instance.store.get(manifest_digest)
+
+    def get(digest: str) -> bytes:
+        try:
+            return instance.store.get(digest)
+        except NotFoundError:
+            tomb = session.get(PurgedObject, digest)
+            if tomb is None:
+                raise
+            raise NotFoundError(
+                f"object {digest} was purged under the retention policy on {tomb.purged_at:%Y-%m-%d} "
+                f"({tomb.reason}); the run's manifest and audit trail remain"
+            ) from None
+
+    manifest_bytes = get(manifest_digest)
     manifest = json.loads(manifest_bytes)
     files: dict[str, bytes] = {MANIFEST_NAME: manifest_bytes}
     for entry in manifest["outputs"]:
-        files[f"outputs/{entry['name']}"] = instance.store.get(entry["digest"])
+        files[f"outputs/{entry['name']}"] = get(entry["digest"])
     for entry in manifest["inputs"]:
-        files[f"inputs/{entry['role']}/{entry['name']}"] = instance.store.get(entry["digest"])
+        files[f"inputs/{entry['role']}/{entry['name']}"] = get(entry["digest"])
     sums = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items()))
     files[SUMS_NAME] = sums.encode()
     return files

@@ -17,6 +17,7 @@ from ..ids import new_id
 from .manifest import FileEntry
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+ACTIONS = {"running": "run.started"}
 _TRANSITIONS = {
     "queued": {"running", "cancelled", "failed"},
     "running": {"succeeded", "failed", "cancelled"},
@@ -93,7 +94,7 @@ def transition(
     if error is not None:
         after["error"] = error
     append_event(
-        session, ctx, action=f"run.{status}", target=("run", run.id), project=project,
+        session, ctx, action=ACTIONS.get(status, f"run.{status}"), target=("run", run.id), project=project,
         before=before, after=after, reason=reason,
     )
 

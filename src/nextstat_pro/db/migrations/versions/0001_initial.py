@@ -8,7 +8,7 @@ Create Date: 2026-11-27
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 from nextstat_pro.db.types import UTCDateTime
 
@@ -94,13 +94,70 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("mac", sa.String(64), nullable=False),
     )
     op.create_index("ix_audit_events_ts", "audit_events", ["ts"])
     op.create_index("ix_audit_events_actor_id", "audit_events", ["actor_id"])
     op.create_index("ix_audit_events_action", "audit_events", ["action"])
     op.create_index("ix_audit_events_project", "audit_events", ["project"])
     op.create_index("ix_audit_target", "audit_events", ["target_type", "target_id"])
-    _append_only("audit_events")
+    op.create_table(
+        "audit_tree_nodes",
+        sa.Column("level", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("idx", sa.BigInteger(), primary_key=True, autoincrement=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+    )
+    op.create_table(
+        "audit_checkpoints",
+        sa.Column("size", sa.BigInteger(), primary_key=True, autoincrement=False),
+        sa.Column("root", sa.String(64), nullable=False),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+    )
+    op.create_table(
+        "purged_objects",
+        sa.Column("digest", sa.String(71), primary_key=True),
+        sa.Column("purged_at", UTCDateTime(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("actor_id", sa.String(36), nullable=False),
+    )
+    for table in APPEND_ONLY:
+        _append_only(table)
+    if op.get_bind().dialect.name == "postgresql":
+        _restrict_privileges()
+
+
+APPEND_ONLY = ("audit_events", "audit_tree_nodes", "audit_checkpoints", "purged_objects")
+OWNER_ROLE = "nsp_audit_owner"
+
+
+def _restrict_privileges() -> None:
+    """On PostgreSQL, the append-only tables belong to a NOLOGIN role and the application
+    role (the one named in the instance's database URL) may only SELECT and INSERT.
+
+    This needs a migration run by a role that can create roles (``db upgrade --admin-db``
+    or ``init --admin-db``); run as the application role itself, it is skipped and the
+    triggers alone guard the tables.
+    """
+    bind = op.get_bind()
+    app_role = context.config.attributes.get("app_role")
+    can = bind.exec_driver_sql(
+        "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"
+    ).scalar()
+    if not app_role or not can:
+        return
+    op.execute(
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{OWNER_ROLE}') "
+        f"THEN CREATE ROLE {OWNER_ROLE} NOLOGIN; END IF; END $$"
+    )
+    op.execute(f'GRANT USAGE ON SCHEMA public TO "{app_role}"')
+    for table in ("instance_info", "users", "projects", "runs", "run_inputs", "run_artifacts", "alembic_version"):
+        op.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO "{app_role}"')
+    op.execute(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{app_role}"')
+    for table in APPEND_ONLY:
+        op.execute(f"ALTER TABLE {table} OWNER TO {OWNER_ROLE}")
+        op.execute(f'REVOKE ALL ON {table} FROM PUBLIC, "{app_role}"')
+        op.execute(f'GRANT SELECT, INSERT ON {table} TO "{app_role}"')
 
 
 def _append_only(table: str) -> None:

@@ -1,0 +1,155 @@
+"""The stored Merkle tree over the audit events, its checkpoints and proofs.
+
+Sequencing (``events.append_event``, in the transaction of each change) and integration
+(``integrate``: hashing committed events into the tree) are separate steps, as in
+Tessera. The tree is kept as complete aligned subtrees (``audit_tree_nodes``): appending a
+leaf writes it and the parents it completes (two rows per leaf, amortised), and any proof
+reads O(log n) of them, fetched in one query.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from ..db.models import AuditCheckpoint, AuditEvent, AuditTreeNode
+from ..db.types import utcnow
+from ..errors import NotFoundError, UsageError
+from . import merkle
+from .events import lock_log
+from .note import Checkpoint, Verifier, sign_checkpoint
+from .witness import Witness, checkpoint_name
+
+T = TypeVar("T")
+BATCH = 20_000
+
+
+def tree_size(session: Session) -> int:
+    last = session.scalar(
+        select(AuditTreeNode.idx).where(AuditTreeNode.level == 0).order_by(AuditTreeNode.idx.desc()).limit(1)
+    )
+    return 0 if last is None else last + 1
+
+
+def frontier_keys(size: int) -> list[tuple[int, int]]:
+    """The complete subtrees on the right edge of a tree of ``size`` leaves: the left
+    siblings the next appends will combine with."""
+    return [(level, (size >> level) - 1) for level in range(size.bit_length()) if (size >> level) & 1]
+
+
+def read_nodes(session: Session, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    if not keys:
+        return {}
+    rows = session.execute(
+        select(AuditTreeNode.level, AuditTreeNode.idx, AuditTreeNode.hash).where(
+            tuple_(AuditTreeNode.level, AuditTreeNode.idx).in_(sorted(keys))
+        )
+    )
+    return {(lv, ix): bytes.fromhex(h) for lv, ix, h in rows}
+
+
+def integrate(session: Session) -> int:
+    """Hash every committed event not yet in the tree into it; return the new tree size."""
+    lock_log(session)
+    size = tree_size(session)
+    known = read_nodes(session, set(frontier_keys(size)))
+    while True:
+        rows = session.execute(
+            select(AuditEvent.seq, AuditEvent.body).where(AuditEvent.seq > size).order_by(AuditEvent.seq).limit(BATCH)
+        ).all()
+        if not rows:
+            return size
+        new: list[dict[str, Any]] = []
+        for seq, body in rows:
+            if seq != size + 1:
+                raise UsageError(f"audit log has a gap before seq {seq}: run `nextstat-pro audit verify`")
+            h = merkle.leaf_hash(body.encode())
+            level, index = 0, size
+            known[(0, index)] = h
+            new.append({"level": 0, "idx": index, "hash": h.hex()})
+            while index & 1:
+                h = merkle.node_hash(known[(level, index - 1)], h)
+                level, index = level + 1, index >> 1
+                known[(level, index)] = h
+                new.append({"level": level, "idx": index, "hash": h.hex()})
+            size += 1
+        session.execute(insert(AuditTreeNode), new)
+        # Keep only the frontier: memory stays O(log n) however long the backlog.
+        keep = set(frontier_keys(size))
+        known = {k: v for k, v in known.items() if k in keep}
+
+
+def with_nodes(session: Session, compute: Callable[[merkle.NodeFn], T]) -> T:
+    """Run a proof computation with nodes fetched from the database in one query: a first
+    pass records which nodes it needs, the second pass gets them."""
+    wanted: set[tuple[int, int]] = set()
+
+    def record(level: int, index: int) -> bytes:
+        wanted.add((level, index))
+        return bytes(32)
+
+    compute(record)
+    nodes = read_nodes(session, wanted)
+    missing = wanted - nodes.keys()
+    if missing:
+        raise NotFoundError(f"audit tree nodes missing: {sorted(missing)[:3]} (run `nextstat-pro audit verify`)")
+    return compute(lambda level, index: nodes[(level, index)])
+
+
+def root_at(session: Session, size: int) -> bytes:
+    return with_nodes(session, lambda node: merkle.root(node, size))
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    size: int
+    root: bytes
+    note: str
+
+
+def latest_checkpoint(session: Session) -> StoredCheckpoint | None:
+    row = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)).first()
+    return None if row is None else StoredCheckpoint(row.size, bytes.fromhex(row.root), row.note)
+
+
+def get_checkpoint(session: Session, size: int) -> StoredCheckpoint:
+    row = session.get(AuditCheckpoint, size)
+    if row is None:
+        raise NotFoundError(f"no checkpoint at tree size {size} (see: nextstat-pro audit checkpoints)")
+    return StoredCheckpoint(row.size, bytes.fromhex(row.root), row.note)
+
+
+def checkpoint(session: Session, origin: str, verifier: Verifier, keys: Any, witness: Witness) -> StoredCheckpoint:
+    """Integrate, then sign a checkpoint of the whole tree, store it and witness it.
+    Returns the latest checkpoint unchanged when no event arrived since."""
+    size = integrate(session)
+    latest = latest_checkpoint(session)
+    if latest is not None and latest.size == size:
+        return latest
+    if size == 0:
+        raise UsageError("the audit log is empty: nothing to checkpoint")
+    root = root_at(session, size)
+    note = sign_checkpoint(Checkpoint(origin, size, root), verifier.name, keys)
+    # Witness first: a checkpoint in the database is always also outside it.
+    witness.write(checkpoint_name(size), note.encode())
+    session.execute(
+        insert(AuditCheckpoint), [{"size": size, "root": root.hex(), "note": note, "created_at": utcnow()}]
+    )
+    return StoredCheckpoint(size, root, note)
+
+
+def inclusion(session: Session, seq: int, size: int) -> list[bytes]:
+    return with_nodes(session, lambda node: merkle.inclusion_proof(node, seq - 1, size))
+
+
+def consistency(session: Session, size1: int, size2: int) -> list[bytes]:
+    return with_nodes(session, lambda node: merkle.consistency_proof(node, size1, size2))
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

@@ -1,0 +1,180 @@
+"""``audit verify``: re-derive everything the log claims, from the rows and the witness.
+
+Checks, in order, naming the first bad ``seq`` and what is wrong:
+1. events: gapless ``seq``; the hashed body agrees with the query columns; ``prev_hash``
+   links (else a fork); ``hash`` is the sha256 of the body; the seal (HMAC under a key
+   outside the database) matches, so a rewrite that recomputes every later hash still fails;
+2. the stored Merkle tree nodes equal the ones re-derived from the events;
+3. every stored and every witnessed checkpoint: a valid signature by the log key, for this
+   log, no larger than the log, and with the root re-derived from the events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db.models import AuditCheckpoint, AuditEvent, AuditTreeNode
+from . import merkle
+from .events import GENESIS_HASH
+from .note import NoteError, Verifier, open_checkpoint
+from .witness import PREFIX, Witness
+
+
+@dataclass
+class VerifyReport:
+    ok: bool = True
+    events: int = 0
+    tree_size: int = 0
+    checkpoints: int = 0
+    witnessed: int = 0
+    latest_witnessed: int = 0
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def fail(self, seq: int | None, problem: str) -> VerifyReport:
+        self.ok, self.first_bad_seq, self.problem = False, seq, problem
+        return self
+
+
+    @property
+    def unwitnessed(self) -> int:
+        return self.events - self.latest_witnessed
+
+
+def _columns_agree(row: AuditEvent, body: dict) -> bool:  # type: ignore[type-arg]
+    target = body.get("target") or {}
+    actor = body.get("actor") or {}
+    return (
+        row.event_id == body.get("event_id")
+        and row.ts == body.get("ts")
+        and row.action == body.get("action")
+        and row.actor_id == actor.get("id")
+        and row.target_type == target.get("type")
+        and row.target_id == target.get("id")
+        and row.project == body.get("project")
+    )
+
+
+def verify_log(
+    session: Session, verifier: Verifier, origin: str, seal_key: bytes, witness: Witness | None, batch: int = 10_000
+) -> VerifyReport:
+    report = VerifyReport()
+    tree = merkle.MemoryTree()
+    rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch))
+    try:
+        failed = _check_events(rows, tree, seal_key, report)
+    finally:
+        rows.close()  # an early failure must not leave a server-side cursor open
+    if failed is not None:
+        return failed
+    report.events = tree.size
+
+    nodes = session.execute(
+        select(AuditTreeNode.level, AuditTreeNode.idx, AuditTreeNode.hash)
+        .order_by(AuditTreeNode.level, AuditTreeNode.idx)
+        .execution_options(yield_per=batch)
+    )
+    try:
+        failed = _check_nodes(nodes, tree, report)
+    finally:
+        nodes.close()
+    if failed is not None:
+        return failed
+    return _check_checkpoints(session, tree, verifier, origin, witness, report)
+
+
+def _check_events(rows: Any, tree: merkle.MemoryTree, seal_key: bytes, report: VerifyReport) -> VerifyReport | None:
+    """Return the failed report at the first problem, None when every event holds."""
+    prev, expected = GENESIS_HASH, 1
+    for (row,) in rows:
+        seq = row.seq
+        if seq != expected:
+            return report.fail(expected, f"gap: event {expected} is missing (next is {seq})")
+        data = row.body.encode()
+        try:
+            body = json.loads(data)
+        except ValueError:
+            return report.fail(seq, "event body is not JSON")
+        if not isinstance(body, dict) or body.get("seq") != seq:
+            return report.fail(seq, "seq column differs from the hashed event (moved or swapped)")
+        if not _columns_agree(row, body):
+            return report.fail(seq, "query columns differ from the hashed event (edited)")
+        if body.get("prev_hash") != prev or row.prev_hash != prev:
+            return report.fail(seq, "prev_hash does not link to the previous event (fork)")
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != row.hash:
+            return report.fail(seq, "hash mismatch: the event was changed after it was written")
+        mac = hmac.new(seal_key, bytes.fromhex(digest), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(mac, row.mac):
+            return report.fail(seq, "seal mismatch: the event was not written by this instance (forged or rehashed)")
+        tree.append(merkle.leaf_hash(data))
+        prev, expected = digest, expected + 1
+    return None
+
+
+def _check_nodes(nodes: Any, tree: merkle.MemoryTree, report: VerifyReport) -> VerifyReport | None:
+    for level, idx, value in nodes:
+        if level >= len(tree.levels) or idx >= len(tree.levels[level]):
+            return report.fail(None, f"tree node ({level}, {idx}) covers events that do not exist (truncated log)")
+        if tree.levels[level][idx].hex() != value:
+            first = idx * (1 << level) + 1
+            return report.fail(first, f"tree node ({level}, {idx}) differs from the events it covers (seq {first}..)")
+        if level == 0:
+            report.tree_size = idx + 1
+    return None
+
+
+def _check_checkpoints(
+    session: Session, tree: merkle.MemoryTree, verifier: Verifier, origin: str, witness: Witness | None,
+    report: VerifyReport,
+) -> VerifyReport:
+    stored = {c.size: c for c in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size))}
+    witnessed: dict[int, str] = {}
+    if witness is not None:
+        for name in witness.names():
+            if name.startswith(PREFIX):
+                note = witness.read(name).decode()
+                try:
+                    witnessed[open_checkpoint(note, verifier).size] = note
+                except NoteError as exc:
+                    return report.fail(None, f"witnessed {name} does not verify: {exc}")
+    last_good = 0
+    for source, notes in (("stored", {s: c.note for s, c in stored.items()}), ("witnessed", witnessed)):
+        for size in sorted(notes):
+            try:
+                cp = open_checkpoint(notes[size], verifier, origin=origin)
+            except NoteError as exc:
+                return report.fail(None, f"{source} checkpoint at size {size} does not verify: {exc}")
+            if cp.size != size or (source == "stored" and stored[size].root != cp.root.hex()):
+                return report.fail(None, f"{source} checkpoint at size {size} disagrees with its own row")
+            if cp.size > tree.size:
+                return report.fail(
+                    tree.size + 1,
+                    f"checkpoint mismatch: a {source} checkpoint covers {cp.size} events, the log has {tree.size} "
+                    "(events deleted or the tail truncated)",
+                )
+            if tree.root(cp.size) != cp.root:
+                return report.fail(
+                    last_good + 1,
+                    f"checkpoint mismatch: the {source} checkpoint at size {cp.size} has another root; history "
+                    f"between seq {last_good + 1} and {cp.size} was rewritten",
+                )
+            if source == "witnessed":
+                last_good = cp.size
+    for size, note in stored.items():
+        if witness is not None and size not in witnessed:
+            report.warnings.append(f"checkpoint at size {size} is in the database but not at the witness")
+        elif size in witnessed and witnessed[size] != note.note:
+            return report.fail(None, f"stored and witnessed checkpoints at size {size} differ")
+    report.checkpoints = len(stored)
+    report.witnessed = len(witnessed)
+    report.latest_witnessed = max(witnessed, default=0)
+    return report

@@ -1,0 +1,104 @@
+"""The witness location: signed checkpoints written outside the database (a folder or an
+S3 prefix), write-once, so that rewriting the database cannot rewrite them too."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..errors import ConfigError, IntegrityError
+
+PREFIX = "checkpoint-"
+SUFFIX = ".note"
+
+
+def checkpoint_name(size: int) -> str:
+    return f"{PREFIX}{size:015d}{SUFFIX}"
+
+
+class Witness(Protocol):
+    url: str
+
+    def write(self, name: str, data: bytes) -> None: ...
+
+    def read(self, name: str) -> bytes: ...
+
+    def names(self) -> list[str]: ...
+
+
+def _check_same(name: str, old: bytes, new: bytes) -> None:
+    if old != new:
+        raise IntegrityError(f"witness already holds a different {name}: refusing to overwrite it")
+
+
+class FolderWitness:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.url = str(folder)
+
+    def write(self, name: str, data: bytes) -> None:
+        path = self.folder / name
+        if path.exists():
+            _check_same(name, path.read_bytes(), data)
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, path)
+
+    def read(self, name: str) -> bytes:
+        return (self.folder / name).read_bytes()
+
+    def names(self) -> list[str]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.name for p in self.folder.iterdir() if not p.name.startswith("."))
+
+
+class S3Witness:
+    def __init__(self, url: str) -> None:
+        parsed = urlparse(url)
+        self.url, self.bucket, self.prefix = url, parsed.netloc, parsed.path.strip("/")
+        self.client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def write(self, name: str, data: bytes) -> None:
+        try:
+            try:
+                old = self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+                _check_same(name, old, data)
+                return
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                    raise
+            self.client.put_object(Bucket=self.bucket, Key=self._key(name), Body=data)
+        except (ClientError, BotoCoreError) as exc:
+            raise ConfigError(f"cannot write to witness {self.url}: {exc}") from None
+
+    def read(self, name: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+
+    def names(self) -> list[str]:
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        out: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            out.extend(o["Key"][len(prefix):] for o in page.get("Contents", []))
+        return sorted(out)
+
+
+def open_witness(url: str) -> Witness:
+    if url.startswith("s3://"):
+        return S3Witness(url)
+    return FolderWitness(Path(url))

@@ -1,0 +1,191 @@
+"""Every service operation appends exactly its events, in the transaction of the change."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+from pathlib import Path
+
+import jsonschema
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from nextstat_pro.audit.events import append_event
+from nextstat_pro.audit.export import export_bundle
+from nextstat_pro.audit.service import make_checkpoint, query_events, verify, EventFilter, history
+from nextstat_pro.config_service import set_config
+from nextstat_pro.db.models import AuditEvent
+from nextstat_pro.engine import InputFile
+from nextstat_pro.errors import ConfigError, UsageError
+from nextstat_pro.identity.users import create_user
+from nextstat_pro.instance import Instance
+from nextstat_pro.projects import create_project
+from nextstat_pro.runs import RunRequest, export_run, run_task
+from nextstat_pro.runs import retention
+
+from .audit_helpers import actions_after, last_seq
+from .conftest import PASSWORD, shared
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def simple_request(task: str = "fit", name: str = "simple_workspace.json") -> RunRequest:
+    return RunRequest(task, "default", {}, None, [InputFile.read("workspace", shared("workspaces", name))])
+
+
+def test_every_operation_has_exactly_its_events(instance: Instance, tmp_path: Path) -> None:
+    ctx = instance.context()
+
+    def expect(actions: list[str], op) -> object:  # type: ignore[no-untyped-def]
+        before = last_seq(instance)
+        out = op()
+        assert actions_after(instance, before) == actions
+        return out
+
+    def in_tx(fn):  # type: ignore[no-untyped-def]
+        def run():  # type: ignore[no-untyped-def]
+            with instance.db.transaction() as s:
+                return fn(s)
+        return run
+
+    expect(["project.created"], in_tx(lambda s: create_project(s, ctx, "p2")))
+    expect(["user.created"], in_tx(lambda s: create_user(s, ctx, username="bob", printed_name="Bob B",
+                                                           password=PASSWORD)))
+    ok = expect(["run.created", "run.started", "artifact.stored", "artifact.stored", "run.succeeded"],
+                lambda: run_task(instance, ctx, simple_request()))
+    expect(["run.created", "run.started", "artifact.stored", "run.failed"],
+           lambda: run_task(instance, ctx, simple_request("upper-limit", "tHu_workspace.json")))
+    expect(["run.exported"], lambda: export_run(instance, ctx, ok.run_id, tmp_path / "run"))  # type: ignore[attr-defined]
+    expect([], lambda: make_checkpoint(instance))  # log metadata, not a record change
+    expect(["audit.exported"], lambda: export_bundle(instance, ctx, tmp_path / "bundle", "csv"))
+    expect(["config.changed"], lambda: set_config(instance, ctx, "retention.min_years", '{"run_artifacts": 0}',
+                                                  "study closed"))
+    expect(["artifact.purged", "artifact.purged"],
+           lambda: retention.purge(instance, ctx, [ok.run_id], "end of retention"))  # type: ignore[attr-defined]
+    # Refusals change nothing and write nothing.
+    for bad in (lambda: retention.purge(instance, ctx, [ok.run_id], "again"),  # type: ignore[attr-defined]
+                lambda: set_config(instance, ctx, "admin", "eve", "x"),
+                in_tx(lambda s: create_project(s, ctx, "p2"))):
+        before = last_seq(instance)
+        with pytest.raises(Exception):
+            bad()
+        assert last_seq(instance) == before
+    assert verify(instance).ok
+
+
+def test_events_match_the_published_schema(instance: Instance) -> None:
+    run_task(instance, instance.context(), simple_request())
+    schema = json.loads((ROOT / "docs/schemas/audit-event.v1.json").read_text())
+    with instance.db.transaction() as s:
+        events = query_events(s, EventFilter(), limit=1000)
+    for event in events:
+        jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(event)
+
+
+def test_a_rolled_back_change_leaves_no_event(instance: Instance) -> None:
+    ctx = instance.context()
+    with pytest.raises(RuntimeError), instance.db.transaction() as s:
+        create_project(s, ctx, "doomed")
+        raise RuntimeError("crash before commit")
+    with instance.db.transaction() as s:
+        assert s.scalar(select(AuditEvent).where(AuditEvent.project == "doomed")) is None
+    assert verify(instance).ok
+
+
+def test_changes_need_a_reason(instance: Instance) -> None:
+    with pytest.raises(UsageError, match="reason is required"), instance.db.transaction() as s:
+        append_event(s, instance.context(), action="user.disabled", target=("user", "x"))
+
+
+def test_no_event_without_the_seal_key(instance: Instance) -> None:
+    instance.db.seal_key = None
+    with pytest.raises(ConfigError, match="unsealed"), instance.db.transaction() as s:
+        create_project(s, instance.context(), "unsealed")
+
+
+@pytest.mark.parametrize("table", ["audit_events", "audit_tree_nodes", "audit_checkpoints"])
+@pytest.mark.parametrize("verb", ["UPDATE {t} SET {c} = {c}", "DELETE FROM {t}"])
+def test_database_refuses_update_and_delete(instance: Instance, table: str, verb: str) -> None:
+    make_checkpoint(instance)
+    column = {"audit_events": "action", "audit_tree_nodes": "hash", "audit_checkpoints": "note"}[table]
+    with pytest.raises(DBAPIError, match="append-only"), instance.db.transaction() as s:
+        s.execute(text(verb.format(t=table, c=column)))
+    assert verify(instance).ok
+
+
+def test_history_shows_every_before_and_after(instance: Instance) -> None:
+    ctx = instance.context()
+    for days in ("1", "2", "3"):
+        set_config(instance, ctx, "checkpoint_interval_s", days, f"set to {days}")
+    with instance.db.transaction() as s:
+        events = history(s, "config", "checkpoint_interval_s")
+    assert [(e["before"], e["after"], e["reason"]) for e in events] == [
+        ({"checkpoint_interval_s": 3600}, {"checkpoint_interval_s": 1}, "set to 1"),
+        ({"checkpoint_interval_s": 1}, {"checkpoint_interval_s": 2}, "set to 2"),
+        ({"checkpoint_interval_s": 2}, {"checkpoint_interval_s": 3}, "set to 3"),
+    ]
+
+
+def test_log_filters_and_stable_pagination(instance: Instance) -> None:
+    ctx = instance.context()
+    for i in range(7):
+        with instance.db.transaction() as s:
+            create_project(s, ctx, f"q{i}", "needle" if i % 2 else "")
+    with instance.db.transaction() as s:
+        pages, cursor = [], 0
+        while page := query_events(s, EventFilter(action="project."), after_seq=cursor, limit=3):
+            pages.append([e["project"] for e in page])
+            cursor = page[-1]["seq"]
+        assert pages == [["default", "q0", "q1"], ["q2", "q3", "q4"], ["q5", "q6"]]
+        assert [e["project"] for e in query_events(s, EventFilter(text="needle"))] == ["q1", "q3", "q5"]
+        assert len(query_events(s, EventFilter(actor="Ada Admin", action="project.created"))) == 8
+        assert query_events(s, EventFilter(since="2999-01-01")) == []
+        assert len(query_events(s, EventFilter(since="2000-01-01", project="q3"))) == 1
+    with pytest.raises(UsageError), instance.db.transaction() as s:
+        query_events(s, EventFilter(since="last week"))
+
+
+def test_eight_concurrent_threads_keep_the_chain_linear(instance: Instance) -> None:
+    ctx = instance.context()
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            for j in range(10):
+                with instance.db.transaction() as s:
+                    create_project(s, ctx, f"t{i}-{j}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    report = verify(instance)
+    assert report.ok and report.events == 3 + 80
+
+
+def _process_writer(home: str, i: int) -> None:
+    inst = Instance.open(Path(home))
+    ctx = inst.context()
+    for j in range(8):
+        with inst.db.transaction() as s:
+            create_project(s, ctx, f"proc{i}-{j}")
+    inst.close()
+
+
+def test_eight_concurrent_processes_keep_the_chain_linear(instance: Instance) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_process_writer, args=(str(instance.home), i)) for i in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 8
+    make_checkpoint(instance)
+    report = verify(instance)
+    assert report.ok and report.events == 3 + 64 and report.tree_size == 67

@@ -1,0 +1,104 @@
+"""Checkpoints, inclusion and consistency proofs, bundles: verified offline, tampering rejected."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from nextstat_pro.audit.export import export_bundle, verify_bundle
+from nextstat_pro.audit.proofs import ProofVerificationError, trusted_key, verify_document
+from nextstat_pro.audit.service import consistency, make_checkpoint, prove, verify
+from nextstat_pro.audit.witness import checkpoint_name
+from nextstat_pro.errors import NotFoundError
+from nextstat_pro.instance import Instance
+from nextstat_pro.projects import create_project
+
+
+def grow(inst: Instance, n: int, prefix: str = "g") -> None:
+    ctx = inst.context()
+    for i in range(n):
+        with inst.db.transaction() as s:
+            create_project(s, ctx, f"{prefix}{i}")
+
+
+def key_of(inst: Instance) -> str:
+    return (inst.home / "witness" / "log.pub").read_text()
+
+
+def test_checkpoints_are_stored_and_witnessed(instance: Instance) -> None:
+    cp = make_checkpoint(instance)
+    assert cp.size == 3
+    assert (instance.home / "witness" / checkpoint_name(3)).read_text() == cp.note
+    assert make_checkpoint(instance).size == 3  # nothing new: the same checkpoint
+    grow(instance, 5)
+    assert make_checkpoint(instance).size == 8
+
+
+def test_inclusion_proof_verifies_offline_and_tampering_fails(instance: Instance) -> None:
+    grow(instance, 9)
+    doc = json.loads(json.dumps(prove(instance, "5")))
+    key = trusted_key(doc["log_key"], key_of(instance))
+    assert "event 5" in verify_document(doc, key)
+    for mutate in (
+        lambda d: d["event"].__setitem__("action", "project.deleted"),
+        lambda d: d.__setitem__("leaf_index", 5),
+        lambda d: d["proof"].__setitem__(0, d["proof"][1]),
+        lambda d: d.__setitem__("checkpoint", d["checkpoint"].replace("\n12\n", "\n13\n")),
+        lambda d: d["proof"].pop(),
+    ):
+        bad = copy.deepcopy(doc)
+        mutate(bad)
+        with pytest.raises(ProofVerificationError):
+            verify_document(bad, key)
+
+
+def test_proof_with_another_key_is_refused(instance: Instance, tmp_path: Path) -> None:
+    doc = prove(instance, "1")
+    from nextstat_pro.instance import init_instance
+
+    other = init_instance(tmp_path / "other", admin="admin", password="another-password-1")
+    with pytest.raises(ProofVerificationError):
+        verify_document(doc, trusted_key(None, key_of(other)))
+    with pytest.raises(ProofVerificationError, match="another log key"):
+        trusted_key(doc["log_key"], key_of(other))
+    other.close()
+
+
+def test_consistency_between_checkpoints(instance: Instance) -> None:
+    first = make_checkpoint(instance).size
+    grow(instance, 11)
+    second = make_checkpoint(instance).size
+    doc = consistency(instance, first, second)
+    assert "extends" in verify_document(doc, trusted_key(None, key_of(instance)))
+    doc["checkpoint1"], doc["checkpoint2"] = doc["checkpoint2"], doc["checkpoint1"]
+    with pytest.raises(ProofVerificationError):
+        verify_document(doc, trusted_key(None, key_of(instance)))
+    with pytest.raises(NotFoundError, match="no checkpoint at tree size 5"):
+        consistency(instance, 5, second)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+def test_bundle_round_trip_and_tampering(sqlite_instance: Instance, tmp_path: Path, fmt: str) -> None:
+    grow(sqlite_instance, 6)
+    ctx = sqlite_instance.context()
+    summary = export_bundle(sqlite_instance, ctx, tmp_path / "b", fmt)  # type: ignore[arg-type]
+    assert summary["events"] == 9
+    assert "9 events verified" in verify_bundle(tmp_path / "b", key_of(sqlite_instance))
+    events = (tmp_path / "b" / "events.jsonl").read_text().replace('"g3"', '"g9"')
+    (tmp_path / "b" / "events.jsonl").write_text(events)
+    with pytest.raises(ProofVerificationError):
+        verify_bundle(tmp_path / "b", key_of(sqlite_instance))
+    assert verify(sqlite_instance).ok
+
+
+def test_csv_bundle_opens_as_one_row_per_event(sqlite_instance: Instance, tmp_path: Path) -> None:
+    import csv
+
+    export_bundle(sqlite_instance, sqlite_instance.context(), tmp_path / "b", "csv")
+    with (tmp_path / "b" / "events.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["action"] for r in rows] == ["user.created", "instance.initialized", "project.created"]
+    assert json.loads(rows[2]["after"]) == {"name": "default", "description": "Default project created by init"}
