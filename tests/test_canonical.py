@@ -23,3 +23,39 @@ def test_json_digest_is_independent_of_key_order() -> None:
 def test_parse_digest_rejects_malformed(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_digest(bad)
+
+
+def test_fast_path_agrees_with_rfc8785_on_random_documents() -> None:
+    import random
+
+    import rfc8785
+
+    rng = random.Random(7)
+    alphabet = ["a", "Z", "é", "\u2014", "\U0001f600", '"', "\\", "\n", "\x01", "\x7f", " ", "\u2028"]
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 6)))
+
+    def value(depth: int = 0):  # type: ignore[no-untyped-def]
+        kind = rng.randrange(7 if depth < 3 else 4)
+        if kind == 0:
+            return text()
+        if kind == 1:
+            return rng.choice([0, -1, 2**53, 10**20, rng.randrange(-10**6, 10**6)])
+        if kind == 2:
+            return rng.choice([None, True, False])
+        if kind == 3:
+            return rng.choice([0.1, 1.0, 1e21, 1e-7, -0.0, 123.456, 5e-324])
+        if kind == 4:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        return {text(): value(depth + 1) for _ in range(rng.randrange(4))}
+
+    for _ in range(3000):
+        doc = value()
+        try:
+            expected = rfc8785.dumps(doc)
+        except rfc8785.IntegerDomainError:
+            with pytest.raises(rfc8785.IntegerDomainError):
+                canonical_json(doc)
+            continue
+        assert canonical_json(doc) == expected

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ..canonical import canonical_json, sanitize, sha256_hex
@@ -32,6 +32,13 @@ REASON_REQUIRED_VERBS = frozenset(
 )
 _PG_LOCK_KEY = 0x6E73705F61756474  # "nsp_audt": one advisory lock for all appenders
 _TAIL = "nsp_audit_tail"
+_TAIL_SQL = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+_COLUMNS = ("seq", "event_id", "ts", "actor_id", "action", "target_type", "target_id", "project", "body",
+            "prev_hash", "hash", "mac")
+_INSERT_SQL = {
+    style: f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES ({', '.join(mark.format(c) for c in _COLUMNS)})"
+    for style, mark in (("named", ":{}"), ("pyformat", "%({})s"), ("qmark", ":{}"))
+}
 _LOCKED = "nsp_audit_locked"
 
 
@@ -61,11 +68,23 @@ def _tail(session: Session) -> tuple[int, str]:
     cached = session.info.get(_TAIL)
     if cached is not None:
         return cached
+    # The lock and the read must be two statements: in PostgreSQL a statement's snapshot is
+    # taken before it waits for the lock, so one combined statement would read a stale tail.
     lock_log(session)
-    row = session.execute(
-        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
+    cursor = _driver(session).cursor()
+    try:
+        cursor.execute(_TAIL_SQL)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+
+def _driver(session: Session) -> Any:
+    """The DB-API connection under the session's transaction. The two statements of an
+    append go straight to the driver: through SQLAlchemy they cost ~5x more, and the
+    append is on the path of every change (see benchmarks/bench_audit.py)."""
+    return session.connection().connection.dbapi_connection
 
 
 def append_event(
@@ -100,7 +119,8 @@ def append_event(
         "context": ctx.as_json(),
         "prev_hash": prev_hash,
     }
-    digest = event_hash(body)
+    data = canonical_json(body)  # what the hash covers, stored as is
+    digest = sha256_hex(data)
     row = {
         "mac": seal(session, digest),
         "seq": seq,
@@ -111,13 +131,15 @@ def append_event(
         "target_type": target[0],
         "target_id": target[1],
         "project": project,
-        "body": canonical_json(body).decode(),
+        "body": data.decode(),
         "prev_hash": prev_hash,
         "hash": digest,
     }
-    # A Core INSERT, not an ORM object: the unit of work would cost several times the
-    # insert itself, and the audit append is on the path of every state change.
-    session.execute(insert(AuditEvent), [row])
+    cursor = _driver(session).cursor()
+    try:
+        cursor.execute(_INSERT_SQL[session.get_bind().dialect.paramstyle], row)
+    finally:
+        cursor.close()
     # A session lives for one transaction (Database.transaction), so the cached tail
     # never outlives the lock that made it valid.
     session.info[_TAIL] = (seq, digest)

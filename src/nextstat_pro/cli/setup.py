@@ -22,6 +22,9 @@ def init(
     home: Path | None = typer.Option(None, "--home", help="Instance folder (default: $NSP_HOME or ./.nextstat-pro)."),
     db: str | None = typer.Option(None, "--db", help="Database URL (default: SQLite in the home folder)."),
     store: str | None = typer.Option(None, "--store", help="Object store: a folder or s3://bucket/prefix."),
+    admin_db: str | None = typer.Option(
+        None, "--admin-db", help="PostgreSQL URL of a role that may create roles: migrations run as it, and the "
+        "--db role keeps only SELECT/INSERT on the audit tables."),
     admin: str = typer.Option("admin", "--admin", help="Username of the first administrator."),
     printed_name: str | None = typer.Option(None, "--printed-name", help="Printed name of the administrator."),
 ) -> None:
@@ -33,7 +36,8 @@ def init(
             raise UsageError("no password: set NSP_PASSWORD or run init in a terminal")
         password = typer.prompt(f"Password for {admin}", hide_input=True, confirmation_prompt=True)
     instance = init_instance(
-        home_path, admin=admin, password=password, printed_name=printed_name, db_url=db, store_url=store
+        home_path, admin=admin, password=password, printed_name=printed_name, db_url=db, store_url=store,
+        admin_db_url=admin_db,
     )
     console.print(f"[green]Initialised[/] NextStat Pro instance {instance.config.instance_id}")
     console.print(f"  home     {home_path}")
@@ -44,16 +48,21 @@ def init(
 
 
 @db_app.command("upgrade")
-def upgrade(ctx: typer.Context) -> None:
+def upgrade(
+    ctx: typer.Context,
+    admin_db: str | None = typer.Option(None, "--admin-db", help="Run the migrations as this (PostgreSQL) role."),
+) -> None:
     """Apply every pending migration to the instance's database."""
     config = state(ctx).instance().config
-    database = Database(config.db_url)
+    app = Database(config.db_url)
+    database = Database(admin_db) if admin_db else app
     try:
         before = migrate.current_revision(database.engine)
-        migrate.upgrade(database.engine)
+        migrate.upgrade(database.engine, app_role=app.engine.url.username if admin_db else None)
         console.print(f"database at revision {migrate.current_revision(database.engine)} (was {before})")
     finally:
         database.dispose()
+        app.dispose()
 
 
 @db_app.command("current")

@@ -40,7 +40,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Straight to the driver: this runs for every transaction.
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -49,7 +50,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # No pre-ping (a round trip per transaction); connections are recycled instead.
+    return create_engine(url, pool_recycle=1800)
 
 
 class Database:
