@@ -31,7 +31,13 @@ echo; echo "== 5. Export of the fit run $first, checked with sha256sum -c"
 $nsp runs export "$first" "$demo/export"
 (cd "$demo/export" && sha256sum -c SHA256SUMS)
 
-echo; echo "== 6. The audit trail"
+echo; echo "== 6. The audit trail: signed checkpoint, an offline inclusion proof, a verified bundle"
+$nsp audit checkpoint
+$nsp audit log --action run. --limit 5
+$nsp audit prove 3 > "$demo/proof.json"
+$nsp audit verify-proof "$demo/proof.json" --key "$NSP_HOME/witness/log.pub"
+$nsp audit export --format csv "$demo/audit-bundle"
+$nsp audit verify --bundle "$demo/audit-bundle" --key "$NSP_HOME/witness/log.pub"
 $nsp audit verify
 
 echo; echo "Artifacts: object store $NSP_HOME/objects, export $demo/export"
