@@ -82,8 +82,12 @@ class CliResult:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+        tmp_path_factory: pytest.TempPathFactory):
     """Call the real entry point (argument parsing, error handling, exit code) in-process."""
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    monkeypatch.delenv("NSP_TOKEN", raising=False)
 
     def invoke(*args: str, env: dict[str, str] | None = None) -> CliResult:
         for key, value in (env or {}).items():

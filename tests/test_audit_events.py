@@ -120,7 +120,7 @@ def test_history_shows_every_before_and_after(instance: Instance) -> None:
     for days in ("1", "2", "3"):
         set_config(instance, ctx, "checkpoint_interval_s", days, f"set to {days}")
     with instance.db.transaction() as s:
-        events = history(s, "config", "checkpoint_interval_s")
+        events = history(s, ctx, "config", "checkpoint_interval_s")
     assert [(e["before"], e["after"], e["reason"]) for e in events] == [
         ({"checkpoint_interval_s": 3600}, {"checkpoint_interval_s": 1}, "set to 1"),
         ({"checkpoint_interval_s": 1}, {"checkpoint_interval_s": 2}, "set to 2"),

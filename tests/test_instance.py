@@ -26,6 +26,9 @@ def test_init_creates_admin_project_and_events(instance: Instance) -> None:
         assert [p.name for p in s.scalars(select(Project))] == ["default"]
         actions = list(s.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
         assert actions == ["user.created", "instance.initialized", "project.created"]
+        from nextstat_pro.db.models import UserKey
+
+        assert s.scalar(select(UserKey.user_id)) == admin.id  # the admin's signing key
     assert verify(instance).ok
     assert migrate.current_revision(instance.db.engine) == migrate.head_revision()
     assert (instance.home / "config.json").stat().st_mode & 0o777 == 0o600

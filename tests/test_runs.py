@@ -95,13 +95,16 @@ def test_list_filters(instance: Instance) -> None:
     run_task(instance, ctx, request("fit"))
     run_task(instance, ctx, request("hypotest"))
     run_task(instance, ctx, request("upper-limit", "tHu_workspace.json"))
-    with instance.db.transaction() as s:
-        assert len(list_runs(s)) == 3
-        assert [r.task for r in list_runs(s, status="failed")] == ["upper-limit"]
-        assert [r.task for r in list_runs(s, task="hypotest")] == ["hypotest"]
-        from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime, timedelta
 
-        assert list_runs(s, since=datetime.now(UTC) + timedelta(hours=1)) == []
+    from nextstat_pro.projects import get_project
+
+    with instance.db.transaction() as s:
+        p = get_project(s, "default")
+        assert len(list_runs(s, ctx, p)) == 3
+        assert [r.task for r in list_runs(s, ctx, p, status="failed")] == ["upper-limit"]
+        assert [r.task for r in list_runs(s, ctx, p, task="hypotest")] == ["hypotest"]
+        assert list_runs(s, ctx, p, since=datetime.now(UTC) + timedelta(hours=1)) == []
 
 
 def test_export_checks_with_sha256sum(instance: Instance, tmp_path: Path) -> None:

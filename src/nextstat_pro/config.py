@@ -23,6 +23,26 @@ class RetentionPolicy(BaseModel):
     legal_hold_runs: list[str] = Field(default_factory=list)
 
 
+class AuthPolicy(BaseModel):
+    min_password_length: int = Field(12, ge=8)
+    max_password_age_days: int = Field(365, ge=1)
+    lockout_attempts: int = Field(5, ge=1)
+    session_hours: float = Field(12, gt=0)
+    # 21 CFR 11.200: after this long without signing, a signature needs username and password again.
+    signing_idle_minutes: float = Field(15, gt=0)
+    token_max_days: int = Field(365, ge=1)
+
+
+class ApprovalPolicy(BaseModel):
+    """Which signatures make a run approved: meanings in ``sequence`` must come in that order,
+    by distinct people, none of them the run's author; ``min_approvals`` approval signatures."""
+
+    sequence: list[str] = Field(default_factory=lambda: ["review", "approval"])
+    min_approvals: int = Field(1, ge=1)
+    distinct_people: bool = True
+    author_may_approve: bool = False
+
+
 class InstanceConfig(BaseModel):
     format: int = 1
     instance_id: str
@@ -37,6 +57,12 @@ class InstanceConfig(BaseModel):
     # A new checkpoint is signed when the newest is older than this, at the end of any command.
     checkpoint_interval_s: int = 3600
     retention: RetentionPolicy = Field(default_factory=lambda: RetentionPolicy())
+    auth: AuthPolicy = Field(default_factory=lambda: AuthPolicy())
+    # Per project; projects without an entry use the default policy.
+    approval: dict[str, ApprovalPolicy] = Field(default_factory=dict)
+
+    def approval_policy(self, project: str) -> ApprovalPolicy:
+        return self.approval.get(project, ApprovalPolicy())
 
 
 def resolve_home(home: str | Path | None) -> Path:

@@ -11,6 +11,7 @@ from .audit.events import append_event
 from .config import InstanceConfig, write_config
 from .errors import UsageError
 from .identity.actors import RequestContext
+from .identity.rbac import authorize
 from .instance import Instance
 
 SETTABLE = (
@@ -42,6 +43,7 @@ def set_config(instance: Instance, ctx: RequestContext, key: str, raw_value: str
         raise UsageError(f"bad value for {key}: {exc.errors()[0]['msg']}") from None
     after = new.model_dump()[section][field] if field else new.model_dump()[name]
     with instance.db.transaction() as session:
+        authorize(session, ctx, "instance.configure")
         append_event(session, ctx, action="config.changed", target=("config", key), before={key: before},
                      after={key: after}, reason=reason)
         # The file is written inside the transaction: if the event cannot commit, the old

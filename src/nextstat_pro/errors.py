@@ -10,6 +10,7 @@
     ├── ConflictError             the thing exists already / state forbids it (exit 5, HTTP 409)
     │   └── InstanceExistsError
     ├── PermissionDeniedError     RBAC refused (exit 6, HTTP 403)
+    │   └── AuthenticationError   no valid credential (exit 10, HTTP 401)
     ├── IntegrityError            stored bytes or records do not match their digest (exit 7, HTTP 500)
     │   └── DigestMismatchError
     ├── TaskFailedError           the engine raised while running a task (exit 8, HTTP 422)
@@ -28,6 +29,9 @@ class NSPError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # A security-relevant refusal (denied access, failed authentication) carries the
+        # audit event to record after its transaction rolled back: see Database.transaction.
+        self.security_event: dict[str, object] | None = None
 
     def __str__(self) -> str:
         return self.message
@@ -75,6 +79,13 @@ class InstanceExistsError(ConflictError):
 class PermissionDeniedError(NSPError):
     exit_code = 6
     http_status = 403
+
+
+class AuthenticationError(PermissionDeniedError):
+    """Not logged in, wrong password, locked, disabled, expired or revoked credential."""
+
+    exit_code = 10
+    http_status = 401
 
 
 class IntegrityError(NSPError):

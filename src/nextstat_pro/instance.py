@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from sqlalchemy import inspect, select
@@ -43,6 +43,14 @@ class Instance:
         seal = load_or_create_secret(home / SEAL_KEY_FILE)
         return cls(home, config, Database(config.db_url, seal_key=seal), open_store(config.store_url))
 
+    def __post_init__(self) -> None:
+        self.db.security_recorder = self._record_security_event
+
+    def _record_security_event(self, event: dict[str, Any]) -> None:
+        with self.db.transaction() as session:
+            append_event(session, event["ctx"], action=event["action"], target=event["target"],
+                         project=event.get("project"), after=event.get("after"))
+
     def log_keys(self) -> KeyPair:
         return load_or_create_keypair(self.home / LOG_KEY)
 
@@ -52,12 +60,13 @@ class Instance:
     def witness(self) -> Witness:
         return open_witness(self.config.witness_url)
 
-    def context(self, username: str | None = None, interface: Interface = "cli") -> RequestContext:
-        """The acting user: ``username``, else ``$NSP_USER``, else the instance's first admin.
+    def context(self, username: str | None = None, interface: Interface = "system") -> RequestContext:
+        """A trusted in-process context acting as ``username`` (default: the first admin).
 
-        Authentication (login, tokens) replaces this resolution in the identity issue.
-        """
-        name = username or os.environ.get("NSP_USER") or self.config.admin
+        For Python callers that already hold the instance's keys and database credentials
+        (tests, benchmarks, jobs). The CLI and the HTTP server authenticate instead
+        (``identity.auth.authenticate``)."""
+        name = username or self.config.admin
         with self.db.transaction() as session:
             user = session.scalar(select(User).where(User.username == name))
             if user is None:

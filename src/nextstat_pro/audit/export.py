@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from ..errors import ConflictError, InputError, UsageError
 from ..identity.actors import RequestContext
+from ..identity.rbac import authorize
 from ..instance import Instance
 from . import merkle, tree
 from .events import append_event
@@ -57,6 +58,7 @@ def export_bundle(
     placed = False
     try:
         with instance.db.transaction() as session:
+            authorize(session, ctx, "audit.export")
             cp = _checkpoint(instance, session)
             events: list[dict[str, Any]] = []
             cursor = 0

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from ..db.models import AuditCheckpoint, AuditEvent
 from ..errors import NotFoundError, UsageError
+from ..identity.actors import RequestContext
+from ..identity.rbac import authorize
 from ..instance import Instance
 from . import tree
 from .events import event_document
@@ -19,8 +21,10 @@ from .proofs import consistency_document, inclusion_document
 from .verify import VerifyReport, verify_log
 
 
-def make_checkpoint(instance: Instance) -> tree.StoredCheckpoint:
+def make_checkpoint(instance: Instance, ctx: RequestContext | None = None) -> tree.StoredCheckpoint:
     with instance.db.transaction() as session:
+        if ctx is not None:
+            authorize(session, ctx, "audit.checkpoint")
         return _checkpoint(instance, session)
 
 
@@ -53,9 +57,11 @@ def find_event(session: Session, ref: str) -> AuditEvent:
     return row
 
 
-def prove(instance: Instance, ref: str) -> dict[str, Any]:
+def prove(instance: Instance, ref: str, ctx: RequestContext | None = None) -> dict[str, Any]:
     """Inclusion proof of one event against the latest checkpoint (signed now if needed)."""
     with instance.db.transaction() as session:
+        if ctx is not None:
+            authorize(session, ctx, "audit.prove")
         row = find_event(session, ref)
         latest = tree.latest_checkpoint(session)
         if latest is None or latest.size < row.seq:
@@ -64,17 +70,21 @@ def prove(instance: Instance, ref: str) -> dict[str, Any]:
         return inclusion_document(event_document(row), proof, latest.note, instance.log_verifier())
 
 
-def consistency(instance: Instance, size1: int, size2: int) -> dict[str, Any]:
+def consistency(instance: Instance, size1: int, size2: int, ctx: RequestContext | None = None) -> dict[str, Any]:
     if not 0 < size1 <= size2:
         raise UsageError(f"need 0 < SIZE1 <= SIZE2 (got {size1}, {size2})")
     with instance.db.transaction() as session:
+        if ctx is not None:
+            authorize(session, ctx, "audit.prove")
         cp1, cp2 = tree.get_checkpoint(session, size1), tree.get_checkpoint(session, size2)
         proof = tree.consistency(session, size1, size2)
         return consistency_document(cp1.note, cp2.note, proof, instance.log_verifier())
 
 
-def verify(instance: Instance) -> VerifyReport:
+def verify(instance: Instance, ctx: RequestContext | None = None) -> VerifyReport:
     with instance.db.transaction() as session:
+        if ctx is not None:
+            authorize(session, ctx, "audit.verify")
         return verify_log(
             session, instance.log_verifier(), instance.config.log_origin, instance.db.seal_key or b"",
             instance.witness(),
@@ -95,6 +105,12 @@ class EventFilter:
     since: str | None = None  # RFC 3339 / ISO date, compared with ts
     until: str | None = None
     text: str | None = None  # free text in the event body
+
+
+def read_events(session: Session, ctx: RequestContext, f: EventFilter, after_seq: int = 0,
+                limit: int = 100) -> list[dict[str, Any]]:
+    authorize(session, ctx, "audit.read")
+    return query_events(session, f, after_seq, limit)
 
 
 def query_events(session: Session, f: EventFilter, after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
@@ -130,8 +146,9 @@ def _ts(value: str) -> str:
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def history(session: Session, target_type: str, target_id: str) -> list[dict[str, Any]]:
+def history(session: Session, ctx: RequestContext, target_type: str, target_id: str) -> list[dict[str, Any]]:
     """Every event of one record, oldest first: each before/after value in order."""
+    authorize(session, ctx, "audit.read")
     rows = session.scalars(
         select(AuditEvent)
         .where(and_(AuditEvent.target_type == target_type, AuditEvent.target_id == target_id))

@@ -43,7 +43,8 @@ def verify(
         except ProofVerificationError as exc:
             raise IntegrityError(f"bundle does NOT verify: {exc}") from None
         return
-    report = service.verify(state(ctx).instance())
+    st = state(ctx)
+    report = service.verify(st.instance(), st.context())
     if as_json:
         print_json(report.__dict__ | {"unwitnessed": report.unwitnessed})
     if not report.ok:
@@ -61,14 +62,17 @@ def verify(
 @audit_app.command("checkpoint")
 def checkpoint(ctx: typer.Context) -> None:
     """Integrate new events and sign a checkpoint (stored and witnessed)."""
-    cp = service.make_checkpoint(state(ctx).instance())
+    st = state(ctx)
+    cp = service.make_checkpoint(st.instance(), st.context())
     console.print(cp.note, end="")
 
 
 @audit_app.command("checkpoints")
 def checkpoints(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """List the stored checkpoints."""
-    with state(ctx).instance().db.transaction() as session:
+    st = state(ctx)
+    st.context()
+    with st.instance().db.transaction() as session:
         rows = [{"size": c.size, "root": c.root, "created_at": c.created_at.isoformat()}
                 for c in service.list_checkpoints(session)]
     if as_json:
@@ -83,13 +87,15 @@ def checkpoints(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 @audit_app.command("prove")
 def prove(ctx: typer.Context, event: str = typer.Argument(..., help="Event id (or seq).")) -> None:
     """Print an inclusion proof (JSON) of EVENT against the latest checkpoint."""
-    print_json(service.prove(state(ctx).instance(), event))
+    st = state(ctx)
+    print_json(service.prove(st.instance(), event, st.context()))
 
 
 @audit_app.command("consistency")
 def consistency(ctx: typer.Context, size1: int, size2: int) -> None:
     """Print a consistency proof (JSON) between the checkpoints at SIZE1 and SIZE2."""
-    print_json(service.consistency(state(ctx).instance(), size1, size2))
+    st = state(ctx)
+    print_json(service.consistency(st.instance(), size1, size2, st.context()))
 
 
 @audit_app.command("verify-proof")
@@ -126,8 +132,10 @@ def log(
 ) -> None:
     """Query the audit log (oldest first; page with --after LAST_SEQ)."""
     f = service.EventFilter(actor, action, target_type, target_id, project, since, until, text)
-    with state(ctx).instance().db.transaction() as session:
-        events = service.query_events(session, f, after_seq=after, limit=limit)
+    st = state(ctx)
+    actor = st.context()
+    with st.instance().db.transaction() as session:
+        events = service.read_events(session, actor, f, after_seq=after, limit=limit)
     if as_json:
         print_json(events)
         return
@@ -147,8 +155,10 @@ def history(ctx: typer.Context, target: str = typer.Argument(..., help="TYPE:ID,
     ttype, _, tid = target.partition(":")
     if not tid:
         raise InputError(f"target {target!r} is not TYPE:ID")
-    with state(ctx).instance().db.transaction() as session:
-        events = service.history(session, ttype, tid)
+    st = state(ctx)
+    actor = st.context()
+    with st.instance().db.transaction() as session:
+        events = service.history(session, actor, ttype, tid)
     if as_json:
         print_json(events)
         return
@@ -176,9 +186,11 @@ def export(
 @retention_app.command("status")
 def retention_status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """What the retention policy keeps, holds and allows to purge."""
-    inst = state(ctx).instance()
+    st = state(ctx)
+    inst = st.instance()
+    actor = st.context()
     with inst.db.transaction() as session:
-        items = retention.status(session, inst.config.retention)
+        items = retention.status(session, actor, inst.config.retention)
     rows = [{"run_id": i.run_id, "project": i.project, "state": i.state, "rule": i.rule} for i in items]
     if as_json:
         print_json(rows)

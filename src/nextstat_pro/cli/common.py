@@ -13,7 +13,10 @@ from rich.console import Console
 
 from ..audit.service import maybe_checkpoint
 from ..config import resolve_home
+from ..errors import AuthenticationError
 from ..identity.actors import RequestContext
+from ..identity.auth import authenticate
+from . import credentials
 from ..instance import Instance
 
 # Off a terminal Rich would wrap at 80 columns; tables of run ids need more.
@@ -31,8 +34,14 @@ class State:
             self._instance = Instance.open(self.home)
         return self._instance
 
-    def context(self) -> RequestContext:
-        return self.instance().context(interface="cli")
+    def context(self, allow_password_change: bool = False) -> RequestContext:
+        """The authenticated caller (a ``login`` session or ``$NSP_TOKEN``)."""
+        inst = self.instance()
+        token = credentials.load(inst.config.instance_id)
+        if token is None:
+            raise AuthenticationError("not logged in: run `nextstat-pro login` (or set NSP_TOKEN)")
+        with inst.db.transaction() as session:
+            return authenticate(session, token, "cli", allow_password_change)
 
     def project(self, name: str | None) -> str:
         return name or self.instance().config.default_project

@@ -14,7 +14,9 @@ from ..engine import TASKS
 from ..errors import NSPError
 from ..examples import write_examples
 from .audit import audit_app
+from .identity import login, logout, passwd, role_app, token_app, user_app, whoami
 from ..config_service import set_config
+from ..identity.rbac import authorize
 from .common import State, console, err_console, print_json, state
 from .projects import project_app
 from .runs import run, runs_app
@@ -38,7 +40,14 @@ def _root(
 
 
 app.command("init")(init)
+app.command("login")(login)
+app.command("logout")(logout)
+app.command("passwd")(passwd)
+app.command("whoami")(whoami)
 app.command("run")(run)
+app.add_typer(user_app, name="user")
+app.add_typer(role_app, name="role")
+app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 app.add_typer(project_app, name="project")
 app.add_typer(runs_app, name="runs")
@@ -63,7 +72,11 @@ app.add_typer(config_app, name="config")
 @config_app.command("show")
 def config_show(ctx: typer.Context) -> None:
     """Print the instance configuration."""
-    print_json(state(ctx).instance().config.model_dump())
+    st = state(ctx)
+    actor = st.context()
+    with st.instance().db.transaction() as session:
+        authorize(session, actor, "instance.configure")
+    print_json(st.instance().config.model_dump())
 
 
 @config_app.command("set")

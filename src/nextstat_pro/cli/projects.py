@@ -24,8 +24,10 @@ def create(ctx: typer.Context, name: str, description: str = typer.Option("", "-
 @project_app.command("list")
 def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """List projects."""
-    with state(ctx).instance().db.transaction() as session:
-        rows = [(p.name, p.description, p.created_at.isoformat()) for p in list_projects(session)]
+    st = state(ctx)
+    actor = st.context()
+    with st.instance().db.transaction() as session:
+        rows = [(p.name, p.description, p.created_at.isoformat()) for p in list_projects(session, actor)]
     if as_json:
         print_json([{"name": n, "description": d, "created_at": c} for n, d, c in rows])
         return

@@ -14,7 +14,7 @@ from ..db.models import Project, Run
 from ..engine import TASKS, InputFile, parse_pairs
 from ..errors import UsageError
 from ..projects import get_project
-from ..runs import RunRequest, export_run, get_run, list_runs, read_manifest, run_task
+from ..runs import RunRequest, export_run, list_runs, read_manifest, read_run, run_task
 from ..runs.service import RESULT_NAME
 from .common import JsonOption, ProjectOption, console, print_json, state
 
@@ -121,9 +121,10 @@ def list_(
 ) -> None:
     """List runs, newest first."""
     st = state(ctx)
+    actor = st.context()
     with st.instance().db.transaction() as session:
         proj = get_project(session, st.project(project))
-        rows = [_row(r, proj.name) for r in list_runs(session, proj, status, task, _parse_since(since), limit)]
+        rows = [_row(r, proj.name) for r in list_runs(session, actor, proj, status, task, _parse_since(since), limit)]
     if as_json:
         print_json(rows)
         return
@@ -147,8 +148,9 @@ def show(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
     """Show one run: status, inputs, outputs, manifest."""
     st = state(ctx)
     inst = st.instance()
+    actor = st.context()
     with inst.db.transaction() as session:
-        run = get_run(session, run_ref)
+        run = read_run(session, actor, run_ref)
         project = session.get(Project, run.project_id)
         assert project is not None
         row = _row(run, project.name)
@@ -176,8 +178,9 @@ def show(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
 def artifacts(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
     """List a run's stored artifacts (and its manifest)."""
     st = state(ctx)
+    actor = st.context()
     with st.instance().db.transaction() as session:
-        run = get_run(session, run_ref)
+        run = read_run(session, actor, run_ref)
         rows = [{"name": a.name, "digest": a.digest, "size": a.size, "media_type": a.media_type} for a in run.artifacts]
         if run.manifest_digest:
             rows.append({"name": "manifest.json", "digest": run.manifest_digest, "size": None,

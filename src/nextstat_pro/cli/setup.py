@@ -12,6 +12,8 @@ from ..db import migrate
 from ..db.session import Database
 from ..errors import UsageError
 from ..instance import init_instance
+from ..identity.auth import login
+from . import credentials
 from .common import console, state
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
@@ -39,11 +41,15 @@ def init(
         home_path, admin=admin, password=password, printed_name=printed_name, db_url=db, store_url=store,
         admin_db_url=admin_db,
     )
+    # The administrator just proved the password: sign them in.
+    cred = login(instance.db.transaction, instance.config.auth, admin, password)
+    credentials.save(instance.config.instance_id, cred.token)
     console.print(f"[green]Initialised[/] NextStat Pro instance {instance.config.instance_id}")
     console.print(f"  home     {home_path}")
     console.print(f"  database {instance.db.dialect}")
     console.print(f"  store    {instance.store.url}")
-    console.print(f"  admin    {admin}; project [bold]default[/]")
+    console.print(f"  admin    {admin} (signed in); project [bold]default[/]")
+    console.print(f"  log key  {instance.log_verifier()}")
     instance.close()
 
 

@@ -32,6 +32,10 @@ class User(Base):
     is_instance_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Project(Base):
@@ -59,6 +63,7 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     fit_ok: Mapped[bool | None] = mapped_column(Boolean)
     manifest_digest: Mapped[str | None] = mapped_column(String(71))
+    envelope_digest: Mapped[str | None] = mapped_column(String(71))
     inputs: Mapped[list[RunInput]] = relationship(order_by="RunInput.id")
     artifacts: Mapped[list[RunArtifact]] = relationship(order_by="RunArtifact.id")
 
@@ -131,3 +136,55 @@ class PurgedObject(Base):
     purged_at: Mapped[datetime] = mapped_column(UTCDateTime())
     reason: Mapped[str] = mapped_column(Text)
     actor_id: Mapped[str] = mapped_column(String(36))
+
+
+class RoleBinding(Base):
+    __tablename__ = "role_bindings"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApiToken(Base):
+    """A bearer credential: a CLI session (``kind="session"``) or an API token scoped to a
+    project and role. Only the sha256 of its secret is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(100))
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id"))
+    role: Mapped[str | None] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_signing_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class UserKey(Base):
+    """A user's Ed25519 signing key; the private half is encrypted under their password."""
+
+    __tablename__ = "user_keys"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    encrypted_private: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Signature(Base):
+    __tablename__ = "signatures"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    meaning: Mapped[str] = mapped_column(String(20))
+    decision: Mapped[str] = mapped_column(String(10))
+    payload: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime())

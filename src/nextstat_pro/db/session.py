@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NSPError
 
 SEAL_KEY = "nsp_audit_seal_key"
 
@@ -64,6 +64,9 @@ class Database:
         # The audit seal key travels with each session so that audit.append_event can
         # seal events without a handle on the instance.
         self.seal_key = seal_key
+        # Records the audit event of a security-relevant refusal after its transaction
+        # rolled back (set by Instance; see errors.NSPError.security_event).
+        self.security_recorder: Callable[[dict[str, Any]], None] | None = None
 
     @property
     def dialect(self) -> str:
@@ -80,6 +83,12 @@ class Database:
                 yield session
         except OperationalError as exc:
             raise ConfigError(f"database error: {exc.orig}") from None
+        except NSPError as exc:
+            if exc.security_event is not None and self.security_recorder is not None:
+                session.close()
+                event, exc.security_event = exc.security_event, None
+                self.security_recorder(event)
+            raise
         finally:
             session.close()
 

@@ -26,6 +26,12 @@ class RequestContext:
     interface: Interface = "cli"
     client: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # The credential behind the request: a CLI session or an API token (scoped to one
+    # project and capped at one role), or None for in-process callers such as init.
+    token_id: str | None = None
+    token_kind: str | None = None
+    token_project_id: str | None = None
+    token_role: str | None = None
 
     def as_json(self) -> dict[str, str | None]:
         return {"interface": self.interface, "client": self.client}

@@ -8,16 +8,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..audit.events import append_event
-from ..db.models import Project
+from ..db.models import Project, RoleBinding
 from ..db.types import utcnow
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..identity.actors import RequestContext
+from ..identity.rbac import authorize
 from ..ids import new_id
 
 PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 def create_project(session: Session, ctx: RequestContext, name: str, description: str = "") -> Project:
+    authorize(session, ctx, "project.create")
     if not PROJECT_NAME.match(name):
         raise UsageError(
             f"invalid project name {name!r}: lowercase letters, digits, '_' or '-' (at most 63)"
@@ -46,5 +48,12 @@ def get_project(session: Session, name: str) -> Project:
     return project
 
 
-def list_projects(session: Session) -> list[Project]:
-    return list(session.scalars(select(Project).order_by(Project.name)))
+def list_projects(session: Session, ctx: RequestContext) -> list[Project]:
+    """The projects the caller has a role in (every project for an instance admin)."""
+    authorize(session, ctx, "project.list")
+    query = select(Project).order_by(Project.name)
+    if not ctx.actor.is_instance_admin:
+        query = query.join(RoleBinding, RoleBinding.project_id == Project.id).where(RoleBinding.user_id == ctx.actor.id)
+    if ctx.token_project_id is not None:
+        query = query.where(Project.id == ctx.token_project_id)
+    return list(session.scalars(query))

@@ -23,7 +23,7 @@ from ..db.models import PurgedObject
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..identity.actors import RequestContext
 from ..instance import Instance
-from .records import get_run
+from .records import read_run
 from .service import MANIFEST_NAME
 
 SUMS_NAME = "SHA256SUMS"
@@ -41,7 +41,7 @@ def export_run(instance: Instance, ctx: RequestContext, run_ref: str, dest: Path
     placed = False
     try:
         with instance.db.transaction() as session:
-            run = get_run(session, run_ref)
+            run = read_run(session, ctx, run_ref, "run.export")
             if run.manifest_digest is None:
                 raise UsageError(f"run {run.id} is {run.status}: only finished runs can be exported")
             files = _collect(instance, session, run.manifest_digest)

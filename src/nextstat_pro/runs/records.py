@@ -13,6 +13,7 @@ from ..db.models import Project, Run, RunArtifact, RunInput
 from ..db.types import utcnow
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..identity.actors import RequestContext
+from ..identity.rbac import authorize
 from ..ids import new_id
 from .manifest import FileEntry
 
@@ -128,19 +129,27 @@ def get_run(session: Session, run_ref: str) -> Run:
     return matches[0]
 
 
+def read_run(session: Session, ctx: RequestContext, run_ref: str, operation: str = "run.read") -> Run:
+    """A run the caller may read (or export, or sign: ``operation``)."""
+    run = get_run(session, run_ref)
+    project = session.get(Project, run.project_id)
+    authorize(session, ctx, operation, project)
+    return run
+
+
 def list_runs(
     session: Session,
-    project: Project | None = None,
+    ctx: RequestContext,
+    project: Project,
     status: str | None = None,
     task: str | None = None,
     since: datetime | None = None,
     limit: int = 100,
 ) -> list[Run]:
+    authorize(session, ctx, "run.read", project)
     if status is not None and status not in STATUSES:
         raise UsageError(f"unknown status {status!r} (statuses: {', '.join(STATUSES)})")
-    query = select(Run).order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
-    if project is not None:
-        query = query.where(Run.project_id == project.id)
+    query = select(Run).where(Run.project_id == project.id).order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
     if status is not None:
         query = query.where(Run.status == status)
     if task is not None:

@@ -20,6 +20,7 @@ from ..db.models import Project, PurgedObject, Run, RunArtifact
 from ..db.types import utcnow
 from ..errors import ConflictError, UsageError
 from ..identity.actors import RequestContext
+from ..identity.rbac import authorize
 from ..instance import Instance
 from .records import get_run
 
@@ -63,7 +64,9 @@ def _purged_runs(session: Session) -> set[str]:
     return {r for r, digests in runs.items() if digests and digests <= purged}
 
 
-def status(session: Session, policy: RetentionPolicy, now: datetime | None = None) -> list[RetentionItem]:
+def status(session: Session, ctx: RequestContext, policy: RetentionPolicy,
+           now: datetime | None = None) -> list[RetentionItem]:
+    authorize(session, ctx, "retention.read")
     now = now or datetime.now(UTC)
     purged = _purged_runs(session)
     rows = session.execute(select(Run, Project.name).join(Project, Project.id == Run.project_id).order_by(Run.created_at))
@@ -78,6 +81,7 @@ def purge(instance: Instance, ctx: RequestContext, run_ids: list[str], reason: s
     now = datetime.now(UTC)
     removed: list[str] = []
     with instance.db.transaction() as session:
+        authorize(session, ctx, "retention.purge")
         purged_runs = _purged_runs(session)
         already = set(session.scalars(select(PurgedObject.digest)))
         targets: list[tuple[Run, str]] = []
@@ -117,7 +121,7 @@ def _digests_of_runs_not_in(session: Session, run_ids: set[str]) -> set[str]:
 
 def apply(instance: Instance, ctx: RequestContext, reason: str, dry_run: bool) -> list[RetentionItem]:
     with instance.db.transaction() as session:
-        eligible = [i for i in status(session, instance.config.retention) if i.state == "eligible"]
+        eligible = [i for i in status(session, ctx, instance.config.retention) if i.state == "eligible"]
     if not dry_run and eligible:
         purge(instance, ctx, [i.run_id for i in eligible], reason)
     return eligible

@@ -23,6 +23,7 @@ from ..db.types import rfc3339, utcnow
 from ..engine import InputFile, PreparedTask, engine_info, execute, platform_info, prepare
 from ..errors import NSPError
 from ..identity.actors import RequestContext
+from ..identity.rbac import authorize
 from ..instance import Instance
 from ..projects.service import get_project
 from .manifest import FileEntry, ManifestFields, build_manifest
@@ -72,6 +73,7 @@ def run_task(instance: Instance, ctx: RequestContext, request: RunRequest) -> Ru
     params = prepared.params.model_dump()
     with instance.db.transaction() as session:
         project = get_project(session, request.project)
+        authorize(session, ctx, "run.create", project)
         # Inputs are stored only once the project is known: bad input writes nothing.
         inputs = [
             FileEntry(i.name, instance.store.put(i.data).digest, len(i.data), role=i.role) for i in request.inputs

@@ -1,0 +1,88 @@
+"""Each user's Ed25519 signing key. The private half is encrypted (AES-256-GCM) under a key
+derived from the user's password with argon2id, so nobody — an administrator included —
+can sign as another user. Old public keys are kept forever: old signatures stay verifiable."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db.models import User, UserKey
+from ..db.types import utcnow
+from ..errors import AuthenticationError, ConflictError
+from ..signing.keys import KeyPair
+
+# OWASP's argon2id minimum (19 MiB, 2 passes): a signing must stay interactive.
+KDF = {"kdf": "argon2id", "t": 2, "m": 19456, "p": 1}
+
+
+def key_id_of(public_raw: bytes) -> str:
+    return hashlib.sha256(public_raw).hexdigest()
+
+
+def _derive(password: str, salt: bytes, params: dict[str, int | str]) -> bytes:
+    return hash_secret_raw(password.encode(), salt, time_cost=int(params["t"]), memory_cost=int(params["m"]),
+                           parallelism=int(params["p"]), hash_len=32, type=Type.ID)
+
+
+def encrypt_private(private: Ed25519PrivateKey, password: str) -> str:
+    raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                serialization.NoEncryption())
+    salt, nonce = os.urandom(16), os.urandom(12)
+    ct = AESGCM(_derive(password, salt, KDF)).encrypt(nonce, raw, b"nextstat-pro user signing key")
+    return json.dumps({**KDF, "salt": base64.b64encode(salt).decode(), "nonce": base64.b64encode(nonce).decode(),
+                       "ct": base64.b64encode(ct).decode()})
+
+
+def decrypt_private(blob: str, password: str) -> Ed25519PrivateKey:
+    doc = json.loads(blob)
+    try:
+        raw = AESGCM(_derive(password, base64.b64decode(doc["salt"]), doc)).decrypt(
+            base64.b64decode(doc["nonce"]), base64.b64decode(doc["ct"]), b"nextstat-pro user signing key")
+    except InvalidTag:
+        raise AuthenticationError("wrong password for the signing key") from None
+    return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+def active_key(session: Session, user: User) -> UserKey | None:
+    return session.scalar(select(UserKey).where(UserKey.user_id == user.id, UserKey.retired_at.is_(None)))
+
+
+def create_key(session: Session, user: User, password: str) -> UserKey:
+    if active_key(session, user) is not None:
+        raise ConflictError(f"user {user.username} has an active signing key already")
+    private = Ed25519PrivateKey.generate()
+    public_raw = KeyPair(private).public_raw
+    key = UserKey(key_id=key_id_of(public_raw), user_id=user.id, public_key=public_raw.hex(),
+                  encrypted_private=encrypt_private(private, password), created_at=utcnow())
+    session.add(key)
+    return key
+
+
+def reencrypt(session: Session, user: User, old_password: str, new_password: str) -> None:
+    key = active_key(session, user)
+    if key is not None:
+        key.encrypted_private = encrypt_private(decrypt_private(key.encrypted_private, old_password), new_password)
+
+
+def retire(session: Session, user: User) -> None:
+    key = active_key(session, user)
+    if key is not None:
+        key.retired_at = utcnow()
+
+
+def unlock(session: Session, user: User, password: str) -> tuple[UserKey, KeyPair]:
+    key = active_key(session, user)
+    if key is None:
+        raise AuthenticationError(f"user {user.username} has no signing key: set a new password first")
+    return key, KeyPair(decrypt_private(key.encrypted_private, password))
