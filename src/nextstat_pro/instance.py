@@ -27,6 +27,7 @@ from .store import ObjectStore, S3Store, open_store
 
 
 LOG_KEY = "keys/audit-log-ed25519.pem"
+RUN_KEY = "keys/run-signing-ed25519.pem"
 SEAL_KEY_FILE = "keys/audit-seal.key"
 
 
@@ -53,6 +54,10 @@ class Instance:
 
     def log_keys(self) -> KeyPair:
         return load_or_create_keypair(self.home / LOG_KEY)
+
+    def run_keys(self) -> KeyPair:
+        """The instance's run-signing key (DSSE envelopes over run attestations)."""
+        return load_or_create_keypair(self.home / RUN_KEY)
 
     def log_verifier(self) -> Verifier:
         return Verifier.for_key(self.config.log_origin, self.log_keys())
@@ -125,6 +130,7 @@ def init_instance(
         instance_id = new_id()
         origin = f"nextstat-pro.local/audit/{instance_id}"
         keys = load_or_create_keypair(home / LOG_KEY, create=True)
+        load_or_create_keypair(home / RUN_KEY, create=True)
         db.seal_key = load_or_create_secret(home / SEAL_KEY_FILE, create=True)
         verifier = Verifier.for_key(origin, keys)
         open_witness(witness_url).write("log.pub", f"{verifier}\n".encode())

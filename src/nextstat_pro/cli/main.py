@@ -14,6 +14,7 @@ from ..engine import TASKS
 from ..errors import NSPError
 from ..examples import write_examples
 from .audit import audit_app
+from .signing import sign, verify
 from .identity import login, logout, passwd, role_app, token_app, user_app, whoami
 from ..config_service import set_config
 from ..identity.rbac import authorize
@@ -45,6 +46,8 @@ app.command("logout")(logout)
 app.command("passwd")(passwd)
 app.command("whoami")(whoami)
 app.command("run")(run)
+app.command("sign")(sign)
+app.command("verify")(verify)
 app.add_typer(user_app, name="user")
 app.add_typer(role_app, name="role")
 app.add_typer(token_app, name="token")

@@ -19,7 +19,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ..audit.events import append_event
-from ..db.models import PurgedObject
+from cryptography.hazmat.primitives import serialization
+
+from ..audit import tree
+from ..audit.proofs import b64
+from ..audit.service import EventFilter, _checkpoint, query_events
+from ..db.models import PurgedObject, Run
+from ..signing.records import signatures_of
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..identity.actors import RequestContext
 from ..instance import Instance
@@ -27,6 +33,9 @@ from .records import read_run
 from .service import MANIFEST_NAME
 
 SUMS_NAME = "SHA256SUMS"
+ENVELOPE_NAME = "run.intoto.jsonl"
+RUN_KEY_NAME = "keys/run-signing.pub"
+SIGNATURES_NAME = "signatures.json"
 
 
 def read_manifest(instance: Instance, digest: str) -> dict[str, Any]:
@@ -45,6 +54,8 @@ def export_run(instance: Instance, ctx: RequestContext, run_ref: str, dest: Path
             if run.manifest_digest is None:
                 raise UsageError(f"run {run.id} is {run.status}: only finished runs can be exported")
             files = _collect(instance, session, run.manifest_digest)
+            files.update(_signed_extras(instance, session, run))
+            files[SUMS_NAME] = _sums(files)
             manifest = json.loads(files[MANIFEST_NAME])
             append_event(
                 session, ctx, action="run.exported", target=("run", run.id), project=manifest["project"],
@@ -81,8 +92,33 @@ def _collect(instance: Instance, session: Session, manifest_digest: str) -> dict
         files[f"outputs/{entry['name']}"] = get(entry["digest"])
     for entry in manifest["inputs"]:
         files[f"inputs/{entry['role']}/{entry['name']}"] = get(entry["digest"])
-    sums = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items()))
-    files[SUMS_NAME] = sums.encode()
+    return files
+
+
+def _sums(files: dict[str, bytes]) -> bytes:
+    return "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n"
+                   for name, data in sorted(files.items()) if name != SUMS_NAME).encode()
+
+
+def _signed_extras(instance: Instance, session: Session, run: Run) -> dict[str, bytes]:
+    """What `nextstat-pro verify` needs offline: the DSSE envelope and the run-signing public
+    key, the e-signatures with their signers' public keys, and the run's audit events with
+    inclusion proofs against a checkpoint and the log key."""
+    files: dict[str, bytes] = {}
+    if run.envelope_digest is not None:
+        files[ENVELOPE_NAME] = instance.store.get(run.envelope_digest) + b"\n"
+        files[RUN_KEY_NAME] = instance.run_keys().public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    files[SIGNATURES_NAME] = (json.dumps(signatures_of(session, run.id), indent=2) + "\n").encode()
+    cp = _checkpoint(instance, session)
+    events = [e for e in query_events(session, EventFilter(target_type="run", target_id=run.id), limit=10_000)
+              if e["seq"] <= cp.size]
+    proofs = [{"seq": e["seq"], "proof": [b64(p) for p in tree.inclusion(session, e["seq"], cp.size)]}
+              for e in events]
+    files["audit/events.jsonl"] = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events).encode()
+    files["audit/proofs.jsonl"] = "".join(json.dumps(p) + "\n" for p in proofs).encode()
+    files["audit/checkpoint.note"] = cp.note.encode()
+    files["audit/log.pub"] = f"{instance.log_verifier()}\n".encode()
     return files
 
 

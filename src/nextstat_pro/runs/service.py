@@ -26,6 +26,8 @@ from ..identity.actors import RequestContext
 from ..identity.rbac import authorize
 from ..instance import Instance
 from ..projects.service import get_project
+from ..signing.attestation import run_statement
+from ..signing.dsse import sign_statement
 from .manifest import FileEntry, ManifestFields, build_manifest
 from .records import add_artifacts, create_run, get_run, transition
 
@@ -158,13 +160,17 @@ def _execute_and_finish(
     )
     manifest_bytes = canonical_json(manifest)
     manifest_digest = instance.store.put(manifest_bytes).digest
+    envelope = sign_statement(run_statement(manifest, manifest_digest), instance.run_keys())
+    envelope_digest = instance.store.put(canonical_json(envelope)).digest
     with instance.db.transaction() as session:
         run = get_run(session, run_id)
         add_artifacts(session, ctx, run, request.project, outputs)
         run.manifest_digest = manifest_digest
+        run.envelope_digest = envelope_digest
         run.fit_ok = quality_ok
         transition(
             session, ctx, run, request.project, status, at=finished_at, error=error,
-            extra={"manifest_digest": manifest_digest, "fit_quality_ok": quality_ok},
+            extra={"manifest_digest": manifest_digest, "envelope_digest": envelope_digest,
+                   "fit_quality_ok": quality_ok},
         )
     return RunOutcome(run_id, status, manifest_digest, result, error)
