@@ -133,3 +133,32 @@ def test_tasks_listing(cli) -> None:  # type: ignore[no-untyped-def]
     out = cli("tasks").out
     for task in ("fit", "hypotest", "upper-limit", "scan", "ranking", "toys", "pk-nlme"):
         assert task in out
+
+
+def test_login_flow_and_signing_through_the_cli(cli, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    h = ["--home", str(home)]
+    assert cli(*h, "user", "create", "rita", "--printed-name", "Rita Reviewer",
+               env={"NSP_NEW_PASSWORD": "rita-password-1"}).code == 0
+    assert cli(*h, "role", "grant", "rita", "viewer", "--reason", "QA").code == 0
+    run_id = json.loads(cli(*h, "run", "fit", "-w", SIMPLE, "--json").out)["run_id"]
+    assert cli(*h, "logout").code == 0
+    r = cli(*h, "runs", "list")
+    assert r.code == 10 and "not logged in" in one_line_error(r)
+    r = cli(*h, "login", "-u", "rita", env={"NSP_PASSWORD": "wrong-password-1"})
+    assert r.code == 10 and "wrong password" in one_line_error(r)
+    assert cli(*h, "login", "-u", "rita", env={"NSP_PASSWORD": "rita-password-1"}).code == 0
+    assert json.loads(cli(*h, "whoami", "--json").out)["roles"] == {"default": "viewer"}
+    r = cli(*h, "run", "fit", "-w", SIMPLE)
+    assert r.code == 6 and "may not run.create" in one_line_error(r)
+    r = cli(*h, "sign", run_id, "--meaning", "review", "--reason", "ok", env={"NSP_PASSWORD": "rita-password-1"})
+    assert r.code == 10 and "username" in one_line_error(r)
+    r = cli(*h, "sign", run_id, "--meaning", "review", "--reason", "ok", "-u", "rita")
+    assert r.code == 0 and "Rita Reviewer" in r.out and "in review" in r.out
+    r = cli(*h, "sign", run_id, "--meaning", "review", "--reason", "again")
+    assert r.code == 5 and "already signed" in one_line_error(r)
+    assert cli(*h, "runs", "export", run_id, str(tmp_path / "exp")).code == 0
+    r = cli("verify", str(tmp_path / "exp"))
+    assert r.code == 0 and "Rita Reviewer" in r.out and "meaning: review" in r.out
+    (tmp_path / "exp" / "outputs" / "result.json").write_text("{}")
+    r = cli("verify", str(tmp_path / "exp"))
+    assert r.code == 7 and "outputs/result.json: digest mismatch" in one_line_error(r)

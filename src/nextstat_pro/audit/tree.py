@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from ..db.models import AuditCheckpoint, AuditEvent, AuditTreeNode
@@ -45,9 +45,14 @@ def frontier_keys(size: int) -> list[tuple[int, int]]:
 def read_nodes(session: Session, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
     if not keys:
         return {}
+    by_level: dict[int, list[int]] = {}
+    for level, idx in sorted(keys):
+        by_level.setdefault(level, []).append(idx)
+    # One OR term per level (not a row-value IN): both databases then walk the primary key
+    # index once per term; SQLite scans the whole table for a row-value IN.
     rows = session.execute(
         select(AuditTreeNode.level, AuditTreeNode.idx, AuditTreeNode.hash).where(
-            tuple_(AuditTreeNode.level, AuditTreeNode.idx).in_(sorted(keys))
+            or_(*(and_(AuditTreeNode.level == level, AuditTreeNode.idx.in_(idxs)) for level, idxs in by_level.items()))
         )
     )
     return {(lv, ix): bytes.fromhex(h) for lv, ix, h in rows}

@@ -38,17 +38,10 @@ PERMISSIONS: dict[str, str] = {
     # project
     "role.grant": "admin",
     "role.revoke": "admin",
-    "role.list": "viewer",
     "run.create": "editor",
     "run.read": "viewer",
     "run.export": "viewer",
     "run.sign": "viewer",
-    "hub.read": "viewer",
-    "hub.push": "editor",
-    "hub.edit": "editor",
-    "hub.alias": "editor",
-    "hub.alias_protected": "admin",
-    "hub.retention": "admin",
 }
 
 

@@ -1,0 +1,132 @@
+"""Authentication: sessions, lockout, resets, tokens, disabled users, denied access — each audited."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from nextstat_pro.db.models import ApiToken, User, UserKey
+from nextstat_pro.db.types import utcnow
+from nextstat_pro.engine import InputFile
+from nextstat_pro.errors import AuthenticationError, ConflictError, PermissionDeniedError
+from nextstat_pro.identity import auth
+from nextstat_pro.identity.users import create_user, disable_user, reset_password
+from nextstat_pro.instance import Instance
+from nextstat_pro.projects import create_project, get_project
+from nextstat_pro.runs import RunRequest, list_runs, run_task
+
+from .audit_helpers import actions_after, last_seq
+from .conftest import PASSWORD, shared
+from .identity_helpers import add_user, session_for
+
+OTHER = "viewer-password-1"
+
+
+def test_login_and_authenticate(instance: Instance) -> None:
+    before = last_seq(instance)
+    ctx = session_for(instance, "admin", PASSWORD)
+    assert ctx.actor.username == "admin" and ctx.token_kind == "session"
+    assert actions_after(instance, before) == ["auth.login"]
+
+
+def test_wrong_passwords_lock_the_account_and_are_audited(instance: Instance) -> None:
+    add_user(instance, "vera", "viewer", OTHER)
+    before = last_seq(instance)
+    for i in range(5):
+        with pytest.raises(AuthenticationError, match="wrong password"):
+            auth.login(instance.db.transaction, instance.config.auth, "vera", "not-her-password")
+    assert actions_after(instance, before) == ["auth.failed"] * 5 + ["user.locked"]
+    with pytest.raises(AuthenticationError, match="locked"):
+        auth.login(instance.db.transaction, instance.config.auth, "vera", OTHER)
+    assert actions_after(instance, before)[-1] == "auth.refused"
+    # An administrator's reset unlocks, forces a change, and retires the signing key.
+    with instance.db.transaction() as s:
+        reset_password(s, instance.context(), "vera", "temporary-pass-1", "locked out")
+    cred = auth.login(instance.db.transaction, instance.config.auth, "vera", "temporary-pass-1")
+    with pytest.raises(AuthenticationError, match="must change the password"), instance.db.transaction() as s:
+        auth.authenticate(s, cred.token)
+    with instance.db.transaction() as s:
+        ctx = auth.authenticate(s, cred.token, allow_password_change=True)
+        auth.change_password(s, ctx, instance.config.auth, "temporary-pass-1", "her-own-password-2")
+    with instance.db.transaction() as s:
+        auth.authenticate(s, cred.token)
+        user = s.scalar(select(User).where(User.username == "vera"))
+        keys = list(s.scalars(select(UserKey).where(UserKey.user_id == user.id).order_by(UserKey.created_at)))
+        assert len(keys) == 2 and keys[0].retired_at is not None and keys[1].retired_at is None
+
+
+def test_unknown_user_is_audited(instance: Instance) -> None:
+    before = last_seq(instance)
+    with pytest.raises(AuthenticationError, match="unknown user or wrong password"):
+        auth.login(instance.db.transaction, instance.config.auth, "mallory", "whatever-password")
+    assert actions_after(instance, before) == ["auth.failed"]
+
+
+def test_expired_and_revoked_credentials(instance: Instance) -> None:
+    cred = auth.login(instance.db.transaction, instance.config.auth, "admin", PASSWORD)
+    with instance.db.transaction() as s:
+        s.get(ApiToken, cred.token_id).expires_at = utcnow() - timedelta(seconds=1)
+    before = last_seq(instance)
+    with pytest.raises(AuthenticationError, match="expired"), instance.db.transaction() as s:
+        auth.authenticate(s, cred.token)
+    assert actions_after(instance, before) == ["auth.refused"]
+    cred = auth.login(instance.db.transaction, instance.config.auth, "admin", PASSWORD)
+    with instance.db.transaction() as s:
+        auth.logout(s, auth.authenticate(s, cred.token))
+    with pytest.raises(AuthenticationError, match="revoked"), instance.db.transaction() as s:
+        auth.authenticate(s, cred.token)
+    with pytest.raises(AuthenticationError, match="invalid token"), instance.db.transaction() as s:
+        auth.authenticate(s, cred.token[:-2] + "xx")
+
+
+def test_disabled_user_cannot_sign_in_or_be_recreated(instance: Instance) -> None:
+    add_user(instance, "dora", "editor", OTHER)
+    cred = auth.login(instance.db.transaction, instance.config.auth, "dora", OTHER)
+    with instance.db.transaction() as s:
+        disable_user(s, instance.context(), "dora", "left the company")
+    with pytest.raises(AuthenticationError, match="disabled"), instance.db.transaction() as s:
+        auth.authenticate(s, cred.token)  # her session dies with the account
+    with pytest.raises(AuthenticationError, match="disabled"):
+        auth.login(instance.db.transaction, instance.config.auth, "dora", OTHER)
+    with pytest.raises(ConflictError, match="never reused"), instance.db.transaction() as s:
+        create_user(s, instance.context(), username="dora", printed_name="Dora 2", password=OTHER)
+
+
+def test_viewer_cannot_write_and_the_attempt_is_audited(instance: Instance) -> None:
+    add_user(instance, "vic", "viewer", OTHER)
+    ctx = session_for(instance, "vic", OTHER)
+    before = last_seq(instance)
+    request = RunRequest("fit", "default", {}, None,
+                         [InputFile.read("workspace", shared("workspaces", "simple_workspace.json"))])
+    with pytest.raises(PermissionDeniedError, match=r"vic \(viewer in project default\) may not run.create"):
+        run_task(instance, ctx, request)
+    with pytest.raises(PermissionDeniedError), instance.db.transaction() as s:
+        create_project(s, ctx, "sneaky")
+    assert actions_after(instance, before) == ["access.denied", "access.denied"]
+    with instance.db.transaction() as s:  # reading is fine
+        assert list_runs(s, ctx, get_project(s, "default")) == []
+
+
+def test_api_tokens_are_scoped_and_capped(instance: Instance) -> None:
+    add_user(instance, "eddie", "editor", OTHER)
+    ctx = session_for(instance, "eddie", OTHER)
+    with instance.db.transaction() as s:
+        create_project(s, instance.context(), "elsewhere")
+        with pytest.raises(PermissionDeniedError):
+            auth.create_token(s, ctx, instance.config.auth, get_project(s, "default"), "admin", "too much", 30)
+    with instance.db.transaction() as s:
+        cred = auth.create_token(s, ctx, instance.config.auth, get_project(s, "default"), "viewer", "ci", 30)
+        stored = s.get(ApiToken, cred.token_id)
+        assert cred.token.split(".")[1] not in stored.secret_hash  # only a hash is stored
+    with instance.db.transaction() as s:
+        tctx = auth.authenticate(s, cred.token)
+        assert tctx.actor.username == "eddie" and tctx.token_role == "viewer"
+        list_runs(s, tctx, get_project(s, "default"))
+    with pytest.raises(PermissionDeniedError), instance.db.transaction() as s:
+        list_runs(s, tctx, get_project(s, "elsewhere"))
+    request = RunRequest("fit", "default", {}, None,
+                         [InputFile.read("workspace", shared("workspaces", "simple_workspace.json"))])
+    with pytest.raises(PermissionDeniedError):
+        run_task(instance, tctx, request)
