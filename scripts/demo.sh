@@ -5,7 +5,10 @@ cd "$(dirname "$0")/.."
 nsp=".venv/bin/nextstat-pro"
 demo=$(mktemp -d /tmp/nextstat-pro-demo.XXXXXX)
 export NSP_HOME="$demo/home"
-export NSP_PASSWORD="demo-password-$(date +%s)"
+export XDG_CONFIG_HOME="$demo/config"        # CLI sessions live here, not in your ~/.config
+admin_pw="admin-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+reviewer_pw="reviewer-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+approver_pw="approver-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 
 echo "== 1. Example inputs (generated from a seed) in $demo/examples"
 $nsp examples write "$demo/examples"
@@ -13,10 +16,15 @@ ws="$demo/examples/example_workspace.json"
 ps="$demo/examples/example_signal_patchset.json"
 
 echo; echo "== 2. An embedded instance (SQLite + local object store) in $NSP_HOME"
-$nsp init --admin admin --printed-name "Demo Administrator"
+NSP_PASSWORD="$admin_pw" $nsp init --admin admin --printed-name "Dana Administrator"
+NSP_NEW_PASSWORD="$reviewer_pw" $nsp user create rita --printed-name "Rita Reviewer" --email rita@example.org
+NSP_NEW_PASSWORD="$approver_pw" $nsp user create alan --printed-name "Alan Approver" --email alan@example.org
+$nsp role grant rita editor --reason "QA reviewer of the default project"
+$nsp role grant alan editor --reason "QA approver of the default project"
 
-echo; echo "== 3. Runs"
-$nsp run fit --workspace "$ws"
+echo; echo "== 3. Runs (as the administrator)"
+fit_run=$($nsp run fit --workspace "$ws" --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["run_id"])')
+echo "fit run $fit_run"
 $nsp run upper-limit --workspace "$ws"
 for patch in sig_1000_0 sig_1300_200 sig_1600_400; do
   $nsp run upper-limit --workspace "$ws" --patchset "$ps" --patch "$patch"
@@ -26,18 +34,25 @@ $nsp run pk-nlme --dataset "$demo/examples/example_pk.csv"
 echo; echo "== 4. The runs table"
 $nsp runs list
 
-first=$($nsp runs list --task fit --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])')
-echo; echo "== 5. Export of the fit run $first, checked with sha256sum -c"
-$nsp runs export "$first" "$demo/export"
-(cd "$demo/export" && sha256sum -c SHA256SUMS)
+echo; echo "== 5. Rita reviews and Alan approves the fit run (electronic signatures, 21 CFR 11)"
+NSP_PASSWORD="$reviewer_pw" $nsp login --username rita
+NSP_PASSWORD="$reviewer_pw" $nsp sign "$fit_run" --meaning review --reason "Inputs and fit quality checked" --username rita
+NSP_PASSWORD="$approver_pw" $nsp login --username alan
+NSP_PASSWORD="$approver_pw" $nsp sign "$fit_run" --meaning approval --reason "Approved for the analysis note" --username alan
 
-echo; echo "== 6. The audit trail: signed checkpoint, an offline inclusion proof, a verified bundle"
+echo; echo "== 6. Export of the fit run, checked with sha256sum -c and verified offline"
+$nsp runs export "$fit_run" "$demo/export"
+(cd "$demo/export" && sha256sum -c --quiet SHA256SUMS && echo "sha256sum: all files OK")
+$nsp verify "$demo/export" --log-key "$NSP_HOME/witness/log.pub"
+
+echo; echo "== 7. The audit trail: signed checkpoint, an offline inclusion proof, a verified bundle"
+NSP_PASSWORD="$admin_pw" $nsp login --username admin
 $nsp audit checkpoint
-$nsp audit log --action run. --limit 5
+$nsp audit log --action run.signed
 $nsp audit prove 3 > "$demo/proof.json"
 $nsp audit verify-proof "$demo/proof.json" --key "$NSP_HOME/witness/log.pub"
 $nsp audit export --format csv "$demo/audit-bundle"
 $nsp audit verify --bundle "$demo/audit-bundle" --key "$NSP_HOME/witness/log.pub"
 $nsp audit verify
 
-echo; echo "Artifacts: object store $NSP_HOME/objects, export $demo/export"
+echo; echo "Artifacts: object store $NSP_HOME/objects, run export $demo/export, audit bundle $demo/audit-bundle"
