@@ -16,7 +16,7 @@ from nextstat_pro.cli.main import main
 from nextstat_pro.instance import Instance, init_instance
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("NSP_SHARED") or ROOT.parent / "shared")
 WORKSPACES = SHARED / "workspaces"
 PASSWORD = "test-password-123"
 
