@@ -22,30 +22,39 @@ NSP_NEW_PASSWORD="$approver_pw" $nsp user create alan --printed-name "Alan Appro
 $nsp role grant rita editor --reason "QA reviewer of the default project"
 $nsp role grant alan editor --reason "QA approver of the default project"
 
-echo; echo "== 3. Runs (as the administrator)"
-fit_run=$($nsp run fit --workspace "$ws" --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["run_id"])')
-echo "fit run $fit_run"
-$nsp run upper-limit --workspace "$ws"
-for patch in sig_1000_0 sig_1300_200 sig_1600_400; do
-  $nsp run upper-limit --workspace "$ws" --patchset "$ps" --patch "$patch"
-done
-$nsp run pk-nlme --dataset "$demo/examples/example_pk.csv"
+echo; echo "== 3. The registry: immutable, content-addressed versions"
+$nsp hub model push example "$ws" --version 1.0.0 --description "four-channel example" --tag analysis=demo
+$nsp hub model push example "$ws"                     # identical content: the existing version
+$nsp hub patchset push signals "$ps" --base example@1.0.0 --version 1.0.0
+$nsp hub dataset push pk-study "$demo/examples/example_pk.csv" --version 0.1.0
+$nsp hub model alias example@1.0.0 validated --reason "Demo validation"
+$nsp hub model list
 
-echo; echo "== 4. The runs table"
+echo; echo "== 4. Runs by reference (as the administrator)"
+fit_run=$($nsp run fit --model example@validated --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["run_id"])')
+echo "fit run $fit_run"
+$nsp run upper-limit --model example@1.0.0
+for patch in sig_1000_0 sig_1300_200 sig_1600_400; do
+  $nsp run upper-limit --model "signals@1.0.0#$patch"
+done
+$nsp run pk-nlme --dataset pk-study@0.1.0
+$nsp run upper-limit --workspace "$ws" --patchset "$ps" --patch sig_1100_100   # plain files work too
+
+echo; echo "== 5. The runs table (with the exact registry versions)"
 $nsp runs list
 
-echo; echo "== 5. Rita reviews and Alan approves the fit run (electronic signatures, 21 CFR 11)"
+echo; echo "== 6. Rita reviews and Alan approves the fit run (electronic signatures, 21 CFR 11)"
 NSP_PASSWORD="$reviewer_pw" $nsp login --username rita
 NSP_PASSWORD="$reviewer_pw" $nsp sign "$fit_run" --meaning review --reason "Inputs and fit quality checked" --username rita
 NSP_PASSWORD="$approver_pw" $nsp login --username alan
 NSP_PASSWORD="$approver_pw" $nsp sign "$fit_run" --meaning approval --reason "Approved for the analysis note" --username alan
 
-echo; echo "== 6. Export of the fit run, checked with sha256sum -c and verified offline"
+echo; echo "== 7. Export of the fit run, checked with sha256sum -c and verified offline"
 $nsp runs export "$fit_run" "$demo/export"
 (cd "$demo/export" && sha256sum -c --quiet SHA256SUMS && echo "sha256sum: all files OK")
 $nsp verify "$demo/export" --log-key "$NSP_HOME/witness/log.pub"
 
-echo; echo "== 7. The audit trail: signed checkpoint, an offline inclusion proof, a verified bundle"
+echo; echo "== 8. The audit trail: signed checkpoint, an offline inclusion proof, a verified bundle"
 NSP_PASSWORD="$admin_pw" $nsp login --username admin
 $nsp audit checkpoint
 $nsp audit log --action run.signed

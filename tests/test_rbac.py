@@ -23,7 +23,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "rbac.md"
 # Service modules: each public function either authorizes or says here why it need not.
 SERVICE_MODULES = ["projects/service.py", "runs/service.py", "runs/records.py", "runs/export.py",
                    "runs/retention.py", "audit/service.py", "audit/export.py", "identity/users.py",
-                   "identity/auth.py", "signing/esignatures.py", "config_service.py"]
+                   "identity/auth.py", "signing/esignatures.py", "config_service.py", "hub/service.py",
+                   "hub/retention.py", "runs/references.py"]
 EXEMPT = {
     "get_project": "a lookup used inside authorized operations",
     "create_run": "database function of run_task (authorized there)",
@@ -48,6 +49,14 @@ EXEMPT = {
     "change_password": "acts on the caller's own account",
     "parse_token": "pure",
     "facts": "lookup inside sign_run",
+    "resolve_in": "lookup inside authorized operations",
+    "read_bytes": "reads a version's store object, after an authorized lookup",
+    "read_source": "reads a version's store object, after an authorized lookup",
+    "search": "database function of list_items (authorized there)",
+    "version_doc": "pure formatting",
+    "materialize": "database function of resolve_inputs (authorized there)",
+    "purge_blockers": "pure policy evaluation",
+    "versions_of": "lookup after an authorized list or read",
     "set_config": None,
     "make_checkpoint": None,
     "prove": None,

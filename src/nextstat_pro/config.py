@@ -54,10 +54,16 @@ class InstanceConfig(BaseModel):
     # database (a folder or s3://bucket/prefix).
     log_origin: str
     witness_url: str
+    # Where archived registry versions go (default: <home>/archive, or <store>/archive on S3).
+    archive_url: str | None = None
     # A new checkpoint is signed when the newest is older than this, at the end of any command.
     checkpoint_interval_s: int = 3600
     retention: RetentionPolicy = Field(default_factory=lambda: RetentionPolicy())
     auth: AuthPolicy = Field(default_factory=lambda: AuthPolicy())
+    # Aliases only an admin may move (per instance), and the minimum age before a registry
+    # version may be purged.
+    protected_aliases: list[str] = Field(default_factory=lambda: ["production", "validated"])
+    hub_min_years: float = Field(10.0, ge=0)
     # Per project; projects without an entry use the default policy.
     approval: dict[str, ApprovalPolicy] = Field(default_factory=dict)
 

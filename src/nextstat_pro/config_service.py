@@ -17,6 +17,8 @@ from .instance import Instance
 SETTABLE = (
     "default_project",
     "checkpoint_interval_s",
+    "protected_aliases",
+    "hub_min_years",
     "retention.min_years",
     "retention.legal_hold_projects",
     "retention.legal_hold_runs",

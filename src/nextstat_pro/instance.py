@@ -62,6 +62,14 @@ class Instance:
     def log_verifier(self) -> Verifier:
         return Verifier.for_key(self.config.log_origin, self.log_keys())
 
+    def archive(self) -> ObjectStore:
+        """The archive store: archived registry versions, still verifiable and readable."""
+        url = self.config.archive_url
+        if url is None:
+            url = f"{self.config.store_url.rstrip('/')}/archive" if self.config.store_url.startswith("s3://") \
+                else str(self.home / "archive")
+        return open_store(url)
+
     def witness(self) -> Witness:
         return open_witness(self.config.witness_url)
 

@@ -14,6 +14,7 @@ from ..engine import TASKS
 from ..errors import NSPError
 from ..examples import write_examples
 from .audit import audit_app
+from .hub import hub_app
 from .signing import sign, verify
 from .identity import login, logout, passwd, role_app, token_app, user_app, whoami
 from ..config_service import set_config
@@ -55,6 +56,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(project_app, name="project")
 app.add_typer(runs_app, name="runs")
 app.add_typer(audit_app, name="audit")
+app.add_typer(hub_app, name="hub")
 
 
 @app.command("tasks")

@@ -15,7 +15,9 @@ from ..engine import TASKS, InputFile, parse_pairs
 from ..errors import UsageError
 from ..projects import get_project
 from ..runs import RunRequest, export_run, list_runs, read_manifest, read_run, run_task
+from ..runs.records import versions_of
 from ..runs.service import RESULT_NAME
+from ..runs.references import resolve_inputs
 from .common import JsonOption, ProjectOption, console, print_json, state
 
 runs_app = typer.Typer(help="Recorded runs: list, show, artifacts, export.", no_args_is_help=True)
@@ -25,9 +27,11 @@ def run(
     ctx: typer.Context,
     task: str = typer.Argument(..., help=f"One of: {', '.join(TASKS)}."),
     workspace: Path | None = typer.Option(None, "--workspace", "-w", help="pyhf JSON workspace."),
+    model: str | None = typer.Option(None, "--model", "-m",
+                                     help="Registry model REF (or patchset REF#PATCH) instead of --workspace."),
     patchset: Path | None = typer.Option(None, "--patchset", help="pyhf patchset (with --patch)."),
     patch: str | None = typer.Option(None, "--patch", help="Name of the patch to apply."),
-    dataset: Path | None = typer.Option(None, "--dataset", "-d", help="CSV dataset (pk-nlme)."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="CSV dataset file (pk-nlme), or a registry REF."),
     param: list[str] = typer.Option([], "--param", help="Task parameter key=value (repeatable)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (toys: toy k uses seed+k)."),
     project: str | None = ProjectOption,
@@ -36,15 +40,27 @@ def run(
     """Execute TASK in-process and record it as a run."""
     st = state(ctx)
     params = parse_pairs(param)
+    if model is not None and (workspace is not None or patchset is not None):
+        raise UsageError("give --model REF or --workspace FILE, not both")
+    dataset_file = Path(dataset) if dataset is not None and Path(dataset).exists() else None
     inputs = [
         InputFile.read(role, path)
-        for role, path in (("workspace", workspace), ("patchset", patchset), ("dataset", dataset))
+        for role, path in (("workspace", workspace), ("patchset", patchset), ("dataset", dataset_file))
         if path is not None
     ]
     actor = st.context()
+    versions = []
+    if model is not None or (dataset is not None and dataset_file is None):
+        refs = [("patchset" if "#" in model else "model", model)] if model else []
+        if dataset is not None and dataset_file is None:
+            refs.append(("dataset", dataset))
+        files, versions, ref_patch = resolve_inputs(st.instance(), actor, st.project(project), refs)
+        inputs += files
+        patch = ref_patch or patch
     outcome = run_task(
         st.instance(), actor,
-        RunRequest(task=task, project=st.project(project), params=params, seed=seed, inputs=inputs, patch=patch),
+        RunRequest(task=task, project=st.project(project), params=params, seed=seed, inputs=inputs, patch=patch,
+                   versions=versions),
     )
     if as_json:
         print_json({"run_id": outcome.run_id, "status": outcome.status, "manifest_digest": outcome.manifest_digest,
@@ -124,12 +140,14 @@ def list_(
     actor = st.context()
     with st.instance().db.transaction() as session:
         proj = get_project(session, st.project(project))
-        rows = [_row(r, proj.name) for r in list_runs(session, actor, proj, status, task, _parse_since(since), limit)]
+        runs = list_runs(session, actor, proj, status, task, _parse_since(since), limit)
+        used = versions_of(session, [r.id for r in runs])
+        rows = [_row(r, proj.name) | {"versions": used.get(r.id, [])} for r in runs]
     if as_json:
         print_json(rows)
         return
-    table = Table("run", "task", "status", "fit", "created (UTC)", "seconds", "patch", "params (non-default)",
-                  title=f"runs in {proj.name}")
+    table = Table("run", "task", "status", "fit", "created (UTC)", "seconds", "inputs (registry)", "patch",
+                  "params (non-default)", title=f"runs in {proj.name}")
     for r in rows:
         seconds = ""
         if r["finished_at"] and r["started_at"]:
@@ -139,7 +157,7 @@ def list_(
         defaults = TASKS[r["task"]].params().model_dump() if r["task"] in TASKS else {}
         params = " ".join(f"{k}={v}" for k, v in r["params"].items() if defaults.get(k) != v)
         table.add_row(r["run_id"], r["task"], f"[{colour}]{r['status']}[/]", fit, r["created_at"][:19], seconds,
-                      r["patch"] or "", params)
+                      " ".join(r["versions"]), r["patch"] or "", params)
     console.print(table)
 
 
@@ -156,6 +174,7 @@ def show(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
         row = _row(run, project.name)
         row["inputs"] = [{"role": i.role, "name": i.name, "digest": i.digest, "size": i.size} for i in run.inputs]
         row["artifacts"] = [{"name": a.name, "digest": a.digest, "size": a.size} for a in run.artifacts]
+        row["versions"] = versions_of(session, [run.id]).get(run.id, [])
     manifest = read_manifest(inst, row["manifest_digest"]) if row["manifest_digest"] else None
     if as_json:
         print_json({**row, "manifest": manifest})
@@ -166,6 +185,8 @@ def show(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
     console.print(f"[bold]{'params':>16}[/] {json.dumps(row['params'])}")
     for i in row["inputs"]:
         console.print(f"[bold]{'input':>16}[/] {i['role']:<9} {i['name']}  {i['digest']}")
+    for label in row["versions"]:
+        console.print(f"[bold]{'registry':>16}[/] {label}")
     for a in row["artifacts"]:
         console.print(f"[bold]{'artifact':>16}[/] {a['name']:<13} {a['digest']}  {a['size']} B")
     if manifest and row["status"] == "succeeded":

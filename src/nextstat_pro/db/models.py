@@ -188,3 +188,57 @@ class Signature(Base):
     key_id: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class HubItem(Base):
+    """A named model, dataset or patchset in a project; its content lives in its versions."""
+
+    __tablename__ = "hub_items"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    kind: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class HubVersion(Base):
+    """An immutable version: its identity is the digest of its content."""
+
+    __tablename__ = "hub_versions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("hub_items.id"))
+    digest: Mapped[str] = mapped_column(String(71), index=True)
+    semver: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    media_type: Mapped[str] = mapped_column(String(60))
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON)
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class HubTag(Base):
+    __tablename__ = "hub_tags"
+    version_id: Mapped[str] = mapped_column(ForeignKey("hub_versions.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(300))
+
+
+class HubAlias(Base):
+    __tablename__ = "hub_aliases"
+    item_id: Mapped[str] = mapped_column(ForeignKey("hub_items.id"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("hub_versions.id"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RunVersion(Base):
+    """A run's reference to the exact registry version it used."""
+
+    __tablename__ = "run_versions"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("hub_versions.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+    ref: Mapped[str] = mapped_column(String(300))

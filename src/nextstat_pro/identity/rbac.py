@@ -42,6 +42,12 @@ PERMISSIONS: dict[str, str] = {
     "run.read": "viewer",
     "run.export": "viewer",
     "run.sign": "viewer",
+    "hub.read": "viewer",
+    "hub.push": "editor",
+    "hub.edit": "editor",
+    "hub.alias": "editor",
+    "hub.alias_protected": "admin",
+    "hub.retention": "admin",
 }
 
 

@@ -44,6 +44,7 @@ class ManifestFields:
     engine: dict[str, str]
     platform: dict[str, str]
     created_by: dict[str, str]
+    versions: list[dict[str, Any]]
     created_at: datetime
     started_at: datetime
     finished_at: datetime
@@ -59,6 +60,7 @@ def build_manifest(f: ManifestFields) -> dict[str, Any]:
         "seed": f.seed,
         "patch": f.patch,
         "inputs": [e.as_json() for e in f.inputs],
+        "versions": f.versions,
         "outputs": [e.as_json() for e in f.outputs],
         "status": f.status,
         "error": f.error,

@@ -157,3 +157,19 @@ def list_runs(
     if since is not None:
         query = query.where(Run.created_at >= since)
     return list(session.scalars(query))
+
+
+def versions_of(session: Session, run_ids: list[str]) -> dict[str, list[str]]:
+    """Registry versions each run used, as ``name@semver`` (or ``name@sha256:…``) labels."""
+    from ..db.models import HubItem, HubVersion, RunVersion
+
+    rows = session.execute(
+        select(RunVersion.run_id, HubItem.name, HubVersion.semver, HubVersion.digest)
+        .join(HubVersion, HubVersion.id == RunVersion.version_id)
+        .join(HubItem, HubItem.id == HubVersion.item_id)
+        .where(RunVersion.run_id.in_(run_ids))
+    )
+    out: dict[str, list[str]] = {}
+    for run_id, name, semver, digest in rows:
+        out.setdefault(run_id, []).append(f"{name}@{semver or digest[:19]}")
+    return out

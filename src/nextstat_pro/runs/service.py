@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ..canonical import canonical_json
+from ..db.models import RunVersion
 from ..db.types import rfc3339, utcnow
 from ..engine import InputFile, PreparedTask, engine_info, execute, platform_info, prepare
 from ..errors import NSPError
@@ -37,6 +38,23 @@ MANIFEST_NAME = "manifest.json"
 
 
 @dataclass(frozen=True)
+class VersionUse:
+    """A registry version a run uses (resolved once, recorded by digest)."""
+
+    version_id: str
+    role: str
+    ref: str
+    kind: str
+    name: str
+    semver: str | None
+    digest: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"role": self.role, "ref": self.ref, "kind": self.kind, "name": self.name, "semver": self.semver,
+                "digest": self.digest}
+
+
+@dataclass(frozen=True)
 class RunRequest:
     task: str
     project: str
@@ -44,6 +62,7 @@ class RunRequest:
     seed: int | None
     inputs: list[InputFile]
     patch: str | None = None
+    versions: list[VersionUse] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -81,6 +100,8 @@ def run_task(instance: Instance, ctx: RequestContext, request: RunRequest) -> Ru
             FileEntry(i.name, instance.store.put(i.data).digest, len(i.data), role=i.role) for i in request.inputs
         ]
         run = create_run(session, ctx, project, request.task, params, request.seed, inputs, request.patch)
+        for use in request.versions:
+            session.add(RunVersion(run_id=run.id, version_id=use.version_id, role=use.role, ref=use.ref))
         transition(session, ctx, run, project.name, "running")
         run_id, created_at, started_at = run.id, run.created_at, run.started_at
     assert started_at is not None
@@ -153,6 +174,7 @@ def _execute_and_finish(
             engine=engine_info(),
             platform=platform_info(),
             created_by=ctx.actor.as_json(),
+            versions=[v.as_json() for v in request.versions],
             created_at=created_at,
             started_at=started_at,
             finished_at=finished_at,

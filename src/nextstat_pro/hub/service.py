@@ -1,0 +1,330 @@
+"""The registry: push, resolve, list, alias, tag, describe. Every change is audited.
+
+Identity is content: pushing identical content returns the existing version. Semver labels
+are unique and immutable per item; the database refuses any UPDATE of a version's content
+columns. A reference resolves to exactly one version or fails with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from ..audit.events import append_event
+from ..db.models import HubAlias, HubItem, HubTag, HubVersion, Project, Run, RunVersion
+from ..db.types import utcnow
+from ..engine import InputFile
+from ..errors import ConflictError, NotFoundError, UsageError
+from ..identity.actors import RequestContext
+from ..identity.rbac import authorize
+from ..ids import new_id
+from ..instance import Instance
+from ..projects.service import get_project
+from .diff import workspace_diff
+from .content import Content, dataset_content, model_content, patchset_content
+from .refs import ALIAS, NAME, SEMVER, Ref, parse_ref
+
+Kind = Literal["model", "dataset", "patchset"]
+KINDS = ("model", "dataset", "patchset")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    item: HubItem
+    version: HubVersion
+    patch: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.item.name}@{self.version.semver or self.version.digest[:19]}"
+
+
+def _item(session: Session, project: Project, kind: str, name: str) -> HubItem | None:
+    return session.scalar(select(HubItem).where(HubItem.project_id == project.id, HubItem.kind == kind,
+                                                HubItem.name == name))
+
+
+def _parse_tags(tags: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"malformed tag {tag!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def push(instance: Instance, ctx: RequestContext, project_name: str, kind: str, name: str, inp: InputFile,
+         semver: str | None = None, description: str = "", tags: list[str] | None = None,
+         base_ref: str | None = None) -> tuple[Resolved, bool]:
+    """Validate and store a version; return it and whether it is new."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown kind {kind!r} ({', '.join(KINDS)})")
+    if not NAME.match(name):
+        raise UsageError(f"invalid name {name!r}: lowercase letters, digits, '.', '_' or '-'")
+    if semver is not None and not SEMVER.match(semver):
+        raise UsageError(f"invalid version {semver!r}: expected semantic versioning like 1.2.0")
+    tag_map = _parse_tags(tags or [])
+    with instance.db.transaction() as session:
+        project = get_project(session, project_name)
+        authorize(session, ctx, "hub.push", project)
+        content = _check(instance, session, project, kind, inp, base_ref)
+        item = _item(session, project, kind, name)
+        if item is not None:
+            same = session.scalar(select(HubVersion).where(HubVersion.item_id == item.id,
+                                                           HubVersion.digest == content.digest))
+            if same is not None:
+                if semver is not None and same.semver != semver:
+                    raise ConflictError(f"this content is {name}@{same.semver or same.digest[:19]} already; "
+                                        f"labels are immutable, so it cannot also be {semver}")
+                return Resolved(item, same, None), False
+            if semver is not None and session.scalar(select(HubVersion.id).where(
+                    HubVersion.item_id == item.id, HubVersion.semver == semver)) is not None:
+                raise ConflictError(f"{name}@{semver} exists with other content; versions are immutable")
+        else:
+            item = HubItem(id=new_id(), project_id=project.id, kind=kind, name=name, created_at=utcnow())
+            session.add(item)
+        instance.store.put(content.data)
+        if content.source is not None:
+            instance.store.put(content.source)
+        version = HubVersion(id=new_id(), item_id=item.id, digest=content.digest, semver=semver,
+                             size=len(content.data), media_type=content.media_type, meta=content.meta,
+                             description=description, created_at=utcnow(), created_by=ctx.actor.id)
+        session.add(version)
+        session.flush()
+        for key, value in tag_map.items():
+            session.add(HubTag(version_id=version.id, key=key, value=value))
+        append_event(session, ctx, action=f"hub.{kind}.pushed", target=(f"hub_{kind}", version.id),
+                     project=project.name,
+                     after={"name": name, "digest": content.digest, "semver": semver, "description": description,
+                            "tags": tag_map, "meta": content.meta})
+        return Resolved(item, version, None), True
+
+
+def _check(instance: Instance, session: Session, project: Project, kind: str, inp: InputFile,
+           base_ref: str | None) -> Content:
+    if kind == "model":
+        return model_content(inp)
+    if kind == "dataset":
+        return dataset_content(inp)
+    if base_ref is None:
+        raise UsageError("a patchset needs --base MODEL_REF (its background-only model version)")
+    base = resolve_in(session, project, "model", base_ref)
+    base_doc = json.loads(read_source(instance, base.version))
+    return patchset_content(inp, base_doc, base.version.digest)
+
+
+def resolve_in(session: Session, project: Project, kind: str, text: str) -> Resolved:
+    ref = parse_ref(text)
+    item = _item(session, project, kind, ref.name)
+    if item is None:
+        raise NotFoundError(f"no {kind} named {ref.name!r} in project {project.name}")
+    version = _select(session, item, ref)
+    if ref.patch is not None:
+        if kind != "patchset":
+            raise UsageError(f"{text!r}: only patchsets have patches ('#PATCH')")
+        if ref.patch not in version.meta.get("patches", []):
+            raise NotFoundError(f"no patch {ref.patch!r} in {ref.name}@{version.semver or version.digest[:19]}")
+    return Resolved(item, version, ref.patch)
+
+
+def _select(session: Session, item: HubItem, ref: Ref) -> HubVersion:
+    q = select(HubVersion).where(HubVersion.item_id == item.id)
+    if ref.selector == "semver":
+        version = session.scalar(q.where(HubVersion.semver == ref.value))
+    elif ref.selector == "digest":
+        found = list(session.scalars(q.where(HubVersion.digest.startswith("sha256:" + ref.value)).limit(2)))
+        if len(found) > 1:
+            raise UsageError(f"{ref}: the digest prefix is ambiguous; give more hex digits")
+        version = found[0] if found else None
+    elif ref.selector == "alias":
+        version = session.scalar(q.join(HubAlias, and_(HubAlias.version_id == HubVersion.id,
+                                                       HubAlias.item_id == item.id, HubAlias.alias == ref.value)))
+    else:
+        version = session.scalar(q.order_by(HubVersion.created_at.desc(), HubVersion.id.desc()).limit(1))
+    if version is None:
+        raise NotFoundError(f"no version {ref} of {item.kind} {item.name}")
+    return version
+
+
+def resolve(instance: Instance, ctx: RequestContext, project_name: str, kind: str, text: str) -> Resolved:
+    with instance.db.transaction() as session:
+        project = get_project(session, project_name)
+        authorize(session, ctx, "hub.read", project)
+        return resolve_in(session, project, kind, text)
+
+
+def read_bytes(instance: Instance, version: HubVersion) -> bytes:
+    """The version's bytes, digest-checked; from the archive when archived."""
+    if version.purged_at is not None:
+        raise NotFoundError(f"version {version.digest} was purged on {version.purged_at:%Y-%m-%d}")
+    if version.archived_at is not None:
+        return instance.archive().get(version.digest)
+    return instance.store.get(version.digest)
+
+
+def read_source(instance: Instance, version: HubVersion) -> bytes:
+    """The file as it was pushed (same content as ``read_bytes``, original formatting)."""
+    source = version.meta.get("source_digest")
+    if source is None or source == version.digest:
+        return read_bytes(instance, version)
+    if version.purged_at is not None:
+        raise NotFoundError(f"version {version.digest} was purged on {version.purged_at:%Y-%m-%d}")
+    return (instance.archive() if version.archived_at is not None else instance.store).get(source)
+
+
+def set_alias(instance: Instance, ctx: RequestContext, project_name: str, kind: str, ref: str, alias: str,
+              reason: str) -> None:
+    """Point ``alias`` at the version ``ref`` names (a move is audited with old and new target)."""
+    if not ALIAS.match(alias) or alias == "latest":
+        raise UsageError(f"invalid alias {alias!r}")
+    with instance.db.transaction() as session:
+        project = get_project(session, project_name)
+        protected = alias in instance.config.protected_aliases
+        authorize(session, ctx, "hub.alias_protected" if protected else "hub.alias", project)
+        target = resolve_in(session, project, kind, ref)
+        row = session.get(HubAlias, (target.item.id, alias))
+        before = row.version_id if row else None
+        if before == target.version.id:
+            raise ConflictError(f"{alias} already points at {target.label}")
+        if row is None:
+            session.add(HubAlias(item_id=target.item.id, alias=alias, version_id=target.version.id,
+                                 updated_at=utcnow()))
+        else:
+            row.version_id, row.updated_at = target.version.id, utcnow()
+        append_event(session, ctx, action="hub.alias.moved", target=(f"hub_{kind}_alias", f"{target.item.name}@{alias}"),
+                     project=project.name, before={"version_id": before},
+                     after={"version_id": target.version.id, "digest": target.version.digest,
+                            "semver": target.version.semver, "protected": protected}, reason=reason)
+
+
+def edit(instance: Instance, ctx: RequestContext, project_name: str, kind: str, ref: str, reason: str,
+         tags: list[str] | None = None, remove_tags: list[str] | None = None,
+         description: str | None = None) -> None:
+    """Edit a version's metadata (tags, description); before and after are audited."""
+    with instance.db.transaction() as session:
+        project = get_project(session, project_name)
+        authorize(session, ctx, "hub.edit", project)
+        target = resolve_in(session, project, kind, ref)
+        v = target.version
+        old_tags = {t.key: t.value for t in session.scalars(select(HubTag).where(HubTag.version_id == v.id))}
+        new_tags = {**old_tags, **_parse_tags(tags or [])}
+        for key in remove_tags or []:
+            if key not in new_tags:
+                raise NotFoundError(f"{target.label} has no tag {key!r}")
+            del new_tags[key]
+        before = {"tags": old_tags, "description": v.description}
+        after = {"tags": new_tags, "description": v.description if description is None else description}
+        if before == after:
+            raise ConflictError("nothing to change")
+        for tag in list(session.scalars(select(HubTag).where(HubTag.version_id == v.id))):
+            session.delete(tag)
+        session.flush()
+        for key, value in new_tags.items():
+            session.add(HubTag(version_id=v.id, key=key, value=value))
+        v.description = after["description"]
+        append_event(session, ctx, action=f"hub.{kind}.edited", target=(f"hub_{kind}", v.id),
+                     project=project.name, before=before, after=after, reason=reason)
+
+
+def list_items(instance: Instance, ctx: RequestContext, project_name: str, kind: str,
+               tags: list[str] | None = None) -> list[dict[str, Any]]:
+    """Items with their newest version; with ``tags`` (k=v, all must match), the versions so tagged."""
+    with instance.db.transaction() as session:
+        project = get_project(session, project_name)
+        authorize(session, ctx, "hub.read", project)
+        if tags:
+            return [version_doc(session, item, v) for item, v in search(session, project, kind, _parse_tags(tags))]
+        newest = select(HubVersion.item_id, func.max(HubVersion.created_at).label("at")).group_by(
+            HubVersion.item_id).subquery()
+        rows = session.execute(
+            select(HubItem, HubVersion).join(HubVersion, HubVersion.item_id == HubItem.id)
+            .join(newest, and_(newest.c.item_id == HubItem.id, newest.c.at == HubVersion.created_at))
+            .where(HubItem.project_id == project.id, HubItem.kind == kind).order_by(HubItem.name))
+        return [version_doc(session, item, v) for item, v in rows]
+
+
+def search(session: Session, project: Project, kind: str, tags: dict[str, str], limit: int = 1000
+           ) -> list[tuple[HubItem, HubVersion]]:
+    q = select(HubItem, HubVersion).join(HubVersion, HubVersion.item_id == HubItem.id).where(
+        HubItem.project_id == project.id, HubItem.kind == kind)
+    for key, value in tags.items():
+        tagged = select(HubTag.version_id).where(HubTag.key == key, HubTag.value == value)
+        q = q.where(HubVersion.id.in_(tagged))
+    return [(i, v) for i, v in session.execute(q.order_by(HubItem.name, HubVersion.created_at).limit(limit))]
+
+
+def versions(instance: Instance, ctx: RequestContext, project_name: str, kind: str, name: str) -> list[dict[str, Any]]:
+    with instance.db.transaction() as session:
+        project = get_project(session, project_name)
+        authorize(session, ctx, "hub.read", project)
+        item = _item(session, project, kind, name)
+        if item is None:
+            raise NotFoundError(f"no {kind} named {name!r} in project {project.name}")
+        rows = session.scalars(select(HubVersion).where(HubVersion.item_id == item.id)
+                               .order_by(HubVersion.created_at, HubVersion.id))
+        return [version_doc(session, item, v) for v in rows]
+
+
+def show(instance: Instance, ctx: RequestContext, project_name: str, kind: str, ref: str,
+         with_runs: bool = False) -> dict[str, Any]:
+    with instance.db.transaction() as session:
+        project = get_project(session, project_name)
+        authorize(session, ctx, "hub.read", project)
+        r = resolve_in(session, project, kind, ref)
+        doc = version_doc(session, r.item, r.version)
+        if with_runs:
+            rows = session.execute(select(Run, RunVersion.ref).join(RunVersion, RunVersion.run_id == Run.id)
+                                   .where(RunVersion.version_id == r.version.id).order_by(Run.created_at))
+            doc["runs"] = [{"run_id": run.id, "task": run.task, "status": run.status, "ref": used,
+                            "created_at": run.created_at.isoformat()} for run, used in rows]
+        return doc
+
+
+def version_doc(session: Session, item: HubItem, v: HubVersion) -> dict[str, Any]:
+    aliases = list(session.scalars(select(HubAlias.alias).where(HubAlias.version_id == v.id)))
+    tags = {t.key: t.value for t in session.scalars(select(HubTag).where(HubTag.version_id == v.id))}
+    return {"name": item.name, "kind": item.kind, "version_id": v.id, "semver": v.semver, "digest": v.digest,
+            "size": v.size, "media_type": v.media_type, "description": v.description, "tags": tags,
+            "aliases": sorted(aliases), "meta": v.meta, "created_at": v.created_at.isoformat(),
+            "archived": v.archived_at is not None, "purged": v.purged_at is not None}
+
+
+def materialize(instance: Instance, session: Session, project: Project, kind: str, ref: str
+                ) -> tuple[Resolved, list[tuple[Resolved, InputFile]]]:
+    """The input files a run needs for ``ref``: a model; a patchset reference with ``#PATCH``
+    brings its base model too."""
+    r = resolve_in(session, project, kind, ref)
+    role = {"model": "workspace", "dataset": "dataset", "patchset": "patchset"}[kind]
+    ext = Path(r.item.name).suffix or {"model": ".json", "patchset": ".json"}.get(kind, "")
+    if kind == "dataset":
+        ext = {"text/csv": ".csv", "application/json": ".json", "application/vnd.apache.parquet": ".parquet"}[
+            r.version.media_type]
+    files = [(r, InputFile.from_bytes(role, f"{r.label}{'' if r.label.endswith(ext) else ext}",
+                                      read_source(instance, r.version)))]
+    if kind == "patchset":
+        base = session.scalar(select(HubVersion).join(HubItem, HubItem.id == HubVersion.item_id).where(
+            HubItem.project_id == project.id, HubItem.kind == "model",
+            HubVersion.digest == r.version.meta["base_digest"]))
+        if base is None:
+            raise NotFoundError(f"the base model of {r.label} is not in project {project.name}")
+        base_item = session.get(HubItem, base.item_id)
+        assert base_item is not None
+        b = Resolved(base_item, base, None)
+        files.insert(0, (b, InputFile.from_bytes("workspace", f"{b.label}.json", read_source(instance, base))))
+    return r, files
+
+
+def diff_models(instance: Instance, ctx: RequestContext, project_name: str, ref_a: str, ref_b: str) -> dict[str, Any]:
+    with instance.db.transaction() as session:
+        project = get_project(session, project_name)
+        authorize(session, ctx, "hub.read", project)
+        a, b = resolve_in(session, project, "model", ref_a), resolve_in(session, project, "model", ref_b)
+        doc_a, doc_b = json.loads(read_bytes(instance, a.version)), json.loads(read_bytes(instance, b.version))
+        return {"a": a.label, "b": b.label, "identical": a.version.digest == b.version.digest,
+                "changes": workspace_diff(doc_a, doc_b)}
