@@ -1,0 +1,150 @@
+"""Registry figures: push rate, reference resolution and 3-tag search, on SQLite and PostgreSQL,
+and the same operations on MLflow's model registry when ``mlflow`` is importable (install it in
+a separate environment: it is not a project dependency).
+
+    .venv/bin/python benchmarks/bench_hub.py --models 1000 --versions 100 [--pg URL] [--mlflow-versions 10000]
+
+Every version is a distinct small workspace (simple_workspace.json with one observation changed),
+validated, stored, tagged with 3 tags and audited, through the service layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from nextstat_pro.engine import InputFile
+from nextstat_pro.hub import service
+from nextstat_pro.instance import Instance, init_instance
+from nextstat_pro.projects import get_project
+
+BASE = json.loads((Path(__file__).resolve().parents[2] / "shared/workspaces/simple_workspace.json").read_text())
+
+
+def version_doc(m: int, v: int) -> bytes:
+    doc = json.loads(json.dumps(BASE))
+    doc["observations"][0]["data"][0] = 50.0 + m + v / 1000.0
+    return json.dumps(doc).encode()
+
+
+def tags(m: int, v: int) -> list[str]:
+    return [f"analysis=a{m % 20}", f"campaign=c{v % 10}", f"status=s{(m + v) % 4}"]
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1e3
+
+
+def ours(inst: Instance, models: int, versions: int, samples: int) -> dict[str, float]:
+    ctx = inst.context()
+    start = time.perf_counter()
+    for m in range(models):
+        for v in range(versions):
+            service.push(inst, ctx, "default", "model", f"model-{m}", InputFile.from_bytes(
+                "workspace", "w.json", version_doc(m, v)), f"1.0.{v}", tags=tags(m, v))
+    push_rate = models * versions / (time.perf_counter() - start)
+    rng = random.Random(1)
+    resolve, search = [], []
+    with inst.db.transaction() as s:
+        project = get_project(s, "default")
+        for _ in range(samples):
+            ref = f"model-{rng.randrange(models)}@1.0.{rng.randrange(versions)}"
+            t0 = time.perf_counter()
+            service.resolve_in(s, project, "model", ref)
+            resolve.append(time.perf_counter() - t0)
+        for _ in range(samples // 10):
+            m, v = rng.randrange(models), rng.randrange(versions)
+            want = dict(t.split("=") for t in tags(m, v))
+            t0 = time.perf_counter()
+            found = service.search(s, project, "model", want)
+            search.append(time.perf_counter() - t0)
+            assert found
+    return {"push/s": push_rate, "resolve p50": pct(resolve, .5), "resolve p95": pct(resolve, .95),
+            "search p50": pct(search, .5), "search p95": pct(search, .95)}
+
+
+def mlflow_side(models: int, versions: int, samples: int) -> dict[str, float] | None:
+    try:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+        client = MlflowClient()
+        start = time.perf_counter()
+        for m in range(models):
+            client.create_registered_model(f"model-{m}")
+            for v in range(versions):
+                client.create_model_version(f"model-{m}", f"file://{tmp}/m{m}/v{v}", tags=dict(
+                    t.split("=") for t in tags(m, v)))
+        rate = models * versions / (time.perf_counter() - start)
+        rng = random.Random(1)
+        get, search = [], []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            client.get_model_version(f"model-{rng.randrange(models)}", str(rng.randrange(versions) + 1))
+            get.append(time.perf_counter() - t0)
+        for _ in range(samples // 10):
+            m, v = rng.randrange(models), rng.randrange(versions)
+            flt = " and ".join(f"tags.`{k}` = '{val}'" for k, val in (t.split("=") for t in tags(m, v)))
+            t0 = time.perf_counter()
+            client.search_model_versions(flt, max_results=1000)
+            search.append(time.perf_counter() - t0)
+        return {"push/s": rate, "resolve p50": pct(get, .5), "resolve p95": pct(get, .95),
+                "search p50": pct(search, .5), "search p95": pct(search, .95)}
+
+
+def report(label: str, mine: dict[str, float], theirs: dict[str, float] | None) -> None:
+    for key, value in mine.items():
+        line = f"[{label}] {key:<12} NextStat Pro {value:10.2f}" + (" versions/s" if key == "push/s" else " ms")
+        if theirs:
+            other = theirs[key]
+            ratio = value / other if key == "push/s" else other / value
+            line += f" | MLflow {other:10.2f} | NextStat Pro is {ratio:.1f}x faster"
+        print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", type=int, default=1000)
+    parser.add_argument("--versions", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--pg", default=None)
+    parser.add_argument("--mlflow-models", type=int, default=100)
+    parser.add_argument("--mlflow-versions", type=int, default=100)
+    args = parser.parse_args()
+    theirs = mlflow_side(args.mlflow_models, args.mlflow_versions, args.samples)
+    if theirs is None:
+        print("mlflow is not installed here: NextStat Pro figures only")
+    else:
+        print(f"MLflow registry (SQLite) at {args.mlflow_models * args.mlflow_versions:,} versions")
+    with tempfile.TemporaryDirectory() as tmp:
+        inst = init_instance(Path(tmp) / "home", admin="bench", password="bench-password-1")
+        print(f"NextStat Pro at {args.models * args.versions:,} versions")
+        report("sqlite", ours(inst, args.models, args.versions, args.samples), theirs)
+        inst.close()
+    if args.pg:
+        import psycopg
+
+        from nextstat_pro.ids import new_id
+
+        name = "hub_" + new_id().replace("-", "")[:12]
+        with psycopg.connect(args.pg, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        with tempfile.TemporaryDirectory() as tmp:
+            inst = init_instance(Path(tmp) / "home", admin="bench", password="bench-password-1",
+                                 db_url=args.pg.rsplit("/", 1)[0] + "/" + name)
+            report("postgresql", ours(inst, args.models, args.versions, args.samples), theirs)
+            inst.close()
+
+
+if __name__ == "__main__":
+    main()
