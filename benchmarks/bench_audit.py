@@ -17,7 +17,6 @@ to keep the run short; appends are measured separately above.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sqlite3
 import statistics

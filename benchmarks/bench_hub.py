@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from nextstat_pro.engine import InputFile
 from nextstat_pro.hub import service

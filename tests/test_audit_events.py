@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from nextstat_pro.audit.events import append_event
 from nextstat_pro.audit.export import export_bundle
-from nextstat_pro.audit.service import make_checkpoint, query_events, verify, EventFilter, history
+from nextstat_pro.audit.service import EventFilter, history, make_checkpoint, query_events, verify
 from nextstat_pro.config_service import set_config
 from nextstat_pro.db.models import AuditEvent
 from nextstat_pro.engine import InputFile
@@ -22,8 +22,7 @@ from nextstat_pro.errors import ConfigError, UsageError
 from nextstat_pro.identity.users import create_user
 from nextstat_pro.instance import Instance
 from nextstat_pro.projects import create_project
-from nextstat_pro.runs import RunRequest, export_run, run_task
-from nextstat_pro.runs import retention
+from nextstat_pro.runs import RunRequest, export_run, retention, run_task
 
 from .audit_helpers import actions_after, last_seq
 from .conftest import PASSWORD, shared

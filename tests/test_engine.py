@@ -10,7 +10,14 @@ import pytest
 from nextstat_pro.engine import InputFile, execute, prepare
 from nextstat_pro.engine.inputs import pyhf_digest
 from nextstat_pro.engine.quality import assess_fit
-from nextstat_pro.errors import InputError, ParamError, SchemaValidationError, TaskFailedError, UnknownTaskError, UsageError
+from nextstat_pro.errors import (
+    InputError,
+    ParamError,
+    SchemaValidationError,
+    TaskFailedError,
+    UnknownTaskError,
+    UsageError,
+)
 from nextstat_pro.examples import histfactory_workspace, signal_patchset
 
 from .conftest import shared

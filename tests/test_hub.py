@@ -4,7 +4,6 @@ diff, retention, and the bad inputs — on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
@@ -12,8 +11,14 @@ from sqlalchemy.exc import DBAPIError
 
 from nextstat_pro.db.models import AuditEvent, HubVersion
 from nextstat_pro.engine import InputFile
-from nextstat_pro.errors import (ConflictError, InputError, NotFoundError, PermissionDeniedError,
-                                 SchemaValidationError, UsageError)
+from nextstat_pro.errors import (
+    ConflictError,
+    InputError,
+    NotFoundError,
+    PermissionDeniedError,
+    SchemaValidationError,
+    UsageError,
+)
 from nextstat_pro.examples import histfactory_workspace, pk_dataset, signal_patchset
 from nextstat_pro.hub import parse_ref, service
 from nextstat_pro.hub import retention as hub_retention
@@ -23,7 +28,6 @@ from nextstat_pro.runs import RunRequest, run_task
 from nextstat_pro.runs.references import resolve_inputs
 
 from .audit_helpers import actions_after, last_seq
-from .conftest import shared
 from .identity_helpers import add_user, session_for
 
 

@@ -7,8 +7,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 from nextstat_pro.db.models import Project
 from nextstat_pro.identity.actors import Actor, RequestContext
 from nextstat_pro.identity.rbac import PERMISSIONS, RANK, allowed

@@ -26,7 +26,7 @@ from nextstat_pro.signing.esignatures import sign_run
 from nextstat_pro.signing.verify_export import VerificationFailed, verify_run_folder
 
 from .audit_helpers import actions_after, last_seq
-from .conftest import PASSWORD, shared
+from .conftest import shared
 from .identity_helpers import add_user, session_for
 
 RITA, ALAN, ED = "rita-password-1", "alan-password-1", "ed-password-12"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import inspect, select
 
@@ -24,7 +24,6 @@ from .ids import new_id
 from .projects.service import create_project
 from .signing.keys import KeyPair, load_or_create_keypair, load_or_create_secret
 from .store import ObjectStore, S3Store, open_store
-
 
 LOG_KEY = "keys/audit-log-ed25519.pem"
 RUN_KEY = "keys/run-signing-ed25519.pem"

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from ..canonical import canonical_json, sanitize, sha256_hex
 from ..db.models import AuditEvent
-from ..db.types import rfc3339, utcnow
 from ..db.session import SEAL_KEY
+from ..db.types import rfc3339, utcnow
 from ..errors import ConfigError, UsageError
 from ..identity.actors import RequestContext
 from ..ids import new_id

@@ -12,13 +12,12 @@ import base64
 import csv
 import io
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConflictError, InputError, UsageError
+from ..errors import InputError, UsageError
+from ..files import place_folder, require_empty
 from ..identity.actors import RequestContext
 from ..identity.rbac import authorize
 from ..instance import Instance
@@ -53,8 +52,7 @@ def export_bundle(
 ) -> dict[str, Any]:
     if fmt not in ("csv", "json", "jsonl"):
         raise UsageError(f"unknown format {fmt!r} (csv, json or jsonl)")
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise ConflictError(f"export folder {dest} exists and is not empty; nothing was written")
+    require_empty(dest)
     placed = False
     try:
         with instance.db.transaction() as session:
@@ -87,27 +85,13 @@ def export_bundle(
                 files["events.json"] = json.dumps(events, indent=2, ensure_ascii=False) + "\n"
             append_event(session, ctx, action="audit.exported", target=("audit", instance.config.log_origin),
                          after={**summary, "destination": str(dest.resolve())})
-            _place(files, dest)
+            place_folder({k: v.encode() for k, v in files.items()}, dest)
             placed = True
     except BaseException:
         if placed:
             shutil.rmtree(dest, ignore_errors=True)
         raise
     return summary
-
-
-def _place(files: dict[str, str], dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
-    try:
-        for name, content in files.items():
-            (tmp / name).write_text(content, encoding="utf-8")
-        if dest.exists():
-            dest.rmdir()
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def verify_bundle(folder: Path, key_text: str | None = None) -> str:

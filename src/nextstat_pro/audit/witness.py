@@ -4,7 +4,6 @@ S3 prefix), write-once, so that rewriting the database cannot rewrite them too."
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
@@ -13,6 +12,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import ConfigError, IntegrityError
+from ..files import atomic_write
 
 PREFIX = "checkpoint-"
 SUFFIX = ".note"
@@ -47,14 +47,7 @@ class FolderWitness:
         if path.exists():
             _check_same(name, path.read_bytes(), data)
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, path)
+        atomic_write(path, data)
 
     def read(self, name: str) -> bytes:
         return (self.folder / name).read_bytes()

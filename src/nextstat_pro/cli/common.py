@@ -16,8 +16,8 @@ from ..config import resolve_home
 from ..errors import AuthenticationError
 from ..identity.actors import RequestContext
 from ..identity.auth import authenticate
-from . import credentials
 from ..instance import Instance
+from . import credentials
 
 # Off a terminal Rich would wrap at 80 columns; tables of run ids need more.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 220)

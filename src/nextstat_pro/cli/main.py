@@ -10,19 +10,19 @@ import typer
 from rich.table import Table
 
 from ..config import resolve_home
+from ..config_service import set_config
 from ..engine import TASKS
 from ..errors import NSPError
 from ..examples import write_examples
-from .audit import audit_app
-from .hub import hub_app
-from .signing import sign, verify
-from .identity import login, logout, passwd, role_app, token_app, user_app, whoami
-from ..config_service import set_config
 from ..identity.rbac import authorize
+from .audit import audit_app
 from .common import State, console, err_console, print_json, state
+from .hub import hub_app
+from .identity import login, logout, passwd, role_app, token_app, user_app, whoami
 from .projects import project_app
 from .runs import run, runs_app
 from .setup import db_app, init
+from .signing import sign, verify
 
 app = typer.Typer(
     name="nextstat-pro",

@@ -16,8 +16,8 @@ from ..errors import UsageError
 from ..projects import get_project
 from ..runs import RunRequest, export_run, list_runs, read_manifest, read_run, run_task
 from ..runs.records import versions_of
-from ..runs.service import RESULT_NAME
 from ..runs.references import resolve_inputs
+from ..runs.service import RESULT_NAME
 from .common import JsonOption, ProjectOption, console, print_json, state
 
 runs_app = typer.Typer(help="Recorded runs: list, show, artifacts, export.", no_args_is_help=True)

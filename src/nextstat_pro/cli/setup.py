@@ -11,8 +11,8 @@ from ..config import resolve_home
 from ..db import migrate
 from ..db.session import Database
 from ..errors import UsageError
-from ..instance import init_instance
 from ..identity.auth import login
+from ..instance import init_instance
 from . import credentials
 from .common import console, state
 

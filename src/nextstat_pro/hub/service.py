@@ -25,8 +25,8 @@ from ..identity.rbac import authorize
 from ..ids import new_id
 from ..instance import Instance
 from ..projects.service import get_project
-from .diff import workspace_diff
 from .content import Content, dataset_content, model_content, patchset_content
+from .diff import workspace_diff
 from .refs import ALIAS, NAME, SEMVER, Ref, parse_ref
 
 Kind = Literal["model", "dataset", "patchset"]

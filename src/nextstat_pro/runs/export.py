@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
-from ..audit.events import append_event
-from cryptography.hazmat.primitives import serialization
-
 from ..audit import tree
+from ..audit.events import append_event
 from ..audit.proofs import b64
 from ..audit.service import EventFilter, _checkpoint, query_events
 from ..db.models import PurgedObject, Run
-from ..signing.records import signatures_of
-from ..errors import ConflictError, NotFoundError, UsageError
+from ..errors import NotFoundError, UsageError
+from ..files import place_folder, require_empty
 from ..identity.actors import RequestContext
 from ..instance import Instance
+from ..signing.records import signatures_of
 from .records import read_run
 from .service import MANIFEST_NAME
 
@@ -45,8 +43,7 @@ def read_manifest(instance: Instance, digest: str) -> dict[str, Any]:
 def export_run(instance: Instance, ctx: RequestContext, run_ref: str, dest: Path) -> Path:
     """Export a finished run. The folder appears and its audit event commits together:
     if either fails, neither remains."""
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise ConflictError(f"export folder {dest} exists and is not empty; nothing was written")
+    require_empty(dest)
     placed = False
     try:
         with instance.db.transaction() as session:
@@ -61,7 +58,7 @@ def export_run(instance: Instance, ctx: RequestContext, run_ref: str, dest: Path
                 session, ctx, action="run.exported", target=("run", run.id), project=manifest["project"],
                 after={"manifest_digest": run.manifest_digest, "destination": str(dest.resolve()), "files": len(files)},
             )
-            _place(files, dest)
+            place_folder(files, dest)
             placed = True
     except BaseException:
         if placed:
@@ -120,20 +117,3 @@ def _signed_extras(instance: Instance, session: Session, run: Run) -> dict[str, 
     files["audit/checkpoint.note"] = cp.note.encode()
     files["audit/log.pub"] = f"{instance.log_verifier()}\n".encode()
     return files
-
-
-def _place(files: dict[str, bytes], dest: Path) -> None:
-    """Write into a temporary sibling, then rename: the folder appears whole or not at all."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
-    try:
-        for name, data in files.items():
-            path = tmp / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        if dest.exists():
-            dest.rmdir()
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from ..canonical import digest_of
+from ..files import atomic_write
 from .base import StoredObject, missing, object_key, verified
 
 
@@ -23,21 +22,8 @@ class LocalStore:
         path = self._path(digest)
         if path.exists():
             return StoredObject(digest, len(data), created=False)
-        if not path.parent.is_dir():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        # Write to a temp file in the same folder, fsync, then rename: readers see the
-        # whole object or none of it, even after a crash.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Temp file, fsync, rename: readers see the whole object or none, even after a crash.
+        atomic_write(path, data)
         return StoredObject(digest, len(data), created=True)
 
     def get(self, digest: str) -> bytes:
