@@ -22,6 +22,7 @@ from .identity import login, logout, passwd, role_app, token_app, user_app, whoa
 from .projects import project_app
 from .runs import run, runs_app
 from .setup import db_app, init
+from .scale import cancel, resume, shards, submit, worker_app
 from .signing import sign, verify
 
 app = typer.Typer(
@@ -48,6 +49,11 @@ app.command("passwd")(passwd)
 app.command("whoami")(whoami)
 app.command("run")(run)
 app.command("sign")(sign)
+app.command("submit")(submit)
+runs_app.command("resume")(resume)
+runs_app.command("cancel")(cancel)
+runs_app.command("shards")(shards)
+app.add_typer(worker_app, name="worker")
 app.command("verify")(verify)
 app.add_typer(user_app, name="user")
 app.add_typer(role_app, name="role")

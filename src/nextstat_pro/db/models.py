@@ -242,3 +242,25 @@ class RunVersion(Base):
     version_id: Mapped[str] = mapped_column(ForeignKey("hub_versions.id"), primary_key=True)
     role: Mapped[str] = mapped_column(String(20))
     ref: Mapped[str] = mapped_column(String(300))
+
+
+class ScaleJob(Base):
+    __tablename__ = "scale_jobs"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    spec_digest: Mapped[str] = mapped_column(String(71))
+    backend: Mapped[str] = mapped_column(String(20))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    workers: Mapped[int] = mapped_column(Integer)
+    handles: Mapped[list[str]] = mapped_column(JSON)
+    result_digest: Mapped[str | None] = mapped_column(String(71))
+
+
+class ScaleShard(Base):
+    __tablename__ = "scale_shards"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(10))  # pending | done | failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    result_digest: Mapped[str | None] = mapped_column(String(71))
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

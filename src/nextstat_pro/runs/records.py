@@ -19,9 +19,11 @@ from .manifest import FileEntry
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIONS = {"running": "run.started"}
+RESUMED = "run.resumed"
 _TRANSITIONS = {
     "queued": {"running", "cancelled", "failed"},
     "running": {"succeeded", "failed", "cancelled"},
+    "failed": {"running"},  # only a job resume re-opens a failed run (with a reason)
 }
 
 
@@ -95,7 +97,8 @@ def transition(
     if error is not None:
         after["error"] = error
     append_event(
-        session, ctx, action=ACTIONS.get(status, f"run.{status}"), target=("run", run.id), project=project,
+        session, ctx, action=RESUMED if before["status"] == "failed" else ACTIONS.get(status, f"run.{status}"),
+        target=("run", run.id), project=project,
         before=before, after=after, reason=reason,
     )
 

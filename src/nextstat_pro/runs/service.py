@@ -154,30 +154,46 @@ def _execute_and_finish(
     if result is not None:
         data = canonical_json(result)
         outputs.append(FileEntry(RESULT_NAME, instance.store.put(data).digest, len(data), media_type="application/json"))
-    log_bytes = capture.text()
-    outputs.append(FileEntry(LOG_NAME, instance.store.put(log_bytes).digest, len(log_bytes), media_type="text/plain"))
-    finished_at = utcnow()
     status = "succeeded" if error is None else "failed"
+    manifest_digest = finish_run(
+        instance, ctx, FinishedRun(run_id, request.project, request.task, params, request.seed, request.patch, inputs,
+                                   request.versions, created_at, started_at),
+        outputs, capture.text(), status, error, quality_ok)
+    return RunOutcome(run_id, status, manifest_digest, result, error)
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """What the manifest of a finished run records about its request."""
+
+    run_id: str
+    project: str
+    task: str
+    params: dict[str, Any]
+    seed: int | None
+    patch: str | None
+    inputs: list[FileEntry]
+    versions: list[VersionUse]
+    created_at: datetime
+    started_at: datetime
+
+
+def finish_run(instance: Instance, ctx: RequestContext, run: FinishedRun, outputs: list[FileEntry], log: bytes,
+               status: str, error: str | None, quality_ok: bool | None,
+               extra_versions: list[VersionUse] | None = None) -> str:
+    """Store the log, the manifest and its signed attestation, then record outputs and the
+    final status with their events in one transaction. Returns the manifest digest (the
+    run's content hash). Shared by in-process runs and collected jobs."""
+    outputs = [*outputs, FileEntry(LOG_NAME, instance.store.put(log).digest, len(log), media_type="text/plain")]
+    finished_at = utcnow()
+    versions = [*run.versions, *(extra_versions or [])]
     manifest = build_manifest(
         ManifestFields(
-            run_id=run_id,
-            project=request.project,
-            task=request.task,
-            params=params,
-            seed=request.seed,
-            patch=request.patch,
-            inputs=inputs,
-            outputs=outputs,
-            status=status,
-            error=error,
-            fit_quality_ok=quality_ok,
-            engine=engine_info(),
-            platform=platform_info(),
-            created_by=ctx.actor.as_json(),
-            versions=[v.as_json() for v in request.versions],
-            created_at=created_at,
-            started_at=started_at,
-            finished_at=finished_at,
+            run_id=run.run_id, project=run.project, task=run.task, params=run.params, seed=run.seed,
+            patch=run.patch, inputs=run.inputs, outputs=outputs, status=status, error=error,
+            fit_quality_ok=quality_ok, engine=engine_info(), platform=platform_info(),
+            created_by=ctx.actor.as_json(), versions=[v.as_json() for v in versions],
+            created_at=run.created_at, started_at=run.started_at, finished_at=finished_at,
         )
     )
     manifest_bytes = canonical_json(manifest)
@@ -185,14 +201,16 @@ def _execute_and_finish(
     envelope = sign_statement(run_statement(manifest, manifest_digest), instance.run_keys())
     envelope_digest = instance.store.put(canonical_json(envelope)).digest
     with instance.db.transaction() as session:
-        run = get_run(session, run_id)
-        add_artifacts(session, ctx, run, request.project, outputs)
-        run.manifest_digest = manifest_digest
-        run.envelope_digest = envelope_digest
-        run.fit_ok = quality_ok
+        row = get_run(session, run.run_id)
+        add_artifacts(session, ctx, row, run.project, outputs)
+        for use in extra_versions or []:
+            session.add(RunVersion(run_id=run.run_id, version_id=use.version_id, role=use.role, ref=use.ref))
+        row.manifest_digest = manifest_digest
+        row.envelope_digest = envelope_digest
+        row.fit_ok = quality_ok
         transition(
-            session, ctx, run, request.project, status, at=finished_at, error=error,
+            session, ctx, row, run.project, status, at=finished_at, error=error,
             extra={"manifest_digest": manifest_digest, "envelope_digest": envelope_digest,
                    "fit_quality_ok": quality_ok},
         )
-    return RunOutcome(run_id, status, manifest_digest, result, error)
+    return manifest_digest

@@ -34,6 +34,12 @@ class ObjectStore(Protocol):
 
     def delete(self, digest: str) -> None: ...
 
+    def put_ref(self, name: str, digest: str) -> bool: ...
+
+    def get_ref(self, name: str) -> str | None: ...
+
+    def list_refs(self, prefix: str) -> list[str]: ...
+
 
 def object_key(digest: str) -> str:
     """Relative path of an object: ``sha256/ab/abcdef...`` (fan-out keeps folders small)."""
@@ -50,3 +56,12 @@ def verified(digest: str, data: bytes, where: str) -> bytes:
 
 def missing(digest: str, where: str) -> NotFoundError:
     return NotFoundError(f"object {digest} is not in the store ({where})")
+
+
+def check_ref_name(name: str) -> str:
+    """Refs are small named pointers to objects (``jobs/<spec>/shard-00003``): write-once."""
+    parts = name.split("/")
+    if not name or any(p in ("", ".", "..") for p in parts) or not all(
+            c.isalnum() or c in "-_./:" for c in name):
+        raise ValueError(f"invalid ref name {name!r}")
+    return name

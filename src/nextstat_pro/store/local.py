@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..canonical import digest_of
 from ..files import atomic_write
-from .base import StoredObject, missing, object_key, verified
+from .base import StoredObject, check_ref_name, missing, object_key, verified
 
 
 class LocalStore:
@@ -39,3 +40,31 @@ class LocalStore:
 
     def delete(self, digest: str) -> None:
         self._path(digest).unlink(missing_ok=True)
+
+    # Refs: write-once named pointers (O_EXCL create): a second writer of the same name gets
+    # False back and must compare, so a shard result can never be replaced.
+    def _ref_path(self, name: str) -> Path:
+        return self.root / "refs" / check_ref_name(name)
+
+    def put_ref(self, name: str, digest: str) -> bool:
+        path = self._ref_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(digest)
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def get_ref(self, name: str) -> str | None:
+        path = self._ref_path(name)
+        return path.read_text().strip() if path.exists() else None
+
+    def list_refs(self, prefix: str) -> list[str]:
+        folder = self._ref_path(prefix)
+        if not folder.is_dir():
+            return []
+        return sorted(f"{prefix}/{p.name}" for p in folder.iterdir() if not p.name.startswith("."))

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..canonical import digest_of
 from ..errors import ConfigError
-from .base import StoredObject, missing, object_key, verified
+from .base import StoredObject, check_ref_name, missing, object_key, verified
 
 
 class S3Store:
@@ -86,3 +86,34 @@ class S3Store:
 
     def delete(self, digest: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(digest))
+
+    def _ref_key(self, name: str) -> str:
+        key = f"refs/{check_ref_name(name)}"
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_ref(self, name: str, digest: str) -> bool:
+        """Write-once via a conditional PUT (If-None-Match: *), as S3 and MinIO support."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._ref_key(name), Body=digest.encode(), IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise ConfigError(f"S3 ref write to {self.bucket!r} failed: {exc}") from None
+
+    def get_ref(self, name: str) -> str | None:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._ref_key(name))["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise ConfigError(f"S3 ref read from {self.bucket!r} failed: {exc}") from None
+        return body.decode().strip()
+
+    def list_refs(self, prefix: str) -> list[str]:
+        base = self._ref_key(prefix) + "/"
+        cut = len(base) - len(prefix) - 1
+        out: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
+            out.extend(o["Key"][cut:] for o in page.get("Contents", []))
+        return sorted(out)

@@ -1,0 +1,148 @@
+"""``submit``, ``runs resume``, ``runs cancel`` and the ``worker`` commands."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..engine import InputFile, parse_pairs
+from ..errors import UsageError
+from ..runs.references import resolve_inputs
+from ..scale import service
+from ..scale.worker import run_shard_uri
+from . import credentials
+from .common import ProjectOption, console, print_json, state
+
+worker_app = typer.Typer(help="Stateless workers (what backends run on cluster nodes).", no_args_is_help=True)
+
+
+def submit(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="grid, scan, toys or fit-many."),
+    model: list[str] = typer.Option([], "--model", "-m", help="Registry REF (grid: a patchset REF; fit-many: repeat)."),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+    patchset: Path | None = typer.Option(None, "--patchset"),
+    patches: str | None = typer.Option(None, "--patches", help="grid: only these patches (comma-separated)."),
+    point: str = typer.Option("upper-limit", "--point-task", help="grid: upper-limit, hypotest or fit per patch."),
+    param: list[str] = typer.Option([], "--param", help="scan: mu_min, mu_max, points; toys: n_toys, mu; ..."),
+    shards: int = typer.Option(4, "--shards"),
+    backend: str = typer.Option("local", "--backend"),
+    backend_opt: list[str] = typer.Option([], "--backend-opt", help="key=value (address, partition, time, ...)."),
+    workers: int = typer.Option(2, "--workers", help="Parallel workers (local, dask, ray)."),
+    seed: int | None = typer.Option(None, "--seed"),
+    retries: int = typer.Option(2, "--retries", help="Retries per shard."),
+    result_name: str | None = typer.Option(None, "--result-name", help="Registry dataset for the merged points."),
+    wait: bool = typer.Option(False, "--wait", help="Coordinate here with a progress bar, then print the summary."),
+    project: str | None = ProjectOption,
+) -> None:
+    """Submit many fits as one run; prints the run id at once."""
+    st = state(ctx)
+    inst, actor = st.instance(), st.context()
+    inputs = [InputFile.read(role, p) for role, p in (("workspace", workspace), ("patchset", patchset)) if p]
+    versions = []
+    if model:
+        kinds = [("patchset" if task == "grid" else "model", ref) for ref in model]
+        files, versions, _ = resolve_inputs(inst, actor, st.project(project), kinds)
+        inputs += files
+    req = service.SubmitRequest(
+        task=task, project=st.project(project), inputs=inputs, versions=versions, params=parse_pairs(param),  # type: ignore[arg-type]
+        seed=seed, shards=shards, backend=backend, backend_options=parse_pairs(backend_opt), workers=workers,
+        point_task=point, patches=patches.split(",") if patches else None, max_retries=retries,
+        result_name=result_name)
+    run_id = service.submit(inst, actor, req)
+    console.print(f"submitted run {run_id} ({task}, {shards} shard(s) on {backend})")
+    if wait:
+        _wait(st, run_id)
+    else:
+        log = service.spawn_coordinator(inst, run_id, credentials.load(inst.config.instance_id))
+        console.print(f"coordinating in the background (log: {log}); follow with: nextstat-pro runs show {run_id}")
+
+
+def _wait(st, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    inst, actor = st.instance(), st.context()
+    start = time.perf_counter()
+    with Progress(TextColumn("[bold]shards"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeRemainingColumn(), console=console, transient=False) as bar:
+        task = bar.add_task("shards", total=None, rate="")
+
+        def show(p: service.Progress) -> None:
+            rate = p.points_done / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, total=p.shards_total, completed=p.shards_done,
+                       rate=f"{p.points_done}/{p.points_total} fits, {rate:.1f} fits/s")
+
+        status = service.coordinate(inst, actor, run_id, show)
+    elapsed = time.perf_counter() - start
+    colour = "green" if status == "succeeded" else "red"
+    console.print(f"run {run_id} [{colour}]{status}[/] in {elapsed:.1f} s")
+    summary = service.summary(inst, actor, run_id)
+    if summary:
+        _print_summary(summary)
+    if status != "succeeded":
+        raise typer.Exit(8)
+
+
+def _print_summary(summary: dict) -> None:  # type: ignore[type-arg]
+    from rich.table import Table
+
+    rows = summary["points"]
+    if not rows:
+        return
+    keys = [k for k in ("observed", "median", "cls", "poi", "q_mu", "nll") if any(k in r for r in rows)]
+    table = Table("#", "item", *keys, "ok", title=f"{summary['task']}: {len(rows)} points "
+                  f"({summary['failed']} failed), result {summary['result_digest'][:19]}…")
+    for r in rows[: summary.get("show", 30)]:
+        table.add_row(str(r["index"]), str(r["item"]), *[_fmt(r.get(k)) for k in keys], "yes" if r["ok"] else "no")
+    console.print(table)
+    if len(rows) > summary.get("show", 30):
+        console.print(f"… {len(rows) - summary.get('show', 30)} more (nextstat-pro runs export {summary['run_id']} DIR)")
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else "" if value is None else str(value)
+
+
+def resume(ctx: typer.Context, run_ref: str, wait: bool = typer.Option(True, "--wait/--no-wait")) -> None:
+    """Rerun only the missing or failed shards of a job, then collect."""
+    st = state(ctx)
+    if wait:
+        _wait(st, run_ref)
+    else:
+        inst = st.instance()
+        st.context()
+        log = service.spawn_coordinator(inst, run_ref, credentials.load(inst.config.instance_id))
+        console.print(f"resuming in the background (log: {log})")
+
+
+def cancel(ctx: typer.Context, run_ref: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Cancel a job (its coordinator stops the backend)."""
+    st = state(ctx)
+    service.cancel(st.instance(), st.context(), run_ref, reason)
+    console.print(f"cancelled {run_ref}")
+
+
+def shards(ctx: typer.Context, run_ref: str) -> None:
+    """Per-shard status of a job."""
+    st = state(ctx)
+    print_json(service.status_of(st.instance(), st.context(), run_ref))
+
+
+@worker_app.command("run-shard")
+def run_shard(spec: str = typer.Option(..., "--spec", help="STORE_URL#sha256:... of the job spec."),
+              shard: int = typer.Option(..., "--shard")) -> None:
+    """Compute one shard from the store (no database needed) and write its result."""
+    try:
+        digest = run_shard_uri(spec, shard)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    typer.echo(digest)
+
+
+@worker_app.command("coordinate")
+def coordinate(ctx: typer.Context, run_ref: str) -> None:
+    """Drive a job to its end without a terminal (what submit runs in the background)."""
+    st = state(ctx)
+    status = service.coordinate(st.instance(), st.context(), run_ref)
+    typer.echo(status)

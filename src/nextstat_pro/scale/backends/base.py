@@ -1,0 +1,51 @@
+"""The backend contract: start shard workers somewhere, report failures, cancel.
+
+Success is not reported by backends: a shard is done when its result ref appears in the
+store, whichever backend ran it (that is what makes backends interchangeable)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Launch:
+    run_id: str
+    spec_uri: str
+    shards: list[int]
+    workdir: Path  # scripts, logs (a shared folder for cluster backends)
+    workers: int = 2
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def launch(self, job: Launch) -> str:
+        """Start workers for ``job.shards``; return a handle (job id) for the record."""
+        ...
+
+    def failures(self) -> dict[int, str]:
+        """Shards whose worker ended without a result, with why (empty while running)."""
+        ...
+
+    def active(self) -> bool:
+        """Whether any worker may still produce a result."""
+        ...
+
+    def cancel(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def worker_command() -> list[str]:
+    """How a cluster node starts a worker: this installation's ``nextstat-pro``."""
+    exe = Path(sys.executable).with_name("nextstat-pro")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("nextstat-pro")
+    return [found] if found else [sys.executable, "-m", "nextstat_pro.cli.main"]

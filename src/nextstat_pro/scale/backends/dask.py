@@ -1,0 +1,56 @@
+"""``dask``: a ``distributed`` LocalCluster, or a scheduler at ``--backend-opt address=tcp://...``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import ConfigError
+from ..worker import run_shard_uri
+from .base import Launch
+
+
+class DaskBackend:
+    name = "dask"
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.cluster: Any = None
+        self.futures: dict[int, Any] = {}
+
+    def launch(self, job: Launch) -> str:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError("the dask backend needs `distributed` (pip install distributed)") from None
+        if self.client is None:
+            address = job.options.get("address")
+            try:
+                if address:
+                    self.client = Client(address, timeout="10s")
+                else:
+                    self.cluster = LocalCluster(n_workers=job.workers, threads_per_worker=1, processes=True,
+                                                dashboard_address=None, host="127.0.0.1")
+                    self.client = Client(self.cluster)
+            except OSError as exc:
+                raise ConfigError(f"cannot reach the Dask scheduler {address}: {exc}") from None
+        for shard in job.shards:
+            self.futures[shard] = self.client.submit(run_shard_uri, job.spec_uri, shard, pure=False,
+                                                     key=f"{job.run_id}-shard-{shard}-{len(self.futures)}")
+        return str(self.client.scheduler.address)
+
+    def failures(self) -> dict[int, str]:
+        return {s: str(f.exception()) for s, f in self.futures.items() if f.status == "error"}
+
+    def active(self) -> bool:
+        return any(f.status == "pending" for f in self.futures.values())
+
+    def cancel(self) -> None:
+        for f in self.futures.values():
+            f.cancel()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.client = self.cluster = None

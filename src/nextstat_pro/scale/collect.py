@@ -1,0 +1,70 @@
+"""Collecting shard results into one merged result, refusing anything that does not belong.
+
+The engine's own toy merge accepts duplicate and missing shards; this refuses both, and
+shards of another spec, and checks every object against its digest on the way."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..canonical import canonical_json
+from ..errors import IntegrityError
+from ..store import ObjectStore
+from .partition import shard_ranges, shard_ref
+from .spec import JobSpec
+
+MERGED_SCHEMA = "https://nextstat.pro/schemas/job-result/v1"
+
+
+class CollectError(IntegrityError):
+    pass
+
+
+def shard_status(store: ObjectStore, spec: JobSpec) -> dict[int, str | None]:
+    """Shard index → its result digest (None when missing)."""
+    n = len(shard_ranges(len(spec.items), spec.shards))
+    return {i: store.get_ref(shard_ref(spec.digest, i)) for i in range(n)}
+
+
+def read_shard(store: ObjectStore, spec: JobSpec, shard: int, digest: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(store.get(digest))  # digest-checked
+    block = shard_ranges(len(spec.items), spec.shards)[shard]
+    if doc.get("spec_digest") != spec.digest:
+        raise CollectError(f"shard {shard} ({digest}) belongs to another spec ({doc.get('spec_digest')})")
+    if doc.get("shard") != shard or doc.get("first") != block.start or doc.get("count") != len(block):
+        raise CollectError(f"shard {shard} ({digest}) covers other items than the plan gives it")
+    indices = [p.get("index") for p in doc.get("points", [])]
+    if indices != list(block):
+        dup = sorted({i for i in indices if indices.count(i) > 1})
+        raise CollectError(f"shard {shard} has duplicate items {dup}" if dup else
+                           f"shard {shard} lacks items {sorted(set(block) - set(indices))}")
+    return doc
+
+
+def merge(store: ObjectStore, spec: JobSpec) -> bytes:
+    """The merged result (canonical JSON): every point in index order, no timing, so the
+    bytes are the same for every backend, shard count and completion order."""
+    status = shard_status(store, spec)
+    missing = sorted(i for i, d in status.items() if d is None)
+    if missing:
+        raise CollectError(f"missing shard(s) {missing}: nothing was published")
+    extra = [r for r in store.list_refs(f"jobs/{spec.digest.removeprefix('sha256:')}")
+             if int(r.rsplit("-", 1)[1]) >= len(status)]
+    if extra:
+        raise CollectError(f"unexpected shard result(s) {extra} outside the plan")
+    points: list[dict[str, Any]] = []
+    engines = set()
+    for shard, digest in sorted(status.items()):
+        assert digest is not None
+        doc = read_shard(store, spec, shard, digest)
+        points.extend(doc["points"])
+        engines.add(json.dumps(doc["engine"], sort_keys=True))
+    if len(engines) != 1:
+        raise CollectError(f"shards were computed with different engines: {sorted(engines)}")
+    failed = [p["index"] for p in points if not p.get("ok")]
+    return canonical_json({
+        "schema": MERGED_SCHEMA, "computation_digest": spec.computation_digest, "task": spec.task, "point_task": spec.point_task,
+        "params": spec.params, "seed": spec.seed, "n_items": len(spec.items), "engine": json.loads(engines.pop()),
+        "failed_points": failed, "points": points,
+    })

@@ -1,0 +1,60 @@
+"""A job spec: everything a stateless worker needs, stored as canonical JSON; its digest is the
+job's identity. Workers read it (and the inputs it names) from the store, never the database."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..canonical import canonical_json, digest_of
+
+JobTask = Literal["grid", "scan", "toys", "fit-many"]
+SPEC_SCHEMA = "https://nextstat.pro/schemas/job-spec/v1"
+
+
+class InputRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    role: str
+    name: str
+    digest: str
+
+
+class JobSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_: str = Field(SPEC_SCHEMA, alias="schema")
+    run_id: str
+    task: JobTask
+    point_task: str = "upper-limit"  # grid: what to compute per patch (upper-limit, hypotest, fit)
+    params: dict[str, Any] = Field(default_factory=dict)  # engine task parameters per point
+    seed: int | None = None
+    inputs: list[InputRef]  # grid: workspace + patchset; scan/toys: workspace; fit-many: one per item
+    items: list[Any]  # grid: patch names; scan: mu values; toys: toy indices; fit-many: input names
+    shards: int = Field(ge=1)
+    max_retries: int = Field(2, ge=0)
+
+    def canonical(self) -> bytes:
+        return canonical_json(self.model_dump(by_alias=True))
+
+    @property
+    def digest(self) -> str:
+        return digest_of(self.canonical())
+
+    @property
+    def computation_digest(self) -> str:
+        """What is computed, without how it is run (run id, shard count, retries): the same
+        for every backend and shard count, so it may appear in the merged result."""
+        doc = self.model_dump(by_alias=True, exclude={"run_id", "shards", "max_retries"})
+        return digest_of(canonical_json(doc))
+
+
+def spec_uri(store_url: str, digest: str) -> str:
+    """How a worker is told where its spec is: ``<store URL>#<digest>``."""
+    return f"{store_url}#{digest}"
+
+
+def parse_spec_uri(uri: str) -> tuple[str, str]:
+    store_url, sep, digest = uri.rpartition("#")
+    if not sep or not digest.startswith("sha256:"):
+        raise ValueError(f"not a spec URI: {uri!r} (expected STORE_URL#sha256:...)")
+    return store_url, digest

@@ -1,0 +1,139 @@
+"""The stateless worker: ``nextstat-pro worker run-shard --spec URI --shard I``.
+
+It reads the spec and its inputs from the store, computes its block of items, writes the
+shard result object and a write-once ref naming it. No database: cluster nodes often have
+none. A shard result holds no timing, so a rerun yields the same bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonpatch
+import nextstat as ns
+
+from ..canonical import canonical_json
+from ..engine import InputFile, execute, prepare
+from ..engine.inputs import Workspace, parse_json
+from ..engine.histfactory import load_model
+from ..engine.params import build_params
+from ..engine.tasks import engine_info, get_task
+from ..errors import IntegrityError, TaskFailedError
+from ..store import ObjectStore, open_store
+from .partition import shard_ranges, shard_ref
+from .spec import JobSpec, parse_spec_uri
+
+SHARD_SCHEMA = "https://nextstat.pro/schemas/shard-result/v1"
+# Per-point fields that vary between runs of the same computation and are left out of results.
+VOLATILE = ("wall_time_s", "platform")
+
+
+def load_spec(store: ObjectStore, digest: str) -> JobSpec:
+    spec = JobSpec.model_validate_json(store.get(digest))
+    if spec.digest != digest:
+        raise IntegrityError(f"spec {digest} does not hash to itself")
+    return spec
+
+
+def run_shard_uri(uri: str, shard: int) -> str:
+    store_url, digest = parse_spec_uri(uri)
+    return run_shard(open_store(store_url), digest, shard)
+
+
+def run_shard(store: ObjectStore, spec_digest: str, shard: int) -> str:
+    """Compute one shard; return its result digest (also written under the shard's ref)."""
+    existing = store.get_ref(shard_ref(spec_digest, shard))
+    if existing is not None and store.exists(existing):
+        return existing  # done before (a retried or duplicated task): nothing to recompute
+    spec = load_spec(store, spec_digest)
+    ranges = shard_ranges(len(spec.items), spec.shards)
+    if not 0 <= shard < len(ranges):
+        raise IntegrityError(f"shard {shard} is outside the plan of {len(ranges)} shards")
+    indices = ranges[shard]
+    points = compute(store, spec, indices)
+    doc = {"schema": SHARD_SCHEMA, "spec_digest": spec_digest, "shard": shard,
+           "first": indices.start, "count": len(indices), "engine": engine_info(), "points": points}
+    data = canonical_json(doc)
+    digest = store.put(data).digest
+    if not store.put_ref(shard_ref(spec_digest, shard), digest):
+        existing = store.get_ref(shard_ref(spec_digest, shard))
+        if existing != digest:
+            raise IntegrityError(f"shard {shard} was already written with other content ({existing})")
+    return digest
+
+
+def _strip(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k not in VOLATILE}
+
+
+def compute(store: ObjectStore, spec: JobSpec, indices: range) -> list[dict[str, Any]]:
+    inputs = {i.role: InputFile.from_bytes(i.role, i.name, store.get(i.digest)) for i in spec.inputs}
+    if spec.task == "toys":
+        return _toys(inputs["workspace"], spec, indices)
+    if spec.task == "scan":
+        return _scan(inputs["workspace"], spec, indices)
+    if spec.task == "grid":
+        return _grid(inputs["workspace"], inputs["patchset"], spec, indices)
+    by_name = {i.name: InputFile.from_bytes(i.role, i.name, store.get(i.digest)) for i in spec.inputs}
+    out = []
+    for k in indices:
+        name = spec.items[k]
+        out.append({"index": k, "item": name, **_point(lambda: execute(prepare("fit", spec.params, [by_name[name]]),
+                                                                        spec.seed))})
+    return out
+
+
+def _point(fn: Any) -> dict[str, Any]:
+    """One point's result, or its error: one failed point does not fail the shard."""
+    try:
+        return {"ok": True, "result": _strip(fn())}
+    except (TaskFailedError, ValueError, RuntimeError) as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+def _grid(ws: InputFile, ps: InputFile, spec: JobSpec, indices: range) -> list[dict[str, Any]]:
+    base = parse_json(ws)
+    patchset = parse_json(ps)
+    patches = {p["metadata"]["name"]: p for p in patchset["patches"]}
+    task = get_task(spec.point_task)
+    params = build_params(task.params, task.name, spec.params)
+    out = []
+    for k in indices:
+        name = spec.items[k]
+        patch = patches[name]
+
+        def one() -> dict[str, Any]:
+            doc = jsonpatch.apply_patch(base, patch["patch"])
+            model = load_model(Workspace(doc))
+            return task.fn(model, params, spec.seed)
+
+        out.append({"index": k, "item": name, "values": patch["metadata"]["values"], **_point(one)})
+    return out
+
+
+def _scan(ws: InputFile, spec: JobSpec, indices: range) -> list[dict[str, Any]]:
+    model = load_model(Workspace(parse_json(ws), text=ws.data.decode()))
+    out = []
+    for k in indices:
+        mu = spec.items[k]
+        # One point per call: the engine warm-starts along a scan, which would make the
+        # numbers depend on how points are grouped into shards.
+        out.append({"index": k, "item": mu, **_point(lambda: ns.profile_scan(model, [mu])["points"][0])})
+    return out
+
+
+def _toys(ws: InputFile, spec: JobSpec, indices: range) -> list[dict[str, Any]]:
+    if spec.seed is None:
+        raise TaskFailedError("toys need a seed")
+    model = load_model(Workspace(parse_json(ws), text=ws.data.decode()))
+    fit = ns.fit(model)
+    generation = list(fit.parameters)
+    poi = model.poi_index()
+    if spec.params.get("mu") is not None:
+        generation[poi] = float(spec.params["mu"])
+    # Toy k uses seed + k: the block starting at k0 is the engine's batch with seed + k0.
+    fits = ns.fit_toys(model, generation, n_toys=len(indices), seed=spec.seed + indices.start)
+    lo, hi = model.suggested_bounds()[poi]
+    return [{"index": k, "item": k, "ok": True,
+             "result": {"seed": spec.seed + k, "poi": f.parameters[poi], "nll": f.nll, "converged": f.converged,
+                        "poi_at_bound": f.parameters[poi] in (lo, hi)}}
+            for k, f in zip(indices, fits, strict=True)]

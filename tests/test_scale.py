@@ -1,0 +1,289 @@
+"""NS-Scale: deterministic partitioning, byte-identical merges on every backend, shard count and
+completion order; refusals of duplicate, missing and foreign shards; failures; resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from nextstat_pro.db.models import AuditEvent, HubItem, ScaleJob
+from nextstat_pro.engine import InputFile
+from nextstat_pro.errors import DigestMismatchError, NotFoundError, UsageError
+from nextstat_pro.examples import histfactory_workspace, signal_patchset
+from nextstat_pro.instance import Instance
+from nextstat_pro.runs import get_run
+from nextstat_pro.scale import SubmitRequest, coordinate, submit
+from nextstat_pro.scale.collect import CollectError, merge
+from nextstat_pro.scale.partition import shard_ranges, shard_ref
+from nextstat_pro.scale.spec import JobSpec
+from nextstat_pro.scale.worker import run_shard
+from nextstat_pro.store import object_key
+
+from .conftest import PASSWORD, shared
+
+
+
+def simple() -> InputFile:
+    return InputFile.read("workspace", shared("workspaces", "simple_workspace.json"))
+
+
+def toys(shards: int, backend: str = "local", n: int = 24, seed: int = 7) -> SubmitRequest:
+    return SubmitRequest("toys", "default", [simple()], params={"n_toys": str(n)}, seed=seed, shards=shards,
+                         backend=backend, workers=2)
+
+
+def grid_inputs(n: int = 6) -> list[InputFile]:
+    ws = histfactory_workspace()
+    return [InputFile.from_bytes("workspace", "ws.json", json.dumps(ws).encode()),
+            InputFile.from_bytes("patchset", "ps.json", json.dumps(signal_patchset(ws, n)).encode())]
+
+
+def result_of(inst: Instance, run_id: str) -> bytes:
+    with inst.db.transaction() as s:
+        digest = s.get(ScaleJob, run_id).result_digest
+    return inst.store.get(digest)
+
+
+def test_partition_is_pure_balanced_and_complete() -> None:
+    for n in (1, 5, 24, 125, 10_000):
+        for shards in (1, 3, 7, 64):
+            ranges = shard_ranges(n, shards)
+            assert [i for r in ranges for i in r] == list(range(n))
+            assert max(map(len, ranges)) - min(map(len, ranges)) <= 1
+            assert ranges == shard_ranges(n, shards)
+    with pytest.raises(ValueError):
+        shard_ranges(0, 3)
+
+
+def test_toys_merge_is_byte_identical_for_1_3_7_shards_and_lands_in_audit_and_hub(sqlite_instance: Instance) -> None:
+    inst, ctx = sqlite_instance, sqlite_instance.context()
+    results = {}
+    for shards in (1, 3, 7):
+        run_id = submit(inst, ctx, toys(shards))
+        assert coordinate(inst, ctx, run_id) == "succeeded"
+        results[shards] = result_of(inst, run_id)
+    assert results[1] == results[3] == results[7]
+    points = json.loads(results[1])["points"]
+    assert [p["result"]["seed"] for p in points] == [7 + k for k in range(24)]
+    with inst.db.transaction() as s:
+        actions = list(s.scalars(select(AuditEvent.action).where(AuditEvent.target_id == run_id)
+                                 .order_by(AuditEvent.seq)))
+        assert actions == ["run.created", "job.submitted", "run.started", *["job.shard_done"] * 7, "job.collected",
+                           "run.succeeded"]
+        assert s.scalar(select(func.count()).select_from(HubItem).where(HubItem.name == "toys-results")) == 1
+        assert get_run(s, run_id).manifest_digest is not None
+
+
+def test_grid_completion_order_and_backends_agree(sqlite_instance: Instance) -> None:
+    inst, ctx = sqlite_instance, sqlite_instance.context()
+
+    def request(shards: int, backend: str) -> SubmitRequest:
+        return SubmitRequest("grid", "default", grid_inputs(6), point_task="hypotest", shards=shards,
+                             backend=backend, workers=2)
+
+    run_id = submit(inst, ctx, request(1, "local"))
+    coordinate(inst, ctx, run_id)
+    reference = result_of(inst, run_id)
+    # Completion order: shards computed in reverse, by hand, then collected.
+    run_id = submit(inst, ctx, request(3, "local"))
+    with inst.db.transaction() as s:
+        spec = JobSpec.model_validate_json(inst.store.get(s.get(ScaleJob, run_id).spec_digest))
+    for shard in reversed(range(3)):
+        run_shard(inst.store, spec.digest, shard)
+    assert merge(inst.store, spec) == reference
+    for backend in ("dask", "ray"):
+        run_id = submit(inst, ctx, request(3, backend))
+        assert coordinate(inst, ctx, run_id) == "succeeded", backend
+        assert result_of(inst, run_id) == reference, backend
+
+
+def test_collect_refuses_missing_duplicate_and_foreign_shards(sqlite_instance: Instance) -> None:
+    inst, ctx = sqlite_instance, sqlite_instance.context()
+    run_a = submit(inst, ctx, toys(3, n=9, seed=1))
+    run_b = submit(inst, ctx, toys(3, n=9, seed=2))
+    with inst.db.transaction() as s:
+        spec_a = JobSpec.model_validate_json(inst.store.get(s.get(ScaleJob, run_a).spec_digest))
+        spec_b = JobSpec.model_validate_json(inst.store.get(s.get(ScaleJob, run_b).spec_digest))
+    run_shard(inst.store, spec_a.digest, 0)
+    with pytest.raises(CollectError, match=r"missing shard\(s\) \[1, 2\]"):
+        merge(inst.store, spec_a)
+    # A shard of another spec placed under this job's ref.
+    foreign = run_shard(inst.store, spec_b.digest, 1)
+    inst.store.put_ref(shard_ref(spec_a.digest, 1), foreign)
+    run_shard(inst.store, spec_a.digest, 2)
+    with pytest.raises(CollectError, match="belongs to another spec"):
+        merge(inst.store, spec_a)
+    # A shard whose points repeat an item.
+    doc = json.loads(inst.store.get(inst.store.get_ref(shard_ref(spec_a.digest, 0))))
+    doc["points"][1] = doc["points"][0]
+    from nextstat_pro.canonical import canonical_json
+
+    spec_c = JobSpec.model_validate(spec_a.model_dump(by_alias=True) | {"run_id": "other"})
+    inst.store.put(spec_c.canonical())
+    doc["spec_digest"] = spec_c.digest
+    forged = inst.store.put(canonical_json(doc)).digest
+    inst.store.put_ref(shard_ref(spec_c.digest, 0), forged)
+    for shard in (1, 2):
+        run_shard(inst.store, spec_c.digest, shard)
+    with pytest.raises(CollectError, match=r"shard 0 has duplicate items \[0\]"):
+        merge(inst.store, spec_c)
+
+
+def test_shard_object_with_wrong_digest_fails_the_run_and_publishes_nothing(sqlite_instance: Instance) -> None:
+    inst, ctx = sqlite_instance, sqlite_instance.context()
+    run_id = submit(inst, ctx, toys(2, n=6))
+    with inst.db.transaction() as s:
+        spec = JobSpec.model_validate_json(inst.store.get(s.get(ScaleJob, run_id).spec_digest))
+    for shard in range(2):
+        run_shard(inst.store, spec.digest, shard)
+    path = inst.home / "objects" / object_key(inst.store.get_ref(shard_ref(spec.digest, 1)))
+    os.chmod(path, 0o644)
+    path.write_bytes(path.read_bytes().replace(b'"converged":true', b'"converged":false', 1))
+    with pytest.raises(DigestMismatchError):
+        coordinate(inst, ctx, run_id)
+    with inst.db.transaction() as s:
+        assert s.get(ScaleJob, run_id).result_digest is None
+        assert s.scalar(select(HubItem).where(HubItem.name == "toys-results")) is None
+
+
+def test_bad_requests_write_nothing(sqlite_instance: Instance) -> None:
+    inst, ctx = sqlite_instance, sqlite_instance.context()
+    with inst.db.transaction() as s:
+        before = s.scalar(select(func.count()).select_from(AuditEvent))
+    with pytest.raises(UsageError, match="unknown backend 'pbs'"):
+        submit(inst, ctx, toys(2, backend="pbs"))
+    with pytest.raises(UsageError, match="toys need --seed"):
+        submit(inst, ctx, SubmitRequest("toys", "default", [simple()], seed=None))
+    with pytest.raises(UsageError, match="unknown patch"):
+        submit(inst, ctx, SubmitRequest("grid", "default", grid_inputs(3), patches=["nope"]))
+    from nextstat_pro.runs.references import resolve_inputs
+
+    with pytest.raises(NotFoundError, match="no patchset named"):
+        resolve_inputs(inst, ctx, "default", [("patchset", "signals@9.9.9")])
+    with inst.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEvent)) == before
+
+
+def test_unreachable_scheduler_and_missing_sbatch_fail_the_run_clearly(sqlite_instance: Instance,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    inst, ctx = sqlite_instance, sqlite_instance.context()
+    req = SubmitRequest("toys", "default", [simple()], params={"n_toys": "4"}, seed=1, shards=2, backend="dask",
+                        backend_options={"address": "tcp://127.0.0.1:9"})
+    run_id = submit(inst, ctx, req)
+    assert coordinate(inst, ctx, run_id) == "failed"
+    with inst.db.transaction() as s:
+        run = get_run(s, run_id)
+        assert "cannot reach the Dask scheduler" in run.error and "0:" in run.error
+    monkeypatch.setenv("PATH", "/nonexistent")
+    run_id = submit(inst, ctx, toys(2, backend="slurm", n=4))
+    assert coordinate(inst, ctx, run_id) == "failed"
+    with inst.db.transaction() as s:
+        assert "sbatch is not on PATH" in get_run(s, run_id).error
+
+
+def test_crashing_worker_is_retried_then_the_run_fails_with_the_shard(sqlite_instance: Instance) -> None:
+    inst, ctx = sqlite_instance, sqlite_instance.context()
+
+    class Crashing:
+        """A real backend whose workers die on shard 1 (exit without a result)."""
+
+        name = "local"
+
+        def __init__(self) -> None:
+            from nextstat_pro.scale.backends.local import LocalBackend
+
+            self.inner = LocalBackend()
+            self.launches: list[list[int]] = []
+
+        def launch(self, job):  # type: ignore[no-untyped-def]
+            self.launches.append(list(job.shards))
+            ok = [s for s in job.shards if s != 1]
+            from dataclasses import replace
+
+            return self.inner.launch(replace(job, shards=ok)) if ok else "none"
+
+        def failures(self):  # type: ignore[no-untyped-def]
+            return {1: "worker exited with signal 9"} if self.launches and 1 in self.launches[-1] else {}
+
+        def active(self) -> bool:
+            return self.inner.active()
+
+        def cancel(self) -> None:
+            self.inner.cancel()
+
+        def close(self) -> None:
+            self.inner.close()
+
+    run_id = submit(inst, ctx, SubmitRequest("toys", "default", [simple()], params={"n_toys": "6"}, seed=3,
+                                             shards=3, max_retries=2))
+    backend = Crashing()
+    assert coordinate(inst, ctx, run_id, backend=backend) == "failed"
+    assert [l for l in backend.launches if 1 in l] == [[0, 1, 2], [1], [1]]  # 1 try + 2 retries
+    with inst.db.transaction() as s:
+        run = get_run(s, run_id)
+        assert "shard(s) failed after retries: 1: worker exited with signal 9" in run.error
+        assert s.get(ScaleJob, run_id).result_digest is None
+
+
+def test_sigkill_coordinator_and_worker_then_resume_is_byte_identical(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("nextstat-pro")
+    env = {**os.environ, "NSP_HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+           "NSP_PASSWORD": PASSWORD}
+    subprocess.run([str(exe), "init"], env=env, check=True, capture_output=True)
+    ws = str(shared("workspaces", "simple_workspace.json"))
+
+    def submit_cli(*extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([str(exe), "submit", "toys", "-w", ws, "--param", "n_toys=4000", "--seed", "11",
+                                 "--shards", "8", "--workers", "2", "--wait", *extra], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+    # Uninterrupted reference.
+    ref = submit_cli()
+    out, _ = ref.communicate(timeout=600)
+    assert ref.returncode == 0, out
+    # Interrupted: kill the coordinator and its workers as soon as the first shard is done.
+    victim = submit_cli()
+    home = tmp_path / "home"
+    deadline = time.time() + 300
+    from nextstat_pro.instance import Instance as Inst
+
+    inst = Inst.open(home)
+    run_id = None
+    from nextstat_pro.db.models import ScaleShard
+
+    while time.time() < deadline:
+        with inst.db.transaction() as s:
+            jobs = list(s.scalars(select(ScaleJob)))
+            if len(jobs) == 2:
+                run_id = next(j.run_id for j in jobs if j.result_digest is None)
+                done = s.scalar(select(func.count()).select_from(ScaleShard).where(
+                    ScaleShard.run_id == run_id, ScaleShard.status == "done"))
+                if done >= 1:
+                    break
+        time.sleep(0.05)
+    assert run_id is not None
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.communicate(timeout=60)
+    with inst.db.transaction() as s:
+        assert get_run(s, run_id).status == "running"
+        done_at_kill = s.scalar(select(func.count()).select_from(ScaleShard).where(
+            ScaleShard.run_id == run_id, ScaleShard.status == "done"))
+    assert 1 <= done_at_kill < 8  # killed mid-run: the resume has work to do
+    resumed = subprocess.run([str(exe), "runs", "resume", run_id], env=env, text=True, capture_output=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    with inst.db.transaction() as s:
+        ref_id = next(j.run_id for j in s.scalars(select(ScaleJob)) if j.run_id != run_id)
+        shard_events = s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.target_id == run_id, AuditEvent.action == "job.shard_done"))
+    assert result_of(inst, run_id) == result_of(inst, ref_id)
+    assert shard_events == 8  # each shard counted once, across both coordinators
+    inst.close()
