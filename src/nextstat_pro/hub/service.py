@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, intersect, select
 from sqlalchemy.orm import Session
 
 from ..audit.events import append_event
@@ -253,9 +253,13 @@ def search(session: Session, project: Project, kind: str, tags: dict[str, str], 
            ) -> list[tuple[HubItem, HubVersion]]:
     q = select(HubItem, HubVersion).join(HubVersion, HubVersion.item_id == HubItem.id).where(
         HubItem.project_id == project.id, HubItem.kind == kind)
-    for key, value in tags.items():
-        tagged = select(HubTag.version_id).where(HubTag.key == key, HubTag.value == value)
-        q = q.where(HubVersion.id.in_(tagged))
+    if tags:
+        # INTERSECT of index range scans on (key, value, version_id): each tag is one ordered
+        # scan, and the versions are fetched by primary key only for the intersection.
+        scans = [select(HubTag.version_id).where(HubTag.key == key, HubTag.value == value)
+                 for key, value in tags.items()]
+        matching = intersect(*scans).subquery() if len(scans) > 1 else scans[0].subquery()
+        q = q.join(matching, matching.c.version_id == HubVersion.id)
     return [(i, v) for i, v in session.execute(q.order_by(HubItem.name, HubVersion.created_at).limit(limit))]
 
 
