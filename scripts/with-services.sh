@@ -18,6 +18,7 @@ as_pg() {
 
 cleanup() {
   set +e
+  [ -n "${SLURM_CONF:-}" ] && scancel --quiet --user=root >/dev/null 2>&1
   if [ -n "$pg_data" ] && [ -f "$pg_data/postmaster.pid" ]; then
     as_pg "$pg_bin/pg_ctl" -D "$pg_data" stop -m fast -w >/dev/null 2>&1
   fi
@@ -30,15 +31,21 @@ spare_port() { "$venv_bin/python" -c 'import socket; s=socket.socket(); s.bind((
 
 find_pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
-pg_bin=$(find_pg_bin)
-if [ -z "$pg_bin" ]; then
+# Debian packages the services need, installed once when missing (root only).
+missing=()
+[ -n "$(find_pg_bin)" ] || missing+=(postgresql)
+command -v slurmctld >/dev/null || missing+=(slurm-wlm)
+command -v munged >/dev/null || missing+=(munge)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    echo "with-services: installing PostgreSQL (apt-get)" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-    pg_bin=$(find_pg_bin)
+    echo "with-services: installing ${missing[*]} (apt-get)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "with-services: missing ${missing[*]} and not root: tests that need them will fail" >&2
   fi
-  [ -n "$pg_bin" ] || { echo "with-services: PostgreSQL is not installed and I am not root" >&2; exit 1; }
 fi
+pg_bin=$(find_pg_bin)
+[ -n "$pg_bin" ] || { echo "with-services: PostgreSQL is not installed" >&2; exit 1; }
 
 # PostgreSQL: a fresh cluster owned by the postgres user (initdb refuses to run as root).
 pg_data="$work/pg"
@@ -63,7 +70,60 @@ done
 export NSP_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
 
-echo "with-services: PostgreSQL on 127.0.0.1:$pg_port, S3 (moto) on 127.0.0.1:$s3_port" >&2
+# SLURM: munge + slurmctld + slurmd, one node on 127.0.0.1 (needs root, as slurmd does).
+if [ "$(id -u)" = 0 ] && command -v slurmctld >/dev/null; then
+  sl="$work/slurm"
+  mkdir -p "$sl/state" "$sl/spool" /run/munge /var/log/munge /var/lib/munge
+  chown munge:munge /run/munge /var/log/munge /var/lib/munge
+  [ -f /etc/munge/munge.key ] || { mungekey --create 2>/dev/null || /usr/sbin/create-munge-key -f; chown munge:munge /etc/munge/munge.key; }
+  runuser -u munge -- /usr/sbin/munged -F >"$sl/munged.log" 2>&1 &
+  pids+=($!)
+  ctld_port=$(spare_port); d_port=$(spare_port)
+  cat >"$sl/slurm.conf" <<CONF
+ClusterName=nsptest
+SlurmctldHost=localhost(127.0.0.1)
+SlurmctldPort=$ctld_port
+SlurmdPort=$d_port
+AuthType=auth/munge
+CredType=cred/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPidFile=$sl/slurmctld.pid
+SlurmdPidFile=$sl/slurmd.pid
+SlurmdSpoolDir=$sl/spool
+StateSaveLocation=$sl/state
+ReturnToService=2
+MpiDefault=none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+NodeName=nspnode NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=4000 State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+  export SLURM_CONF="$sl/slurm.conf"
+  sleep 0.5
+  /usr/sbin/slurmctld -D -f "$SLURM_CONF" >"$sl/slurmctld.log" 2>&1 &
+  pids+=($!)
+  /usr/sbin/slurmd -D -N nspnode -f "$SLURM_CONF" >"$sl/slurmd.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    sinfo -h -o %t 2>/dev/null | grep -q idle && break
+    sleep 0.2
+  done
+  if sinfo -h -o %t 2>/dev/null | grep -q idle; then
+    export NSP_TEST_SLURM=1
+  else
+    echo "with-services: SLURM did not come up:" >&2; tail -5 "$sl"/*.log >&2
+  fi
+fi
+
+slurm_state="not started"
+[ -n "${NSP_TEST_SLURM:-}" ] && slurm_state="up (SLURM_CONF=$SLURM_CONF)"
+echo "with-services: PostgreSQL on 127.0.0.1:$pg_port, S3 (moto) on 127.0.0.1:$s3_port, SLURM $slurm_state" >&2
 set +e
 "$@"
 rc=$?

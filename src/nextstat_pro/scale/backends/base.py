@@ -42,8 +42,11 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def worker_command() -> list[str]:
-    """How a cluster node starts a worker: this installation's ``nextstat-pro``."""
+def worker_command(options: dict[str, Any] | None = None) -> list[str]:
+    """How a cluster node starts a worker: ``--backend-opt executable=PATH`` (the path on the
+    nodes), else this installation's ``nextstat-pro``."""
+    if options and options.get("executable"):
+        return [str(options["executable"])]
     exe = Path(sys.executable).with_name("nextstat-pro")
     if exe.exists():
         return [str(exe)]

@@ -14,7 +14,7 @@ from .base import Launch, worker_command
 
 def submit_description(job: Launch) -> str:
     o = job.options
-    exe, *pre = worker_command()
+    exe, *pre = worker_command(job.options)
     args = " ".join([*pre, "worker", "run-shard", "--spec", job.spec_uri, "--shard", "$(shard)"])
     shards = sorted(job.shards)
     lines = [

@@ -1,6 +1,6 @@
 """``slurm``: an sbatch job array (``--array`` = the shards to run), polled with squeue/scontrol.
 
-Resources come from ``--backend-opt``: partition, time (default 01:00:00), mem (default 2G),
+Resources come from ``--backend-opt``: partition, time (default 01:00:00), mem (default 1G),
 cpus (default 1), account. The workdir must be on a filesystem the nodes share."""
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ def sbatch_script(job: Launch) -> str:
         f"#SBATCH --array={','.join(str(s) for s in sorted(job.shards))}",
         f"#SBATCH --output={job.workdir}/slurm-%A_%a.out",
         f"#SBATCH --cpus-per-task={o.get('cpus', 1)}",
-        f"#SBATCH --mem={o.get('mem', '2G')}",
+        f"#SBATCH --mem={o.get('mem', '1G')}",
         f"#SBATCH --time={o.get('time', '01:00:00')}",
     ]
     if o.get("partition"):
         lines.append(f"#SBATCH --partition={o['partition']}")
     if o.get("account"):
         lines.append(f"#SBATCH --account={o['account']}")
-    command = " ".join(shlex.quote(c) for c in worker_command())
+    command = " ".join(shlex.quote(c) for c in worker_command(job.options))
     lines += ["set -euo pipefail",
               f"exec {command} worker run-shard --spec {shlex.quote(job.spec_uri)} --shard \"$SLURM_ARRAY_TASK_ID\"",
               ""]
