@@ -40,21 +40,24 @@ done
 $nsp run pk-nlme --dataset pk-study@0.1.0
 $nsp run upper-limit --workspace "$ws" --patchset "$ps" --patch sig_1100_100   # plain files work too
 
-echo; echo "== 5. The runs table (with the exact registry versions)"
+echo; echo "== 5. NS-Scale: the 125-point signal grid as one job (local backend, 2 workers)"
+$nsp submit grid --model signals@1.0.0 --shards 8 --workers 2 --backend local --result-name signal-grid-limits --wait
+
+echo; echo "== 6. The runs table (with the exact registry versions)"
 $nsp runs list
 
-echo; echo "== 6. Rita reviews and Alan approves the fit run (electronic signatures, 21 CFR 11)"
+echo; echo "== 7. Rita reviews and Alan approves the fit run (electronic signatures, 21 CFR 11)"
 NSP_PASSWORD="$reviewer_pw" $nsp login --username rita
 NSP_PASSWORD="$reviewer_pw" $nsp sign "$fit_run" --meaning review --reason "Inputs and fit quality checked" --username rita
 NSP_PASSWORD="$approver_pw" $nsp login --username alan
 NSP_PASSWORD="$approver_pw" $nsp sign "$fit_run" --meaning approval --reason "Approved for the analysis note" --username alan
 
-echo; echo "== 7. Export of the fit run, checked with sha256sum -c and verified offline"
+echo; echo "== 8. Export of the fit run, checked with sha256sum -c and verified offline"
 $nsp runs export "$fit_run" "$demo/export"
 (cd "$demo/export" && sha256sum -c --quiet SHA256SUMS && echo "sha256sum: all files OK")
 $nsp verify "$demo/export" --log-key "$NSP_HOME/witness/log.pub"
 
-echo; echo "== 8. The audit trail: signed checkpoint, an offline inclusion proof, a verified bundle"
+echo; echo "== 9. The audit trail: signed checkpoint, an offline inclusion proof, a verified bundle"
 NSP_PASSWORD="$admin_pw" $nsp login --username admin
 $nsp audit checkpoint
 $nsp audit log --action run.signed

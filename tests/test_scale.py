@@ -287,3 +287,46 @@ def test_sigkill_coordinator_and_worker_then_resume_is_byte_identical(tmp_path: 
     assert result_of(inst, run_id) == result_of(inst, ref_id)
     assert shard_events == 8  # each shard counted once, across both coordinators
     inst.close()
+
+
+def test_submit_cli_wait_and_background(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    home = str(tmp_path / "home")
+    assert cli("--home", home, "init", env={"NSP_PASSWORD": PASSWORD}).code == 0
+    ws = str(shared("workspaces", "simple_workspace.json"))
+    r = cli("--home", home, "submit", "toys", "-w", ws, "--param", "n_toys=12", "--seed", "4", "--shards", "3",
+            "--wait")
+    assert r.code == 0 and "succeeded" in r.out and "12 points" in r.out, r.out + r.err
+    r = cli("--home", home, "submit", "toys", "-w", ws, "--param", "n_toys=12", "--seed", "4", "--shards", "2")
+    assert r.code == 0 and "coordinating in the background" in r.out
+    run_id = r.out.split()[2]
+    from nextstat_pro.instance import Instance as Inst
+
+    inst = Inst.open(Path(home))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with inst.db.transaction() as s:
+            if get_run(s, run_id).status in ("succeeded", "failed"):
+                break
+        time.sleep(0.2)
+    with inst.db.transaction() as s:
+        assert get_run(s, run_id).status == "succeeded"
+        first = s.scalars(select(ScaleJob).order_by(ScaleJob.run_id)).first()
+    assert result_of(inst, run_id) == result_of(inst, first.run_id)  # 3 shards vs 2: the same bytes
+    inst.close()
+    r = cli("--home", home, "submit", "toys", "-w", ws, "--param", "n_toys=2", "--seed", "1", "--backend", "pbs")
+    assert r.code == 2 and "unknown backend 'pbs'" in r.err
+
+
+def test_s3_refs_are_write_once(s3_endpoint: str) -> None:
+    import uuid
+
+    from nextstat_pro.store import S3Store
+
+    store = S3Store(f"s3://nsp-refs-{uuid.uuid4().hex[:8]}/p")
+    store.ensure_bucket()
+    a, b = store.put(b"a").digest, store.put(b"b").digest
+    assert store.put_ref("jobs/x/shard-00000", a) is True
+    assert store.put_ref("jobs/x/shard-00000", b) is False
+    assert store.get_ref("jobs/x/shard-00000") == a
+    assert store.list_refs("jobs/x") == ["jobs/x/shard-00000"]
+    assert store.get_ref("jobs/x/shard-00001") is None

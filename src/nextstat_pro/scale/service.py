@@ -324,8 +324,10 @@ def spawn_coordinator(instance: Instance, run_id: str, token: str | None) -> Pat
     exe = Path(sys.executable).with_name("nextstat-pro")
     env = {**os.environ, **({"NSP_TOKEN": token} if token else {})}
     with log.open("ab") as out:
-        subprocess.Popen([str(exe), "--home", str(instance.home), "worker", "coordinate", run_id], stdout=out,
-                         stderr=out, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        # `setsid -f` forks the coordinator into its own session and returns at once, so it
+        # outlives this command and is nobody's zombie.
+        subprocess.run(["setsid", "-f", str(exe), "--home", str(instance.home), "worker", "coordinate", run_id],
+                       stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env, check=True)
     return log
 
 
