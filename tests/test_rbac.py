@@ -22,7 +22,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "rbac.md"
 SERVICE_MODULES = ["projects/service.py", "runs/service.py", "runs/records.py", "runs/export.py",
                    "runs/retention.py", "audit/service.py", "audit/export.py", "identity/users.py",
                    "identity/auth.py", "signing/esignatures.py", "config_service.py", "hub/service.py",
-                   "hub/retention.py", "runs/references.py"]
+                   "hub/retention.py", "runs/references.py", "scale/service.py"]
 EXEMPT = {
     "get_project": "a lookup used inside authorized operations",
     "create_run": "database function of run_task (authorized there)",
@@ -55,6 +55,9 @@ EXEMPT = {
     "materialize": "database function of resolve_inputs (authorized there)",
     "purge_blockers": "pure policy evaluation",
     "versions_of": "lookup after an authorized list or read",
+    "finish_run": "final step of run_task and of a job's coordinator (both authorized)",
+    "plan_items": "input validation before submit authorizes",
+    "spawn_coordinator": "starts `worker coordinate`, which authenticates and authorizes itself",
     "set_config": None,
     "make_checkpoint": None,
     "prove": None,
