@@ -1,0 +1,111 @@
+"""NS-Scale against the physical limit of this machine, in one run, same number of processes.
+
+(a) 10,000 fits: a grid over a generated 10,000-patch patchset of example_bkgonly.json;
+(b) 200 fits of tttt-prod_workspace.json: a grid over a 200-patch patchset (one observed bin
+    nudged per patch, so every fit is a distinct problem);
+each through ``submit --backend local`` (full audit, signing, registry), against a hand-written
+``concurrent.futures.ProcessPoolExecutor`` loop over ``nextstat.fit`` on the same patched
+workspaces (chunked per process, like the shards); and Dask and Ray on (b).
+
+    .venv/bin/python benchmarks/bench_scale.py [--workers 2] [--only a|b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import nextstat as ns
+
+
+from nextstat_pro.engine import InputFile
+from nextstat_pro.engine.inputs import pyhf_digest
+from nextstat_pro.instance import init_instance
+from nextstat_pro.scale import SubmitRequest, coordinate, submit
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "workspaces"
+
+
+def patchset(base: dict[str, Any], n: int, path: str, value: Any) -> dict[str, Any]:
+    return {"metadata": {"description": "benchmark grid", "digests": {"sha256": pyhf_digest(base, "sha256")},
+                         "labels": ["i"], "references": {"hepdata": "ins0"}},
+            "patches": [{"metadata": {"name": f"p{i:05d}", "values": [i]},
+                         "patch": [{"op": "replace", "path": path, "value": value(i)}]} for i in range(n)],
+            "version": "1.0.0"}
+
+
+def _raw_chunk(args: tuple[str, list[list[dict[str, Any]]]]) -> int:
+    base_text, patches = args
+    base = json.loads(base_text)
+    for patch in patches:
+        ns.fit(ns.from_pyhf(json.dumps(jsonpatch.apply_patch(base, patch))))
+    return len(patches)
+
+
+def raw(base: dict[str, Any], ps: dict[str, Any], workers: int, chunks: int) -> float:
+    patches = [p["patch"] for p in ps["patches"]]
+    size = -(-len(patches) // chunks)
+    jobs = [(json.dumps(base), patches[i:i + size]) for i in range(0, len(patches), size)]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        done = sum(pool.map(_raw_chunk, jobs))
+    assert done == len(patches)
+    return time.perf_counter() - start
+
+
+def ours(base: dict[str, Any], ps: dict[str, Any], workers: int, shards: int, backend: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        inst = init_instance(Path(tmp) / "home", admin="bench", password="bench-password-1")
+        ctx = inst.context()
+        inputs = [InputFile.from_bytes("workspace", "ws.json", json.dumps(base).encode()),
+                  InputFile.from_bytes("patchset", "ps.json", json.dumps(ps).encode())]
+        start = time.perf_counter()
+        run_id = submit(inst, ctx, SubmitRequest("grid", "default", inputs, point_task="fit", shards=shards,
+                                                 backend=backend, workers=workers))
+        status = coordinate(inst, ctx, run_id)
+        elapsed = time.perf_counter() - start
+        assert status == "succeeded", status
+        inst.close()
+        return elapsed
+
+
+def line(label: str, n: int, seconds: float, baseline: float) -> None:
+    rate = n / seconds
+    print(f"{label:<44} {seconds:8.1f} s {rate:9.1f} fits/s {rate * 86400:14,.0f} fits/day  ratio {baseline / seconds:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", choices=["a", "b"], default=None)
+    parser.add_argument("--n-small", type=int, default=10_000)
+    parser.add_argument("--n-tttt", type=int, default=200)
+    args = parser.parse_args()
+    w = args.workers
+    if args.only != "b":
+        base = json.loads((SHARED / "example_bkgonly.json").read_text())
+        ps = patchset(base, args.n_small, "/channels/0/samples/0/data", lambda i: [5.0 + i * 0.01, 2.0 + i * 0.005])
+        t_raw = raw(base, ps, w, chunks=16)
+        print(f"(a) {args.n_small:,} fits of example_bkgonly.json + patch, {w} processes")
+        line("  raw ProcessPoolExecutor loop", args.n_small, t_raw, t_raw)
+        line("  submit --backend local (16 shards)", args.n_small, ours(base, ps, w, 16, "local"), t_raw)
+    if args.only != "a":
+        base = json.loads((SHARED / "tttt-prod_workspace.json").read_text())
+        first = base["observations"][0]["data"][0]
+        ps = patchset(base, args.n_tttt, "/observations/0/data/0", lambda i: first + i * 0.01)
+        t_raw = raw(base, ps, w, chunks=8)
+        print(f"(b) {args.n_tttt} fits of tttt-prod_workspace.json (249 parameters), {w} processes")
+        line("  raw ProcessPoolExecutor loop", args.n_tttt, t_raw, t_raw)
+        for backend in ("local", "dask", "ray"):
+            line(f"  submit --backend {backend} (8 shards)", args.n_tttt, ours(base, ps, w, 8, backend), t_raw)
+
+
+
+if __name__ == "__main__":
+    main()
