@@ -20,7 +20,10 @@ test: $(STAMP)
 	bash scripts/with-services.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	bash scripts/with-services.sh $(BIN)/python benchmarks/bench_run_overhead.py
+	$(BIN)/python benchmarks/bench_run_overhead.py
+	bash scripts/with-services.sh sh -c '$(BIN)/python benchmarks/bench_audit.py --pg "$$NSP_TEST_PG_URL"'
+	bash scripts/with-services.sh sh -c '$(BIN)/python benchmarks/bench_hub.py --pg "$$NSP_TEST_PG_URL"'
+	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -330,3 +330,48 @@ def test_s3_refs_are_write_once(s3_endpoint: str) -> None:
     assert store.get_ref("jobs/x/shard-00000") == a
     assert store.list_refs("jobs/x") == ["jobs/x/shard-00000"]
     assert store.get_ref("jobs/x/shard-00001") is None
+
+
+def test_cancel_stops_the_job_and_needs_a_reason(sqlite_instance: Instance) -> None:
+    inst, ctx = sqlite_instance, sqlite_instance.context()
+    run_id = submit(inst, ctx, toys(2, n=4))
+    from nextstat_pro.scale import cancel
+
+    with pytest.raises(UsageError, match="reason is required"):
+        cancel(inst, ctx, run_id, "")
+    cancel(inst, ctx, run_id, "wrong grid")
+    from nextstat_pro.errors import ConflictError
+
+    with pytest.raises(ConflictError, match="cancelled: nothing to resume"):
+        coordinate(inst, ctx, run_id)
+    with inst.db.transaction() as s:
+        assert get_run(s, run_id).status == "cancelled"
+        assert s.get(ScaleJob, run_id).result_digest is None
+
+
+def test_cancel_a_running_job(sqlite_instance: Instance) -> None:
+    import threading
+
+    from nextstat_pro.db.models import ScaleShard
+    from nextstat_pro.scale import cancel
+
+    inst, ctx = sqlite_instance, sqlite_instance.context()
+    run_id = submit(inst, ctx, toys(16, n=6000))
+    outcome: list[str] = []
+    thread = threading.Thread(target=lambda: outcome.append(coordinate(inst, ctx, run_id)))
+    thread.start()
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with inst.db.transaction() as s:
+            if s.scalar(select(func.count()).select_from(ScaleShard).where(
+                    ScaleShard.run_id == run_id, ScaleShard.status == "done")):
+                break
+        time.sleep(0.05)
+    cancel(inst, ctx, run_id, "not needed any more")
+    thread.join(120)
+    assert outcome == ["cancelled"]
+    with inst.db.transaction() as s:
+        assert s.get(ScaleJob, run_id).result_digest is None
+        done = s.scalar(select(func.count()).select_from(ScaleShard).where(
+            ScaleShard.run_id == run_id, ScaleShard.status == "done"))
+    assert done < 16

@@ -198,7 +198,9 @@ def coordinate(instance: Instance, ctx: RequestContext, run_id: str,
                 with instance.db.transaction() as session:
                     for i in fresh:
                         read_shard(instance.store, spec, i, refs[i])  # verified before it counts
-                        s = session.get(ScaleShard, (run.id, i))
+                        # Locked: a second coordinator (a resume racing the background one)
+                        # waits here and then sees the shard done, so it is counted once.
+                        s = session.get(ScaleShard, (run.id, i), with_for_update=True)
                         assert s is not None
                         if s.status == "done":
                             continue  # another coordinator counted it
