@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, intersect, select
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm import Session
 
 from ..audit.events import append_event
@@ -251,15 +252,13 @@ def list_items(instance: Instance, ctx: RequestContext, project_name: str, kind:
 
 def search(session: Session, project: Project, kind: str, tags: dict[str, str], limit: int = 1000
            ) -> list[tuple[HubItem, HubVersion]]:
+    """Versions carrying every tag. The first tag drives an index range scan on (key, value);
+    each further tag is a primary-key probe (version_id, key) per candidate."""
     q = select(HubItem, HubVersion).join(HubVersion, HubVersion.item_id == HubItem.id).where(
         HubItem.project_id == project.id, HubItem.kind == kind)
-    if tags:
-        # INTERSECT of index range scans on (key, value, version_id): each tag is one ordered
-        # scan, and the versions are fetched by primary key only for the intersection.
-        scans = [select(HubTag.version_id).where(HubTag.key == key, HubTag.value == value)
-                 for key, value in tags.items()]
-        matching = intersect(*scans).subquery() if len(scans) > 1 else scans[0].subquery()
-        q = q.join(matching, matching.c.version_id == HubVersion.id)
+    for key, value in tags.items():
+        tag = aliased(HubTag)
+        q = q.join(tag, and_(tag.version_id == HubVersion.id, tag.key == key, tag.value == value))
     return [(i, v) for i, v in session.execute(q.order_by(HubItem.name, HubVersion.created_at).limit(limit))]
 
 
