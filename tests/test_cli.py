@@ -162,3 +162,28 @@ def test_login_flow_and_signing_through_the_cli(cli, home: Path, tmp_path: Path)
     (tmp_path / "exp" / "outputs" / "result.json").write_text("{}")
     r = cli("verify", str(tmp_path / "exp"))
     assert r.code == 7 and "outputs/result.json: digest mismatch" in one_line_error(r)
+
+
+def test_hub_through_the_cli(cli, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from nextstat_pro.examples import write_examples
+
+    ex = write_examples(tmp_path / "ex", 4)
+    h = ["--home", str(home)]
+    r = cli(*h, "hub", "model", "push", "example", str(ex["workspace"]), "--version", "1.0.0", "--tag", "a=b")
+    assert r.code == 0 and "pushed example@1.0.0" in r.out
+    assert "unchanged" in cli(*h, "hub", "model", "push", "example", str(ex["workspace"])).out
+    r = cli(*h, "hub", "model", "push", "example", str(ex["patchset"]), "--version", "2.0.0")
+    assert r.code == 3 and "is invalid at" in one_line_error(r)
+    assert cli(*h, "hub", "patchset", "push", "signals", str(ex["patchset"]), "--base", "example@1.0.0").code == 0
+    assert cli(*h, "hub", "model", "alias", "example@1.0.0", "candidate", "--reason", "r").code == 0
+    assert cli(*h, "hub", "model", "tag", "example@candidate", "stage=qa", "--reason", "r").code == 0
+    shown = json.loads(cli(*h, "hub", "model", "show", "example@candidate").out)
+    assert shown["tags"] == {"a": "b", "stage": "qa"} and shown["aliases"] == ["candidate"]
+    r = cli(*h, "run", "upper-limit", "--model", "signals@latest#sig_1000_100", "--json")
+    assert r.code == 0, r.err
+    listing = json.loads(cli(*h, "runs", "list", "--json").out)
+    assert listing[0]["versions"] == ["example@1.0.0", f"signals@{json.loads(cli(*h, 'hub', 'patchset', 'show', 'signals').out)['digest'][:19]}"]
+    r = cli(*h, "hub", "model", "show", "example@sha256:12")
+    assert r.code == 2 and "at least 12" in one_line_error(r)
+    r = cli(*h, "hub", "model", "diff", "example@1.0.0", "example@candidate")
+    assert r.code == 0 and "identical" in r.out

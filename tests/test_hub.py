@@ -235,3 +235,29 @@ def test_archive_and_purge_follow_the_policy(instance: Instance) -> None:
     from nextstat_pro.audit.service import verify
 
     assert verify(instance).ok
+
+
+def test_dataset_formats_record_columns_and_rows(sqlite_instance: Instance, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ctx = sqlite_instance.context()
+    table = pa.table({"subject": ["a", "b", "c"], "time": [1.0, 2.0, 3.0]})
+    pq.write_table(table, tmp_path / "d.parquet")
+    cases = {
+        "csv": InputFile.from_bytes("dataset", "d.csv", b"subject,time\na,1\nb,2\n"),
+        "json": InputFile.from_bytes("dataset", "d.json", b'[{"subject": "a", "time": 1}, {"subject": "b"}]'),
+        "parquet": InputFile.read("dataset", tmp_path / "d.parquet"),
+    }
+    for name, inp in cases.items():
+        resolved, created = service.push(sqlite_instance, ctx, "default", "dataset", f"d-{name}", inp)
+        assert created
+    meta = {n: service.resolve(sqlite_instance, ctx, "default", "dataset", f"d-{n}").version.meta for n in cases}
+    assert (meta["csv"]["columns"], meta["csv"]["rows"]) == (["subject", "time"], 2)
+    assert (meta["json"]["columns"], meta["json"]["rows"]) == (["subject", "time"], 2)
+    assert (meta["parquet"]["columns"], meta["parquet"]["rows"]) == (["subject", "time"], 3)
+    for bad, message in ((InputFile.from_bytes("dataset", "x.parquet", b"not parquet"), "is not Parquet"),
+                         (InputFile.from_bytes("dataset", "x.json", b'{"a": 1}'), "JSON array of records"),
+                         (InputFile.from_bytes("dataset", "x.txt", b"hi"), "use .csv, .json or .parquet")):
+        with pytest.raises(InputError, match=message):
+            service.push(sqlite_instance, ctx, "default", "dataset", "bad", bad)
