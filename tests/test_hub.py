@@ -261,3 +261,15 @@ def test_dataset_formats_record_columns_and_rows(sqlite_instance: Instance, tmp_
                          (InputFile.from_bytes("dataset", "x.txt", b"hi"), "use .csv, .json or .parquet")):
         with pytest.raises(InputError, match=message):
             service.push(sqlite_instance, ctx, "default", "dataset", "bad", bad)
+
+
+def test_tag_search_needs_every_tag(instance: Instance) -> None:
+    ctx = instance.context()
+    for i, tags in enumerate((["a=1", "b=2", "c=3"], ["a=1", "b=2", "c=4"], ["a=1", "b=9", "c=3"])):
+        doc = histfactory_workspace()
+        doc["observations"][0]["data"][0] += i + 1
+        service.push(instance, ctx, "default", "model", f"m{i}", ws_file(doc), "1.0.0", tags=tags)
+    found = service.list_items(instance, ctx, "default", "model", ["a=1", "b=2", "c=3"])
+    assert [r["name"] for r in found] == ["m0"]
+    assert [r["name"] for r in service.list_items(instance, ctx, "default", "model", ["a=1"])] == ["m0", "m1", "m2"]
+    assert service.list_items(instance, ctx, "default", "model", ["a=2"]) == []
