@@ -34,7 +34,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "workspaces"
 
 def patchset(base: dict[str, Any], n: int, path: str, value: Any) -> dict[str, Any]:
     return {"metadata": {"description": "benchmark grid", "digests": {"sha256": pyhf_digest(base, "sha256")},
-                         "labels": ["i"], "references": {"hepdata": "ins0"}},
+                         "labels": ["i"], "references": {"hepdata": "ins0000000"}},
             "patches": [{"metadata": {"name": f"p{i:05d}", "values": [i]},
                          "patch": [{"op": "replace", "path": path, "value": value(i)}]} for i in range(n)],
             "version": "1.0.0"}
