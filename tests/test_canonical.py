@@ -45,12 +45,14 @@ def test_fast_path_agrees_with_rfc8785_on_random_documents() -> None:
         if kind == 2:
             return rng.choice([None, True, False])
         if kind == 3:
-            return rng.choice([0.1, 1.0, 1e21, 1e-7, -0.0, 123.456, 5e-324])
+            return rng.choice([0.1, 1.0, 1e21, 1e-7, -0.0, 123.456, 5e-324, 1e16, 1e20, 1.5e-6, 1e-6, 0.00001,
+                               -2.5e-5, 123456789.125, 1.7976931348623157e308, rng.uniform(-1e3, 1e3),
+                               rng.uniform(-1, 1) * 10 ** rng.randint(-30, 30), float(rng.randint(-10**6, 10**6))])
         if kind == 4:
             return [value(depth + 1) for _ in range(rng.randrange(4))]
         return {text(): value(depth + 1) for _ in range(rng.randrange(4))}
 
-    for _ in range(3000):
+    for _ in range(5000):
         doc = value()
         try:
             expected = rfc8785.dumps(doc)
