@@ -6,6 +6,7 @@ none. A shard result holds no timing, so a rerun yields the same bytes."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jsonpatch
@@ -91,7 +92,7 @@ def _point(fn: Any) -> dict[str, Any]:
 
 
 def _grid(ws: InputFile, ps: InputFile, spec: JobSpec, indices: range) -> list[dict[str, Any]]:
-    base = parse_json(ws)
+    base_text = ws.data.decode()
     patchset = parse_json(ps)
     patches = {p["metadata"]["name"]: p for p in patchset["patches"]}
     task = get_task(spec.point_task)
@@ -102,7 +103,8 @@ def _grid(ws: InputFile, ps: InputFile, spec: JobSpec, indices: range) -> list[d
         patch = patches[name]
 
         def one() -> dict[str, Any]:
-            doc = jsonpatch.apply_patch(base, patch["patch"])
+            # A fresh parse is ~10x cheaper than the deep copy jsonpatch makes of the base.
+            doc = jsonpatch.apply_patch(json.loads(base_text), patch["patch"], in_place=True)
             model = load_model(Workspace(doc))
             return task.fn(model, params, spec.seed)
 
