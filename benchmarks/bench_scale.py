@@ -23,7 +23,6 @@ from typing import Any
 import jsonpatch
 import nextstat as ns
 
-
 from nextstat_pro.engine import InputFile
 from nextstat_pro.engine.inputs import pyhf_digest
 from nextstat_pro.instance import init_instance

@@ -4,6 +4,7 @@ diff, retention, and the bad inputs — on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text

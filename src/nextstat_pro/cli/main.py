@@ -21,8 +21,8 @@ from .hub import hub_app
 from .identity import login, logout, passwd, role_app, token_app, user_app, whoami
 from .projects import project_app
 from .runs import run, runs_app
-from .setup import db_app, init
 from .scale import cancel, resume, shards, submit, worker_app
+from .setup import db_app, init
 from .signing import sign, verify
 
 app = typer.Typer(

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import and_, func, select
-from sqlalchemy.orm import aliased
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ..audit.events import append_event
 from ..db.models import HubAlias, HubItem, HubTag, HubVersion, Project, Run, RunVersion

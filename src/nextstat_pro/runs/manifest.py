@@ -29,7 +29,9 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
-class ManifestFields:
+class RunRecord:
+    """What a run's manifest records about its request (the rest comes at the end)."""
+
     run_id: str
     project: str
     task: str
@@ -37,38 +39,40 @@ class ManifestFields:
     seed: int | None
     patch: str | None
     inputs: list[FileEntry]
-    outputs: list[FileEntry]
-    status: str
-    error: str | None
-    fit_quality_ok: bool | None
-    engine: dict[str, str]
-    platform: dict[str, str]
-    created_by: dict[str, str]
     versions: list[dict[str, Any]]
     created_at: datetime
     started_at: datetime
-    finished_at: datetime
 
 
-def build_manifest(f: ManifestFields) -> dict[str, Any]:
+def build_manifest(
+    run: RunRecord,
+    outputs: list[FileEntry],
+    status: str,
+    error: str | None,
+    fit_quality_ok: bool | None,
+    engine: dict[str, str],
+    platform: dict[str, str],
+    created_by: dict[str, str],
+    finished_at: datetime,
+) -> dict[str, Any]:
     return {
         "schema": MANIFEST_SCHEMA,
-        "run_id": f.run_id,
-        "project": f.project,
-        "task": f.task,
-        "params": f.params,
-        "seed": f.seed,
-        "patch": f.patch,
-        "inputs": [e.as_json() for e in f.inputs],
-        "versions": f.versions,
-        "outputs": [e.as_json() for e in f.outputs],
-        "status": f.status,
-        "error": f.error,
-        "fit_quality_ok": f.fit_quality_ok,
-        "engine": f.engine,
-        "platform": f.platform,
-        "created_by": f.created_by,
-        "created_at": rfc3339(f.created_at),
-        "started_at": rfc3339(f.started_at),
-        "finished_at": rfc3339(f.finished_at),
+        "run_id": run.run_id,
+        "project": run.project,
+        "task": run.task,
+        "params": run.params,
+        "seed": run.seed,
+        "patch": run.patch,
+        "inputs": [e.as_json() for e in run.inputs],
+        "versions": run.versions,
+        "outputs": [e.as_json() for e in outputs],
+        "status": status,
+        "error": error,
+        "fit_quality_ok": fit_quality_ok,
+        "engine": engine,
+        "platform": platform,
+        "created_by": created_by,
+        "created_at": rfc3339(run.created_at),
+        "started_at": rfc3339(run.started_at),
+        "finished_at": rfc3339(finished_at),
     }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ from ..instance import Instance
 from ..projects.service import get_project
 from ..signing.attestation import run_statement
 from ..signing.dsse import sign_statement
-from .manifest import FileEntry, ManifestFields, build_manifest
+from .manifest import FileEntry, RunRecord, build_manifest
 from .records import add_artifacts, create_run, get_run, transition
 
 RESULT_NAME = "result.json"
@@ -156,29 +156,13 @@ def _execute_and_finish(
         outputs.append(FileEntry(RESULT_NAME, instance.store.put(data).digest, len(data), media_type="application/json"))
     status = "succeeded" if error is None else "failed"
     manifest_digest = finish_run(
-        instance, ctx, FinishedRun(run_id, request.project, request.task, params, request.seed, request.patch, inputs,
-                                   request.versions, created_at, started_at),
+        instance, ctx, RunRecord(run_id, request.project, request.task, params, request.seed, request.patch, inputs,
+                                 [v.as_json() for v in request.versions], created_at, started_at),
         outputs, capture.text(), status, error, quality_ok)
     return RunOutcome(run_id, status, manifest_digest, result, error)
 
 
-@dataclass(frozen=True)
-class FinishedRun:
-    """What the manifest of a finished run records about its request."""
-
-    run_id: str
-    project: str
-    task: str
-    params: dict[str, Any]
-    seed: int | None
-    patch: str | None
-    inputs: list[FileEntry]
-    versions: list[VersionUse]
-    created_at: datetime
-    started_at: datetime
-
-
-def finish_run(instance: Instance, ctx: RequestContext, run: FinishedRun, outputs: list[FileEntry], log: bytes,
+def finish_run(instance: Instance, ctx: RequestContext, run: RunRecord, outputs: list[FileEntry], log: bytes,
                status: str, error: str | None, quality_ok: bool | None,
                extra_versions: list[VersionUse] | None = None) -> str:
     """Store the log, the manifest and its signed attestation, then record outputs and the
@@ -186,16 +170,9 @@ def finish_run(instance: Instance, ctx: RequestContext, run: FinishedRun, output
     run's content hash). Shared by in-process runs and collected jobs."""
     outputs = [*outputs, FileEntry(LOG_NAME, instance.store.put(log).digest, len(log), media_type="text/plain")]
     finished_at = utcnow()
-    versions = [*run.versions, *(extra_versions or [])]
-    manifest = build_manifest(
-        ManifestFields(
-            run_id=run.run_id, project=run.project, task=run.task, params=run.params, seed=run.seed,
-            patch=run.patch, inputs=run.inputs, outputs=outputs, status=status, error=error,
-            fit_quality_ok=quality_ok, engine=engine_info(), platform=platform_info(),
-            created_by=ctx.actor.as_json(), versions=[v.as_json() for v in versions],
-            created_at=run.created_at, started_at=run.started_at, finished_at=finished_at,
-        )
-    )
+    record = replace(run, versions=[*run.versions, *(v.as_json() for v in extra_versions or [])])
+    manifest = build_manifest(record, outputs, status, error, quality_ok, engine_info(), platform_info(),
+                              ctx.actor.as_json(), finished_at)
     manifest_bytes = canonical_json(manifest)
     manifest_digest = instance.store.put(manifest_bytes).digest
     envelope = sign_statement(run_statement(manifest, manifest_digest), instance.run_keys())

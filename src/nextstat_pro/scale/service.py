@@ -35,9 +35,9 @@ from ..identity.actors import RequestContext
 from ..identity.rbac import authorize
 from ..instance import Instance
 from ..projects.service import get_project
-from ..runs.manifest import FileEntry
+from ..runs.manifest import FileEntry, RunRecord
 from ..runs.records import create_run, get_run, transition
-from ..runs.service import RESULT_NAME, FinishedRun, VersionUse, finish_run
+from ..runs.service import RESULT_NAME, VersionUse, finish_run
 from .backends import Backend, Launch, get_backend
 from .collect import CollectError, merge, read_shard, shard_status
 from .partition import shard_ranges
@@ -273,8 +273,8 @@ def _finish(instance: Instance, ctx: RequestContext, run_id: str, spec: JobSpec,
                     for rv, v, item in session.execute(
                         select(RunVersion, HubVersion, HubItem).join(HubVersion, HubVersion.id == RunVersion.version_id)
                         .join(HubItem, HubItem.id == HubVersion.item_id).where(RunVersion.run_id == run_id))]
-        base = FinishedRun(run.id, project, run.task, run.params, run.seed, None, inputs, versions, run.created_at,
-                           run.started_at or run.created_at)
+        base = RunRecord(run.id, project, run.task, run.params, run.seed, None, inputs,
+                         [v.as_json() for v in versions], run.created_at, run.started_at or run.created_at)
     outputs: list[FileEntry] = []
     extra: list[VersionUse] = []
     error: str | None = None

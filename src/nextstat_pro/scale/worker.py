@@ -14,8 +14,8 @@ import nextstat as ns
 
 from ..canonical import canonical_json
 from ..engine import InputFile, execute, prepare
-from ..engine.inputs import Workspace, parse_json
 from ..engine.histfactory import load_model
+from ..engine.inputs import Workspace, parse_json
 from ..engine.params import build_params
 from ..engine.tasks import engine_info, get_task
 from ..errors import IntegrityError, TaskFailedError

@@ -8,7 +8,6 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 from ...errors import ConfigError
 from .base import Launch, worker_command
