@@ -188,3 +188,35 @@ def test_eight_concurrent_processes_keep_the_chain_linear(instance: Instance) ->
     make_checkpoint(instance)
     report = verify(instance)
     assert report.ok and report.events == 3 + 64 and report.tree_size == 67
+
+
+def test_config_change_and_its_event_commit_together(sqlite_instance: Instance,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    inst = sqlite_instance
+    ctx = inst.context()  # before the patch: its own transaction must commit
+    before_file = (inst.home / "config.json").read_bytes()
+    before_seq = last_seq(inst)
+    monkeypatch.setattr("sqlalchemy.orm.SessionTransaction.commit",
+                        lambda self, *a, **k: (_ for _ in ()).throw(RuntimeError("disk full at commit")))
+    with pytest.raises(RuntimeError, match="disk full"):
+        set_config(inst, ctx, "checkpoint_interval_s", "60", "faster checkpoints")
+    monkeypatch.undo()
+    assert (inst.home / "config.json").read_bytes() == before_file  # the file was put back
+    assert last_seq(inst) == before_seq  # and no event
+    assert inst.config.checkpoint_interval_s == 3600
+
+
+def test_export_folder_and_its_event_commit_together(sqlite_instance: Instance, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    inst = sqlite_instance
+    ctx = inst.context()  # before the patch: its own transaction must commit
+    out = run_task(inst, ctx, simple_request())
+    before_seq = last_seq(inst)
+    monkeypatch.setattr("sqlalchemy.orm.SessionTransaction.commit",
+                        lambda self, *a, **k: (_ for _ in ()).throw(RuntimeError("lost the database")))
+    with pytest.raises(RuntimeError, match="lost the database"):
+        export_run(inst, ctx, out.run_id, tmp_path / "export")
+    monkeypatch.undo()
+    assert not (tmp_path / "export").exists()  # placed, then removed: no export without its event
+    assert list(tmp_path.glob(".export*")) == []
+    assert last_seq(inst) == before_seq

@@ -187,3 +187,25 @@ def test_hub_through_the_cli(cli, home: Path, tmp_path: Path) -> None:  # type: 
     assert r.code == 2 and "at least 12" in one_line_error(r)
     r = cli(*h, "hub", "model", "diff", "example@1.0.0", "example@candidate")
     assert r.code == 0 and "identical" in r.out
+
+
+@pytest.mark.parametrize(
+    ("args", "files", "message"),
+    [
+        (["audit", "verify-proof", "{dir}/p.json", "--key", "{key}"], {"p.json": "[1, 2]"}, "proof does NOT verify"),
+        (["audit", "verify-proof", "{dir}/p.json", "--key", "{key}"], {"p.json": '{"type": 3}'}, "unknown proof type"),
+        (["verify", "{dir}"], {"SHA256SUMS": "", "manifest.json": "not json"}, "verification FAILED"),
+        (["audit", "verify", "--bundle", "{dir}"], {"log.pub": "{keytext}", "checkpoint.note": "x\n"},
+         "bundle does NOT verify"),
+    ],
+)
+def test_offline_verifiers_give_one_line_errors_on_malformed_files(cli, home: Path, tmp_path: Path, args,  # type: ignore[no-untyped-def]
+                                                                  files, message) -> None:
+    key = home / "witness" / "log.pub"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text.replace("{keytext}", key.read_text()))
+    r = cli(*[a.replace("{dir}", str(folder)).replace("{key}", str(key)) for a in args])
+    assert r.code == 7
+    assert message in one_line_error(r)

@@ -79,3 +79,13 @@ def test_open_store_urls(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError):
         open_store("ftp://example/x")
+
+
+def test_a_claimed_digest_must_be_the_bytes(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    with pytest.raises(DigestMismatchError):
+        store.put(b"these bytes", digest_of(b"other bytes"))
+    assert not store.exists(digest_of(b"these bytes")) and not store.exists(digest_of(b"other bytes"))
+    stored = store.put(b"these bytes", digest_of(b"these bytes"))
+    assert stored.created and store.get(stored.digest) == b"these bytes"
+    assert not store.put(b"these bytes", stored.digest).created  # known object: not hashed or written again

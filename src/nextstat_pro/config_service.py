@@ -44,18 +44,20 @@ def set_config(instance: Instance, ctx: RequestContext, key: str, raw_value: str
     except ValidationError as exc:
         raise UsageError(f"bad value for {key}: {exc.errors()[0]['msg']}") from None
     after = new.model_dump()[section][field] if field else new.model_dump()[name]
-    with instance.db.transaction() as session:
-        authorize(session, ctx, "instance.configure")
-        append_event(session, ctx, action="config.changed", target=("config", key), before={key: before},
-                     after={key: after}, reason=reason)
-        # The file is written inside the transaction: if the event cannot commit, the old
-        # file is put back, so neither exists without the other.
-        old = instance.config
-        write_config(instance.home, new)
-        try:
-            session.flush()
-        except BaseException:
+    old = instance.config
+    written = False
+    try:
+        with instance.db.transaction() as session:
+            authorize(session, ctx, "instance.configure")
+            append_event(session, ctx, action="config.changed", target=("config", key), before={key: before},
+                         after={key: after}, reason=reason)
+            # Written inside the transaction, put back if the transaction does not commit
+            # (the commit itself included): neither the file nor the event without the other.
+            write_config(instance.home, new)
+            written = True
+    except BaseException:
+        if written:
             write_config(instance.home, old)
-            raise
+        raise
     instance.config = new
     return new

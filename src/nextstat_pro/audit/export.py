@@ -25,7 +25,7 @@ from . import merkle, tree
 from .events import append_event
 from .note import NoteError, Verifier, open_checkpoint
 from .proofs import ProofVerificationError, b64, event_leaf
-from .service import EventFilter, _checkpoint, query_events
+from .service import EventFilter, checkpoint_in, query_events
 
 Format = Literal["csv", "json", "jsonl"]
 CSV_COLUMNS = ("seq", "event_id", "ts", "actor_id", "actor_name", "action", "target_type", "target_id", "project",
@@ -57,7 +57,7 @@ def export_bundle(
     try:
         with instance.db.transaction() as session:
             authorize(session, ctx, "audit.export")
-            cp = _checkpoint(instance, session)
+            cp = checkpoint_in(instance, session)
             events: list[dict[str, Any]] = []
             cursor = 0
             while True:
@@ -96,7 +96,17 @@ def export_bundle(
 
 def verify_bundle(folder: Path, key_text: str | None = None) -> str:
     """Verify a bundle with no database and no network. The key is the one given (trusted),
-    else the bundle's own ``log.pub`` (then only as trustworthy as where the bundle came from)."""
+    else the bundle's own ``log.pub`` (then only as trustworthy as where the bundle came from).
+    Malformed files are a ProofVerificationError too, never a traceback."""
+    try:
+        return _verify_bundle(folder, key_text)
+    except (ProofVerificationError, InputError):
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ProofVerificationError(f"malformed bundle ({type(exc).__name__}: {exc})") from None
+
+
+def _verify_bundle(folder: Path, key_text: str | None) -> str:
     def read(name: str) -> str:
         try:
             return (folder / name).read_text(encoding="utf-8")

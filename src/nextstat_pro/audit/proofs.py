@@ -86,8 +86,20 @@ def verify_consistency_document(doc: dict[str, Any], key: Verifier) -> tuple[Che
     return cp1, cp2
 
 
-def verify_document(doc: dict[str, Any], key: Verifier) -> str:
-    """Verify either kind; return a one-line description of what holds."""
+def verify_document(doc: Any, key: Verifier) -> str:
+    """Verify either kind; return a one-line description of what holds. Anything else,
+    malformed documents included, raises ProofVerificationError."""
+    if not isinstance(doc, dict):
+        raise ProofVerificationError("a proof is a JSON object from `audit prove` or `audit consistency`")
+    try:
+        return _verify_document(doc, key)
+    except ProofVerificationError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ProofVerificationError(f"malformed proof ({type(exc).__name__}: {exc})") from None
+
+
+def _verify_document(doc: dict[str, Any], key: Verifier) -> str:
     if doc.get("type") == INCLUSION:
         cp = verify_inclusion_document(doc, key)
         return f"event {doc['event']['seq']} ({doc['event']['action']}) is in the log at tree size {cp.size}"

@@ -25,10 +25,11 @@ def make_checkpoint(instance: Instance, ctx: RequestContext | None = None) -> tr
     with instance.db.transaction() as session:
         if ctx is not None:
             authorize(session, ctx, "audit.checkpoint")
-        return _checkpoint(instance, session)
+        return checkpoint_in(instance, session)
 
 
-def _checkpoint(instance: Instance, session: Session) -> tree.StoredCheckpoint:
+def checkpoint_in(instance: Instance, session: Session) -> tree.StoredCheckpoint:
+    """Sign a checkpoint of the whole log within ``session``'s transaction (callers authorize)."""
     return tree.checkpoint(
         session, instance.config.log_origin, instance.log_verifier(), instance.log_keys(), instance.witness()
     )
@@ -45,7 +46,7 @@ def maybe_checkpoint(instance: Instance) -> tree.StoredCheckpoint | None:
         )
         if newest == 0 or not due or (last is not None and last.size >= newest):
             return None
-        return _checkpoint(instance, session)
+        return checkpoint_in(instance, session)
 
 
 def find_event(session: Session, ref: str) -> AuditEvent:
@@ -65,7 +66,7 @@ def prove(instance: Instance, ref: str, ctx: RequestContext | None = None) -> di
         row = find_event(session, ref)
         latest = tree.latest_checkpoint(session)
         if latest is None or latest.size < row.seq:
-            latest = _checkpoint(instance, session)
+            latest = checkpoint_in(instance, session)
         proof = tree.inclusion(session, row.seq, latest.size)
         return inclusion_document(event_document(row), proof, latest.note, instance.log_verifier())
 

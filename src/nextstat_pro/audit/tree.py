@@ -9,7 +9,6 @@ reads O(log n) of them, fetched in one query.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -154,7 +153,3 @@ def inclusion(session: Session, seq: int, size: int) -> list[bytes]:
 
 def consistency(session: Session, size1: int, size2: int) -> list[bytes]:
     return with_nodes(session, lambda node: merkle.consistency_proof(node, size1, size2))
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()

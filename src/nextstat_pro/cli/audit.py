@@ -109,7 +109,8 @@ def verify_proof(
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read proof {proof}: {exc}") from None
     try:
-        message = verify_document(doc, trusted_key(doc.get("log_key"), _read_key(key)))
+        doc_key = doc.get("log_key") if isinstance(doc, dict) else None
+        message = verify_document(doc, trusted_key(doc_key, _read_key(key)))
     except ProofVerificationError as exc:
         raise IntegrityError(f"proof does NOT verify: {exc}") from None
     console.print(f"[green]proof verified[/]: {message}")

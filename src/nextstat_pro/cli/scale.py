@@ -16,6 +16,8 @@ from ..scale.worker import run_shard_uri
 from . import credentials
 from .common import ProjectOption, console, print_json, state
 
+SHOWN = 30  # rows of the merged table printed after --wait
+
 worker_app = typer.Typer(help="Stateless workers (what backends run on cluster nodes).", no_args_is_help=True)
 
 
@@ -93,11 +95,11 @@ def _print_summary(summary: dict) -> None:  # type: ignore[type-arg]
     keys = [k for k in ("observed", "median", "cls", "poi", "q_mu", "nll") if any(k in r for r in rows)]
     table = Table("#", "item", *keys, "ok", title=f"{summary['task']}: {len(rows)} points "
                   f"({summary['failed']} failed), result {summary['result_digest'][:19]}…")
-    for r in rows[: summary.get("show", 30)]:
+    for r in rows[:SHOWN]:
         table.add_row(str(r["index"]), str(r["item"]), *[_fmt(r.get(k)) for k in keys], "yes" if r["ok"] else "no")
     console.print(table)
-    if len(rows) > summary.get("show", 30):
-        console.print(f"… {len(rows) - summary.get('show', 30)} more (nextstat-pro runs export {summary['run_id']} DIR)")
+    if len(rows) > SHOWN:
+        console.print(f"… {len(rows) - SHOWN} more (nextstat-pro runs export {summary['run_id']} DIR)")
 
 
 def _fmt(value: object) -> str:

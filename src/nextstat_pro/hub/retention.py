@@ -13,9 +13,8 @@ from ..db.models import HubAlias, HubVersion, Project, RunInput, RunVersion
 from ..db.types import utcnow
 from ..errors import ConflictError
 from ..identity.actors import RequestContext
-from ..identity.rbac import authorize
 from ..instance import Instance
-from ..projects.service import get_project
+from ..projects.service import authorized_project
 from .service import resolve_in
 
 YEAR_S = 365.25 * 24 * 3600
@@ -23,8 +22,7 @@ YEAR_S = 365.25 * 24 * 3600
 
 def archive(instance: Instance, ctx: RequestContext, project_name: str, kind: str, ref: str, reason: str) -> None:
     with instance.db.transaction() as session:
-        project = get_project(session, project_name)
-        authorize(session, ctx, "hub.retention", project)
+        project = authorized_project(session, ctx, project_name, "hub.retention")
         r = resolve_in(session, project, kind, ref)
         v = r.version
         if v.archived_at is not None or v.purged_at is not None:
@@ -74,8 +72,7 @@ def purge_blockers(session: Session, instance: Instance, project: Project, v: Hu
 
 def purge(instance: Instance, ctx: RequestContext, project_name: str, kind: str, ref: str, reason: str) -> None:
     with instance.db.transaction() as session:
-        project = get_project(session, project_name)
-        authorize(session, ctx, "hub.retention", project)
+        project = authorized_project(session, ctx, project_name, "hub.retention")
         r = resolve_in(session, project, kind, ref)
         v = r.version
         if v.purged_at is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import and_, func, select
@@ -24,7 +23,7 @@ from ..identity.actors import RequestContext
 from ..identity.rbac import authorize
 from ..ids import new_id
 from ..instance import Instance
-from ..projects.service import get_project
+from ..projects.service import authorized_project, get_project
 from .content import Content, dataset_content, model_content, patchset_content
 from .diff import workspace_diff
 from .refs import ALIAS, NAME, SEMVER, Ref, parse_ref
@@ -71,8 +70,7 @@ def push(instance: Instance, ctx: RequestContext, project_name: str, kind: str, 
         raise UsageError(f"invalid version {semver!r}: expected semantic versioning like 1.2.0")
     tag_map = _parse_tags(tags or [])
     with instance.db.transaction() as session:
-        project = get_project(session, project_name)
-        authorize(session, ctx, "hub.push", project)
+        project = authorized_project(session, ctx, project_name, "hub.push")
         content = _check(instance, session, project, kind, inp, base_ref)
         item = _item(session, project, kind, name)
         if item is not None:
@@ -89,9 +87,9 @@ def push(instance: Instance, ctx: RequestContext, project_name: str, kind: str, 
         else:
             item = HubItem(id=new_id(), project_id=project.id, kind=kind, name=name, created_at=utcnow())
             session.add(item)
-        instance.store.put(content.data)
+        instance.store.put(content.data, content.digest)
         if content.source is not None:
-            instance.store.put(content.source)
+            instance.store.put(content.source, inp.digest)
         version = HubVersion(id=new_id(), item_id=item.id, digest=content.digest, semver=semver,
                              size=len(content.data), media_type=content.media_type, meta=content.meta,
                              description=description, created_at=utcnow(), created_by=ctx.actor.id)
@@ -154,8 +152,7 @@ def _select(session: Session, item: HubItem, ref: Ref) -> HubVersion:
 
 def resolve(instance: Instance, ctx: RequestContext, project_name: str, kind: str, text: str) -> Resolved:
     with instance.db.transaction() as session:
-        project = get_project(session, project_name)
-        authorize(session, ctx, "hub.read", project)
+        project = authorized_project(session, ctx, project_name, "hub.read")
         return resolve_in(session, project, kind, text)
 
 
@@ -208,8 +205,7 @@ def edit(instance: Instance, ctx: RequestContext, project_name: str, kind: str, 
          description: str | None = None) -> None:
     """Edit a version's metadata (tags, description); before and after are audited."""
     with instance.db.transaction() as session:
-        project = get_project(session, project_name)
-        authorize(session, ctx, "hub.edit", project)
+        project = authorized_project(session, ctx, project_name, "hub.edit")
         target = resolve_in(session, project, kind, ref)
         v = target.version
         old_tags = {t.key: t.value for t in session.scalars(select(HubTag).where(HubTag.version_id == v.id))}
@@ -236,8 +232,7 @@ def list_items(instance: Instance, ctx: RequestContext, project_name: str, kind:
                tags: list[str] | None = None) -> list[dict[str, Any]]:
     """Items with their newest version; with ``tags`` (k=v, all must match), the versions so tagged."""
     with instance.db.transaction() as session:
-        project = get_project(session, project_name)
-        authorize(session, ctx, "hub.read", project)
+        project = authorized_project(session, ctx, project_name, "hub.read")
         if tags:
             return [version_doc(session, item, v) for item, v in search(session, project, kind, _parse_tags(tags))]
         newest = select(HubVersion.item_id, func.max(HubVersion.created_at).label("at")).group_by(
@@ -263,8 +258,7 @@ def search(session: Session, project: Project, kind: str, tags: dict[str, str], 
 
 def versions(instance: Instance, ctx: RequestContext, project_name: str, kind: str, name: str) -> list[dict[str, Any]]:
     with instance.db.transaction() as session:
-        project = get_project(session, project_name)
-        authorize(session, ctx, "hub.read", project)
+        project = authorized_project(session, ctx, project_name, "hub.read")
         item = _item(session, project, kind, name)
         if item is None:
             raise NotFoundError(f"no {kind} named {name!r} in project {project.name}")
@@ -276,8 +270,7 @@ def versions(instance: Instance, ctx: RequestContext, project_name: str, kind: s
 def show(instance: Instance, ctx: RequestContext, project_name: str, kind: str, ref: str,
          with_runs: bool = False) -> dict[str, Any]:
     with instance.db.transaction() as session:
-        project = get_project(session, project_name)
-        authorize(session, ctx, "hub.read", project)
+        project = authorized_project(session, ctx, project_name, "hub.read")
         r = resolve_in(session, project, kind, ref)
         doc = version_doc(session, r.item, r.version)
         if with_runs:
@@ -303,12 +296,9 @@ def materialize(instance: Instance, session: Session, project: Project, kind: st
     brings its base model too."""
     r = resolve_in(session, project, kind, ref)
     role = {"model": "workspace", "dataset": "dataset", "patchset": "patchset"}[kind]
-    ext = Path(r.item.name).suffix or {"model": ".json", "patchset": ".json"}.get(kind, "")
-    if kind == "dataset":
-        ext = {"text/csv": ".csv", "application/json": ".json", "application/vnd.apache.parquet": ".parquet"}[
-            r.version.media_type]
-    files = [(r, InputFile.from_bytes(role, f"{r.label}{'' if r.label.endswith(ext) else ext}",
-                                      read_source(instance, r.version)))]
+    ext = ".csv" if r.version.media_type == "text/csv" else \
+        ".parquet" if r.version.media_type == "application/vnd.apache.parquet" else ".json"
+    files = [(r, InputFile.from_bytes(role, f"{r.label}{ext}", read_source(instance, r.version)))]
     if kind == "patchset":
         base = session.scalar(select(HubVersion).join(HubItem, HubItem.id == HubVersion.item_id).where(
             HubItem.project_id == project.id, HubItem.kind == "model",
@@ -324,8 +314,7 @@ def materialize(instance: Instance, session: Session, project: Project, kind: st
 
 def diff_models(instance: Instance, ctx: RequestContext, project_name: str, ref_a: str, ref_b: str) -> dict[str, Any]:
     with instance.db.transaction() as session:
-        project = get_project(session, project_name)
-        authorize(session, ctx, "hub.read", project)
+        project = authorized_project(session, ctx, project_name, "hub.read")
         a, b = resolve_in(session, project, "model", ref_a), resolve_in(session, project, "model", ref_b)
         doc_a, doc_b = json.loads(read_bytes(instance, a.version)), json.loads(read_bytes(instance, b.version))
         return {"a": a.label, "b": b.label, "identical": a.version.digest == b.version.digest,

@@ -48,6 +48,13 @@ def get_project(session: Session, name: str) -> Project:
     return project
 
 
+def authorized_project(session: Session, ctx: RequestContext, name: str, operation: str) -> Project:
+    """The project ``name``, once ``ctx`` may perform ``operation`` in it."""
+    project = get_project(session, name)
+    authorize(session, ctx, operation, project)
+    return project
+
+
 def list_projects(session: Session, ctx: RequestContext) -> list[Project]:
     """The projects the caller has a role in (every project for an instance admin)."""
     authorize(session, ctx, "project.list")

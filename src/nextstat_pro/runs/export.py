@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from ..audit import tree
 from ..audit.events import append_event
 from ..audit.proofs import b64
-from ..audit.service import EventFilter, _checkpoint, query_events
+from ..audit.service import EventFilter, checkpoint_in, query_events
 from ..db.models import PurgedObject, Run
 from ..errors import NotFoundError, UsageError
 from ..files import place_folder, require_empty
@@ -107,7 +107,7 @@ def _signed_extras(instance: Instance, session: Session, run: Run) -> dict[str, 
         files[RUN_KEY_NAME] = instance.run_keys().public.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     files[SIGNATURES_NAME] = (json.dumps(signatures_of(session, run.id), indent=2) + "\n").encode()
-    cp = _checkpoint(instance, session)
+    cp = checkpoint_in(instance, session)
     events = [e for e in query_events(session, EventFilter(target_type="run", target_id=run.id), limit=10_000)
               if e["seq"] <= cp.size]
     proofs = [{"seq": e["seq"], "proof": [b64(p) for p in tree.inclusion(session, e["seq"], cp.size)]}

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..audit.events import append_event
-from ..db.models import Project, Run, RunArtifact, RunInput
+from ..db.models import HubItem, HubVersion, Project, Run, RunArtifact, RunInput, RunVersion
 from ..db.types import utcnow
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..identity.actors import RequestContext
@@ -164,8 +164,6 @@ def list_runs(
 
 def versions_of(session: Session, run_ids: list[str]) -> dict[str, list[str]]:
     """Registry versions each run used, as ``name@semver`` (or ``name@sha256:…``) labels."""
-    from ..db.models import HubItem, HubVersion, RunVersion
-
     rows = session.execute(
         select(RunVersion.run_id, HubItem.name, HubVersion.semver, HubVersion.digest)
         .join(HubVersion, HubVersion.id == RunVersion.version_id)

@@ -116,7 +116,7 @@ def submit(instance: Instance, ctx: RequestContext, req: SubmitRequest) -> str:
     with instance.db.transaction() as session:
         project = get_project(session, req.project)
         authorize(session, ctx, "run.create", project)
-        entries = [FileEntry(i.name, instance.store.put(i.data).digest, len(i.data), role=i.role) for i in req.inputs]
+        entries = [FileEntry(i.name, instance.store.put(i.data, i.digest).digest, len(i.data), role=i.role) for i in req.inputs]
         run_params = {"job": req.task, "point_task": req.point_task, "params": params, "shards": req.shards,
                       "backend": req.backend, "items": len(items)}
         run = create_run(session, ctx, project, req.task, run_params, req.seed, entries)

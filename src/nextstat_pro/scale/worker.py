@@ -67,14 +67,15 @@ def _strip(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def compute(store: ObjectStore, spec: JobSpec, indices: range) -> list[dict[str, Any]]:
-    inputs = {i.role: InputFile.from_bytes(i.role, i.name, store.get(i.digest)) for i in spec.inputs}
+    files = [InputFile.from_bytes(i.role, i.name, store.get(i.digest)) for i in spec.inputs]
+    inputs = {f.role: f for f in files}
     if spec.task == "toys":
         return _toys(inputs["workspace"], spec, indices)
     if spec.task == "scan":
         return _scan(inputs["workspace"], spec, indices)
     if spec.task == "grid":
         return _grid(inputs["workspace"], inputs["patchset"], spec, indices)
-    by_name = {i.name: InputFile.from_bytes(i.role, i.name, store.get(i.digest)) for i in spec.inputs}
+    by_name = {f.name: f for f in files}
     out = []
     for k in indices:
         name = spec.items[k]

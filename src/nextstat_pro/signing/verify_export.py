@@ -68,7 +68,21 @@ def _check_sums(folder: Path) -> dict[str, str]:
     return sums
 
 
+MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+
+
 def verify_run_folder(folder: Path, run_key_pem: bytes | None = None, log_key: str | None = None) -> RunVerification:
+    """Verify an exported run folder; any failure, malformed content included, is a
+    VerificationFailed naming what is wrong (never a traceback)."""
+    try:
+        return _verify_run_folder(folder, run_key_pem, log_key)
+    except VerificationFailed:
+        raise
+    except MALFORMED as exc:
+        raise VerificationFailed(f"malformed export ({type(exc).__name__}: {exc})") from None
+
+
+def _verify_run_folder(folder: Path, run_key_pem: bytes | None, log_key: str | None) -> RunVerification:
     if not folder.is_dir():
         raise VerificationFailed(f"{folder} is not a folder")
     sums = _check_sums(folder)

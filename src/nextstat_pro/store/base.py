@@ -26,7 +26,10 @@ class ObjectStore(Protocol):
 
     url: str
 
-    def put(self, data: bytes) -> StoredObject: ...
+    def put(self, data: bytes, digest: str | None = None) -> StoredObject:
+        """Store ``data``. A caller that already hashed it passes ``digest``: an object already
+        stored under it is not hashed again (it was verified when written)."""
+        ...
 
     def get(self, digest: str) -> bytes: ...
 
@@ -52,6 +55,14 @@ def verified(digest: str, data: bytes, where: str) -> bytes:
     if actual != digest:
         raise DigestMismatchError(digest, actual, where)
     return data
+
+
+def checked_digest(data: bytes, claimed: str | None) -> str:
+    """The digest of ``data``; a caller's claimed digest must be it."""
+    digest = digest_of(data)
+    if claimed is not None and claimed != digest:
+        raise DigestMismatchError(claimed, digest, "bytes handed to the store")
+    return digest
 
 
 def missing(digest: str, where: str) -> NotFoundError:

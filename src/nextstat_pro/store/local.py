@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..canonical import digest_of
 from ..files import atomic_write
-from .base import StoredObject, check_ref_name, missing, object_key, verified
+from .base import StoredObject, check_ref_name, checked_digest, missing, object_key, verified
 
 
 class LocalStore:
@@ -18,8 +17,10 @@ class LocalStore:
     def _path(self, digest: str) -> Path:
         return self.root / object_key(digest)
 
-    def put(self, data: bytes) -> StoredObject:
-        digest = digest_of(data)
+    def put(self, data: bytes, digest: str | None = None) -> StoredObject:
+        if digest is not None and self._path(digest).exists():
+            return StoredObject(digest, len(data), created=False)
+        digest = checked_digest(data, digest)
         path = self._path(digest)
         if path.exists():
             return StoredObject(digest, len(data), created=False)

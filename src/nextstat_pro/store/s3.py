@@ -11,9 +11,8 @@ from urllib.parse import urlparse
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..canonical import digest_of
 from ..errors import ConfigError
-from .base import StoredObject, check_ref_name, missing, object_key, verified
+from .base import StoredObject, check_ref_name, checked_digest, missing, object_key, verified
 
 
 class S3Store:
@@ -48,8 +47,10 @@ class S3Store:
         except BotoCoreError as exc:
             raise ConfigError(f"cannot reach S3 for bucket {self.bucket!r}: {exc}") from None
 
-    def put(self, data: bytes) -> StoredObject:
-        digest = digest_of(data)
+    def put(self, data: bytes, digest: str | None = None) -> StoredObject:
+        if digest is not None and self.exists(digest):
+            return StoredObject(digest, len(data), created=False)
+        digest = checked_digest(data, digest)
         if self.exists(digest):
             return StoredObject(digest, len(data), created=False)
         checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
