@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -61,3 +62,37 @@ def test_fast_path_agrees_with_rfc8785_on_random_documents() -> None:
                 canonical_json(doc)
             continue
         assert canonical_json(doc) == expected
+
+
+def test_float_path_agrees_with_rfc8785_on_every_kind_of_double() -> None:
+    """Random bit patterns (subnormals, huge, tiny, integral) at the top level, in arrays and
+    in objects, beside strings that look like numbers: the C-encoder path must give the
+    rfc8785 bytes, or give way to rfc8785."""
+    import random
+    import struct
+
+    import rfc8785
+
+    rng = random.Random(11)
+    specials = [0.0, -0.0, 1.0, -1.0, 5e-324, 1e21, 1e-7, 1e-6, 1e16, 1e20, 123e18, 0.1, 100.0, 2.0**53]
+    doubles = specials + [struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(20000)]
+    for x in doubles:
+        if math.isnan(x) or math.isinf(x):
+            continue
+        for doc in (x, [x], {"k": x}, {"v": "1.0.0", "w": [x, "2e-07", x], "z": ":1.0,"}):
+            assert canonical_json(doc) == rfc8785.dumps(doc), doc
+
+
+def test_splice_and_cut_round_trip_and_refuse_non_canonical_bytes() -> None:
+    from nextstat_pro.canonical import cut, join_arrays, splice
+
+    doc = {"b": [1.5, 2], "a": "x", "points": [{"x": 1.0}, {"y": 1e-7}], "z": {"q": 1e21}}
+    raw = canonical_json(doc["points"])
+    data = canonical_json(doc)
+    assert splice(doc, "points", raw) == data
+    assert cut(data, doc, "points") == raw
+    assert splice({"points": [1]}, "points", b"[1]") == b'{"points":[1]}'
+    assert join_arrays([canonical_json([1, 2.5]), b"[]", canonical_json([{"a": 1e-7}])]) == canonical_json(
+        [1, 2.5, {"a": 1e-7}])
+    with pytest.raises(ValueError):
+        cut(json.dumps(doc).encode(), doc, "points")  # spaces: not canonical

@@ -97,7 +97,7 @@ def test_grid_completion_order_and_backends_agree(sqlite_instance: Instance) -> 
         spec = JobSpec.model_validate_json(inst.store.get(s.get(ScaleJob, run_id).spec_digest))
     for shard in reversed(range(3)):
         run_shard(inst.store, spec.digest, shard)
-    assert merge(inst.store, spec) == reference
+    assert merge(inst.store, spec).data == reference
     for backend in ("dask", "ray"):
         run_id = submit(inst, ctx, request(3, backend))
         assert coordinate(inst, ctx, run_id) == "succeeded", backend
@@ -134,6 +134,18 @@ def test_collect_refuses_missing_duplicate_and_foreign_shards(sqlite_instance: I
         run_shard(inst.store, spec_c.digest, shard)
     with pytest.raises(CollectError, match=r"shard 0 has duplicate items \[0\]"):
         merge(inst.store, spec_c)
+    # A shard with the right content in bytes that are not canonical JSON: its points are
+    # spliced into the merged result as they are, so it is refused.
+    spec_d = JobSpec.model_validate(spec_a.model_dump(by_alias=True) | {"run_id": "another"})
+    inst.store.put(spec_d.canonical())
+    good = json.loads(inst.store.get(inst.store.get_ref(shard_ref(spec_a.digest, 0))))
+    good["spec_digest"] = spec_d.digest
+    loose = inst.store.put(json.dumps(good, indent=1).encode()).digest
+    inst.store.put_ref(shard_ref(spec_d.digest, 0), loose)
+    for shard in (1, 2):
+        run_shard(inst.store, spec_d.digest, shard)
+    with pytest.raises(CollectError, match="shard 0 .* is not canonical JSON"):
+        merge(inst.store, spec_d)
 
 
 def test_shard_object_with_wrong_digest_fails_the_run_and_publishes_nothing(sqlite_instance: Instance) -> None:
@@ -214,6 +226,9 @@ def test_crashing_worker_is_retried_then_the_run_fails_with_the_shard(sqlite_ins
 
         def active(self) -> bool:
             return self.inner.active()
+
+        def wait(self, timeout: float) -> None:
+            self.inner.wait(timeout)
 
         def cancel(self) -> None:
             self.inner.cancel()

@@ -46,15 +46,154 @@ def _plain(value: Any) -> bool:
     return False
 
 
+_NUMBER_CHARS = frozenset("0123456789.-")
+_BEFORE_NUMBER = frozenset(":,[")
+_AFTER_NUMBER = frozenset(",]}")
+
+
+def _es6_number(token: str) -> str:
+    """ECMA-262 Number::toString of a float given as Python's repr (the same digits)."""
+    sign = "-" if token[0] == "-" else ""
+    mantissa, _, exponent = token.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    n = len(whole) + (int(exponent) if exponent else 0)  # the decimal point sits after n digits
+    significant = digits.lstrip("0")
+    if not significant.rstrip("0"):
+        return "0"  # RFC 8785 writes -0 as 0
+    n -= len(digits) - len(significant)
+    s = significant.rstrip("0")
+    k = len(s)
+    if k <= n <= 21:
+        return sign + s + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + s[:n] + "." + s[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + s
+    e = n - 1
+    return sign + s[0] + ("." + s[1:] if k > 1 else "") + "e" + ("+" if e >= 0 else "-") + str(abs(e))
+
+
+def _token_at(text: str, i: int) -> tuple[int, int] | None:
+    """The number token around position ``i`` of ``json.dumps`` output, when it stands
+    where a number stands (text start or after ":,[", text end or before ",]}")."""
+    start = i
+    while start > 0 and text[start - 1] in _NUMBER_CHARS:
+        start -= 1
+    end = i
+    while end < len(text) and text[end] in _NUMBER_CHARS or end < len(text) and text[end] in "e+":
+        end += 1
+    if start > 0 and text[start - 1] not in _BEFORE_NUMBER or end < len(text) and text[end] not in _AFTER_NUMBER:
+        return None
+    return start, end
+
+
+def _rewrite_floats(text: str) -> str:
+    """Rewrite the float tokens whose ECMAScript form differs from Python's repr: those with
+    an exponent ("1e-07") or a trailing ".0". Every other float token has the same shortest
+    round-trip digits in both. Found with ``str.find`` (the regex engine is 3x slower here)."""
+    spans: set[tuple[int, int]] = set()
+    for needle in ("e-", "e+", ".0,", ".0]", ".0}"):
+        i = text.find(needle)
+        while i != -1:
+            span = _token_at(text, i)
+            if span is not None:
+                spans.add(span)
+            i = text.find(needle, i + 2)
+    if text.endswith(".0") and (span := _token_at(text, len(text) - 2)) is not None:
+        spans.add(span)
+    if not spans:
+        return text
+    out, last = [], 0
+    for start, end in sorted(spans):
+        out += [text[last:start], _es6_number(text[start:end])]
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+class _UnsafeInteger(Exception):
+    pass
+
+
+def _safe_int(token: str) -> int:
+    value = int(token)
+    if not -_SAFE_INT <= value <= _SAFE_INT:
+        raise _UnsafeInteger(token)  # rfc8785 refuses it (I-JSON)
+    return value
+
+
+def _floats(value: Any) -> bytes | None:
+    """RFC 8785 of a document with floats through the C ``json`` encoder, or None when it
+    cannot be shown to agree. Float tokens are rewritten to ECMAScript form; the text must
+    then parse back to a value equal to ``value``, which proves that keys were strings,
+    nothing was converted, no rewrite touched a string and every integer is in I-JSON's
+    range. Keys must also sort the same in UTF-16 and in code points (nothing outside the
+    Basic Multilingual Plane)."""
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    if not text.isascii() and max(text) >= "\U00010000":
+        return None
+    text = _rewrite_floats(text)
+    try:
+        if json.loads(text, parse_int=_safe_int) != value:
+            return None
+    except _UnsafeInteger:
+        return None
+    return text.encode()
+
+
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 bytes of ``value`` (non-finite floats become null).
 
-    Values without floats take the C ``json`` encoder (5x faster: the audit append is on
-    the path of every change); a test checks both paths agree on random documents.
+    Values without floats take the C ``json`` encoder as they are; values with floats take it
+    with their float tokens rewritten (2-3x faster than the pure Python rfc8785 on fit
+    results, which every shard and run encodes); anything else (NaN, tuples, keys that are
+    not strings) is sanitised first, and what is still not shown to agree takes rfc8785.
+    Tests check that all paths agree on random documents and on random doubles.
     """
     if _plain(value):
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return rfc8785.dumps(sanitize(value))
+    fast = _floats(value)
+    if fast is not None:
+        return fast
+    clean = sanitize(value)
+    fast = _floats(clean)
+    return fast if fast is not None else rfc8785.dumps(clean)
+
+
+def _around(doc: dict[str, Any], key: str) -> tuple[bytes, bytes]:
+    """The canonical bytes of ``doc`` before and after the value of ``key`` (ASCII keys, so
+    Python's order is RFC 8785's)."""
+    if not key.isascii() or not all(k.isascii() for k in doc):
+        raise ValueError("splice and cut take documents with ASCII keys only")
+    before = canonical_json({**{k: v for k, v in doc.items() if k < key}, key: None})
+    after = canonical_json({k: v for k, v in doc.items() if k > key})
+    return before[: -len(b"null}")], (b"," + after[1:] if after != b"{}" else b"}")
+
+
+def splice(doc: dict[str, Any], key: str, raw: bytes) -> bytes:
+    """Canonical JSON of ``doc`` with ``doc[key]`` given as its canonical bytes ``raw``, which
+    are placed as they are: a large member already encoded is not encoded again."""
+    head, tail = _around({k: v for k, v in doc.items() if k != key}, key)
+    return head + raw + tail
+
+
+def cut(data: bytes, doc: dict[str, Any], key: str) -> bytes:
+    """The bytes of ``doc[key]`` inside ``data``, the canonical JSON of ``doc``; raises
+    ValueError when everything around that member is not exactly canonical."""
+    head, tail = _around({k: v for k, v in doc.items() if k != key}, key)
+    if len(data) < len(head) + len(tail) or not data.startswith(head) or not data.endswith(tail):
+        raise ValueError("not canonical JSON around the member " + repr(key))
+    return data[len(head): len(data) - len(tail)]
+
+
+def join_arrays(arrays: list[bytes]) -> bytes:
+    """One canonical JSON array from canonical arrays, in order."""
+    items = [a[1:-1] for a in arrays if a != b"[]"]
+    return b"[" + b",".join(items) + b"]"
 
 
 def sha256_hex(data: bytes) -> str:

@@ -66,6 +66,13 @@ def patchset_content(inp: InputFile, base_document: dict[str, Any], base_digest:
                    {**meta, "source_digest": inp.digest}, inp.data)
 
 
+def canonical_records_content(inp: InputFile, columns: list[str], rows: int) -> Content:
+    """A JSON dataset whose bytes are already RFC 8785 canonical (a job's merged points,
+    spliced from canonical shard results): its identity without encoding it again."""
+    return Content(inp.data, inp.digest, "application/json",
+                   {"format": "json", "columns": columns, "rows": rows, "source_digest": inp.digest})
+
+
 def dataset_content(inp: InputFile) -> Content:
     name = inp.name.lower()
     if name.endswith(".csv"):

@@ -60,8 +60,9 @@ def _parse_tags(tags: list[str]) -> dict[str, str]:
 
 def push(instance: Instance, ctx: RequestContext, project_name: str, kind: str, name: str, inp: InputFile,
          semver: str | None = None, description: str = "", tags: list[str] | None = None,
-         base_ref: str | None = None) -> tuple[Resolved, bool]:
-    """Validate and store a version; return it and whether it is new."""
+         base_ref: str | None = None, content: Content | None = None) -> tuple[Resolved, bool]:
+    """Validate and store a version; return it and whether it is new. ``content``: the
+    version's content as a service has already built it (a job's canonical points)."""
     if kind not in KINDS:
         raise UsageError(f"unknown kind {kind!r} ({', '.join(KINDS)})")
     if not NAME.match(name):
@@ -71,7 +72,7 @@ def push(instance: Instance, ctx: RequestContext, project_name: str, kind: str, 
     tag_map = _parse_tags(tags or [])
     with instance.db.transaction() as session:
         project = authorized_project(session, ctx, project_name, "hub.push")
-        content = _check(instance, session, project, kind, inp, base_ref)
+        content = content or _check(instance, session, project, kind, inp, base_ref)
         item = _item(session, project, kind, name)
         if item is not None:
             same = session.scalar(select(HubVersion).where(HubVersion.item_id == item.id,

@@ -6,9 +6,10 @@ shards of another spec, and checks every object against its digest on the way.""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from ..canonical import canonical_json
+from ..canonical import cut, join_arrays, splice
 from ..errors import IntegrityError
 from ..store import ObjectStore
 from .partition import shard_ranges, shard_ref
@@ -27,8 +28,23 @@ def shard_status(store: ObjectStore, spec: JobSpec) -> dict[int, str | None]:
     return {i: store.get_ref(shard_ref(spec.digest, i)) for i in range(n)}
 
 
-def read_shard(store: ObjectStore, spec: JobSpec, shard: int, digest: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(store.get(digest))  # digest-checked
+@dataclass(frozen=True)
+class ShardResult:
+    doc: dict[str, Any]
+    points: bytes  # the canonical bytes of doc["points"], cut from the stored object
+
+
+@dataclass(frozen=True)
+class Merged:
+    data: bytes  # the merged result (canonical JSON)
+    points: bytes  # its "points" member (a canonical JSON array)
+    failed_points: list[int]
+    columns: list[str]  # every key of the points
+
+
+def read_shard(store: ObjectStore, spec: JobSpec, shard: int, digest: str) -> ShardResult:
+    data = store.get(digest)  # digest-checked
+    doc: dict[str, Any] = json.loads(data)
     block = shard_ranges(len(spec.items), spec.shards)[shard]
     if doc.get("spec_digest") != spec.digest:
         raise CollectError(f"shard {shard} ({digest}) belongs to another spec ({doc.get('spec_digest')})")
@@ -39,12 +55,18 @@ def read_shard(store: ObjectStore, spec: JobSpec, shard: int, digest: str) -> di
         dup = sorted({i for i in indices if indices.count(i) > 1})
         raise CollectError(f"shard {shard} has duplicate items {dup}" if dup else
                            f"shard {shard} lacks items {sorted(set(block) - set(indices))}")
-    return doc
+    try:
+        points = cut(data, doc, "points")
+    except ValueError:
+        raise CollectError(f"shard {shard} ({digest}) is not canonical JSON") from None
+    return ShardResult(doc, points)
 
 
-def merge(store: ObjectStore, spec: JobSpec) -> bytes:
+def merge(store: ObjectStore, spec: JobSpec, verified: dict[str, ShardResult] | None = None) -> Merged:
     """The merged result (canonical JSON): every point in index order, no timing, so the
-    bytes are the same for every backend, shard count and completion order."""
+    bytes are the same for every backend, shard count and completion order. The points are
+    spliced from the shards' own canonical bytes: 10^4 points are not encoded again.
+    ``verified``: shard results already read by ``read_shard``, by digest."""
     status = shard_status(store, spec)
     missing = sorted(i for i, d in status.items() if d is None)
     if missing:
@@ -53,18 +75,26 @@ def merge(store: ObjectStore, spec: JobSpec) -> bytes:
              if int(r.rsplit("-", 1)[1]) >= len(status)]
     if extra:
         raise CollectError(f"unexpected shard result(s) {extra} outside the plan")
-    points: list[dict[str, Any]] = []
+    parts: list[bytes] = []
+    failed: list[int] = []
+    columns: set[str] = set()
     engines = set()
     for shard, digest in sorted(status.items()):
         assert digest is not None
-        doc = read_shard(store, spec, shard, digest)
-        points.extend(doc["points"])
-        engines.add(json.dumps(doc["engine"], sort_keys=True))
+        known = (verified or {}).get(digest)
+        result = known if known is not None and known.doc["shard"] == shard else read_shard(store, spec, shard, digest)
+        parts.append(result.points)
+        for point in result.doc["points"]:
+            columns.update(point)
+            if not point.get("ok"):
+                failed.append(point["index"])
+        engines.add(json.dumps(result.doc["engine"], sort_keys=True))
     if len(engines) != 1:
         raise CollectError(f"shards were computed with different engines: {sorted(engines)}")
-    failed = [p["index"] for p in points if not p.get("ok")]
-    return canonical_json({
+    points = join_arrays(parts)
+    data = splice({
         "schema": MERGED_SCHEMA, "computation_digest": spec.computation_digest, "task": spec.task, "point_task": spec.point_task,
         "params": spec.params, "seed": spec.seed, "n_items": len(spec.items), "engine": json.loads(engines.pop()),
-        "failed_points": failed, "points": points,
-    })
+        "failed_points": failed,
+    }, "points", points)
+    return Merged(data, points, failed, sorted(columns))

@@ -30,6 +30,7 @@ from ..db.types import utcnow
 from ..engine import InputFile, prepare
 from ..engine.inputs import parse_json
 from ..errors import ConflictError, NSPError, UsageError
+from ..hub.content import canonical_records_content
 from ..hub.service import push as hub_push
 from ..identity.actors import RequestContext
 from ..identity.rbac import authorize
@@ -39,7 +40,7 @@ from ..runs.manifest import FileEntry, RunRecord
 from ..runs.records import create_run, get_run, transition
 from ..runs.service import RESULT_NAME, VersionUse, finish_run
 from .backends import Backend, Launch, get_backend
-from .collect import CollectError, merge, read_shard, shard_status
+from .collect import CollectError, ShardResult, merge, read_shard, shard_status
 from .partition import shard_ranges
 from .spec import InputRef, JobSpec, JobTask, spec_uri
 
@@ -179,6 +180,7 @@ def coordinate(instance: Instance, ctx: RequestContext, run_id: str,
     workdir = instance.home / "jobs" / run.id
     uri = spec_uri(instance.store.url, spec.digest)
     launched: set[int] = set()
+    verified: dict[str, ShardResult] = {}  # read and checked once, reused by the merge
 
     def note(message: str) -> None:
         lines.append(f"{utcnow().isoformat()} {message}")
@@ -197,7 +199,7 @@ def coordinate(instance: Instance, ctx: RequestContext, run_id: str,
             if fresh:
                 with instance.db.transaction() as session:
                     for i in fresh:
-                        read_shard(instance.store, spec, i, refs[i])  # verified before it counts
+                        verified[refs[i]] = read_shard(instance.store, spec, i, refs[i])  # before it counts
                         # Locked: a second coordinator (a resume racing the background one)
                         # waits here and then sees the shard done, so it is counted once.
                         s = session.get(ScaleShard, (run.id, i), with_for_update=True)
@@ -256,15 +258,16 @@ def coordinate(instance: Instance, ctx: RequestContext, run_id: str,
                                                             if s.status == "done"), len(spec.items)))
             if not pending:
                 break
-            time.sleep(POLL_S)
+            backend.wait(POLL_S)
     finally:
         backend.close()
     failed = {i: s.error for i, s in shards.items() if s.status == "failed"}
-    return _finish(instance, ctx, run.id, spec, project, failed, lines, job)
+    return _finish(instance, ctx, run.id, spec, project, failed, lines, job, verified)
 
 
 def _finish(instance: Instance, ctx: RequestContext, run_id: str, spec: JobSpec, project: str,
-            failed: dict[int, str | None], lines: list[str], job: ScaleJob) -> str:
+            failed: dict[int, str | None], lines: list[str], job: ScaleJob,
+            verified: dict[str, ShardResult] | None = None) -> str:
     with instance.db.transaction() as session:
         run = get_run(session, run_id)
         inputs = [FileEntry(i.name, i.digest, i.size, role=i.role)
@@ -282,12 +285,12 @@ def _finish(instance: Instance, ctx: RequestContext, run_id: str, spec: JobSpec,
         error = "shard(s) failed after retries: " + "; ".join(f"{i}: {why}" for i, why in sorted(failed.items()))
     else:
         try:
-            merged = merge(instance.store, spec)
+            merged = merge(instance.store, spec, verified)
         except CollectError as exc:
             error = exc.message
         else:
-            digest = instance.store.put(merged).digest
-            outputs.append(FileEntry(RESULT_NAME, digest, len(merged), media_type="application/json"))
+            digest = instance.store.put(merged.data).digest
+            outputs.append(FileEntry(RESULT_NAME, digest, len(merged.data), media_type="application/json"))
             lines.append(f"{utcnow().isoformat()} merged {spec.shards} shard(s) into {digest}")
             with instance.db.transaction() as session:
                 row = session.get(ScaleJob, run_id)
@@ -295,15 +298,15 @@ def _finish(instance: Instance, ctx: RequestContext, run_id: str, spec: JobSpec,
                 row.result_digest = digest
                 append_event(session, ctx, action="job.collected", target=("run", run_id), project=project,
                              after={"result_digest": digest, "points": len(spec.items)})
-            points = json.loads(merged)["points"]
             name = job.options.get("result_name") or f"{spec.task}-results"
-            resolved, _ = hub_push(instance, ctx, project, "dataset", name, InputFile.from_bytes(
-                "dataset", f"{name}.json", json.dumps(points).encode()), tags=[f"run_id={run_id}",
-                                                                             f"task={spec.task}"])
+            points = InputFile.from_bytes("dataset", f"{name}.json", merged.points)
+            resolved, _ = hub_push(instance, ctx, project, "dataset", name, points,
+                                   tags=[f"run_id={run_id}", f"task={spec.task}"],
+                                   content=canonical_records_content(points, merged.columns, len(spec.items)))
             extra.append(VersionUse(resolved.version.id, "output", f"{name}@{resolved.version.digest[:19]}",
                                     "dataset", name, resolved.version.semver, resolved.version.digest))
     status = "failed" if error else "succeeded"
-    ok = None if error else not json.loads(merged)["failed_points"]
+    ok = None if error else not merged.failed_points
     finish_run(instance, ctx, base, outputs, ("\n".join(lines) + "\n").encode(), status, error, ok, extra)
     return status
 

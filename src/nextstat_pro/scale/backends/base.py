@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +38,11 @@ class Backend(Protocol):
         """Whether any worker may still produce a result."""
         ...
 
+    def wait(self, timeout: float) -> None:
+        """Return when a worker may have finished, at the latest after ``timeout`` seconds
+        (backends that cannot tell sleep: the coordinator then looks at the store)."""
+        ...
+
     def cancel(self) -> None: ...
 
     def close(self) -> None: ...
@@ -52,3 +58,10 @@ def worker_command(options: dict[str, Any] | None = None) -> list[str]:
         return [str(exe)]
     found = shutil.which("nextstat-pro")
     return [found] if found else [sys.executable, "-m", "nextstat_pro.cli.main"]
+
+
+class PollingWait:
+    """``wait`` for batch schedulers, whose completions are only seen by polling."""
+
+    def wait(self, timeout: float) -> None:
+        time.sleep(timeout)

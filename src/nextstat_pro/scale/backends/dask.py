@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ...errors import ConfigError
@@ -43,6 +44,18 @@ class DaskBackend:
 
     def active(self) -> bool:
         return any(f.status == "pending" for f in self.futures.values())
+
+    def wait(self, timeout: float) -> None:
+        running = [f for f in self.futures.values() if f.status == "pending"]
+        if not running:
+            time.sleep(timeout)
+            return
+        from distributed import wait
+
+        try:
+            wait(running, timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            pass  # nothing finished yet: the coordinator looks again
 
     def cancel(self) -> None:
         for f in self.futures.values():

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 from ...errors import ConfigError
-from .base import Launch, worker_command
+from .base import Launch, PollingWait, worker_command
 
 
 def submit_description(job: Launch) -> str:
@@ -36,7 +36,7 @@ def submit_description(job: Launch) -> str:
     return "\n".join(lines) + "\n"
 
 
-class HTCondorBackend:
+class HTCondorBackend(PollingWait):
     name = "htcondor"
 
     def __init__(self) -> None:

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ...errors import ConfigError
-from .base import Launch
+from .base import Launch, PollingWait
 
 
 def job_manifest(job: Launch) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def job_manifest(job: Launch) -> dict[str, Any]:
     }
 
 
-class KubernetesBackend:
+class KubernetesBackend(PollingWait):
     name = "kubernetes"
 
     def __init__(self) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import Future, ProcessPoolExecutor
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from ..worker import run_shard_uri
 from .base import Launch
@@ -34,6 +35,13 @@ class LocalBackend:
 
     def active(self) -> bool:
         return any(not f.done() for f in self.futures.values())
+
+    def wait(self, timeout: float) -> None:
+        running = [f for f in self.futures.values() if not f.done()]
+        if running:
+            wait(running, timeout, return_when=FIRST_COMPLETED)
+        else:
+            time.sleep(timeout)
 
     def cancel(self) -> None:
         for fut in self.futures.values():

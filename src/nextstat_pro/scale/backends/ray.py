@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ...errors import ConfigError
@@ -57,6 +58,14 @@ class RayBackend:
 
     def active(self) -> bool:
         return self.ray is not None and len(self._ready()) < len(self.refs)
+
+    def wait(self, timeout: float) -> None:
+        ready = set(self._ready())
+        running = [r for r in self.refs.values() if r not in ready]
+        if running:
+            self.ray.wait(running, num_returns=1, timeout=timeout)
+        else:
+            time.sleep(timeout)
 
     def cancel(self) -> None:
         if self.ray is None:

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 from ...errors import ConfigError
-from .base import Launch, worker_command
+from .base import Launch, PollingWait, worker_command
 
 FINAL_BAD = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 
@@ -37,7 +37,7 @@ def sbatch_script(job: Launch) -> str:
     return "\n".join(lines)
 
 
-class SlurmBackend:
+class SlurmBackend(PollingWait):
     name = "slurm"
 
     def __init__(self) -> None:
