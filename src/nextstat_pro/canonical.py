@@ -30,7 +30,7 @@ def sanitize(value: Any) -> Any:
 _SAFE_INT = 2**53 - 1
 
 
-def _plain(value: Any) -> bool:
+def is_plain(value: Any) -> bool:
     """True when ``json.dumps`` already writes the RFC 8785 form of ``value``: no floats
     (ES6 number formatting differs from Python's repr) and no keys outside the Basic
     Multilingual Plane (RFC 8785 sorts keys by UTF-16 code units, Python by code points)."""
@@ -39,10 +39,10 @@ def _plain(value: Any) -> bool:
     if isinstance(value, int):
         return -_SAFE_INT <= value <= _SAFE_INT  # beyond it rfc8785 refuses (I-JSON)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and (k.isascii() or max(k) < "\U00010000") and _plain(v)
+        return all(isinstance(k, str) and (k.isascii() or max(k) < "\U00010000") and is_plain(v)
                    for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
+        return all(is_plain(v) for v in value)
     return False
 
 
@@ -145,6 +145,11 @@ def _floats(value: Any) -> bytes | None:
     return text.encode()
 
 
+def plain_json(value: Any) -> bytes:
+    """RFC 8785 bytes of a value for which ``is_plain`` holds (the caller has checked)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 bytes of ``value`` (non-finite floats become null).
 
@@ -154,8 +159,8 @@ def canonical_json(value: Any) -> bytes:
     not strings) is sanitised first, and what is still not shown to agree takes rfc8785.
     Tests check that all paths agree on random documents and on random doubles.
     """
-    if _plain(value):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if is_plain(value):
+        return plain_json(value)
     fast = _floats(value)
     if fast is not None:
         return fast

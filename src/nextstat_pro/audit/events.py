@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from ..canonical import canonical_json, sanitize, sha256_hex
+from ..canonical import canonical_json, is_plain, plain_json, sanitize, sha256_hex
 from ..db.models import AuditEvent
 from ..db.session import SEAL_KEY
 from ..db.types import rfc3339, utcnow
@@ -104,6 +104,7 @@ def append_event(
         raise UsageError(f"a reason is required for {action}")
     seq, prev_hash = _tail(session)
     seq += 1
+    before, after = sanitize(before), sanitize(after)
     body: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "seq": seq,
@@ -113,13 +114,16 @@ def append_event(
         "action": action,
         "target": {"type": target[0], "id": target[1]},
         "project": project,
-        "before": sanitize(before),
-        "after": sanitize(after),
+        "before": before,
+        "after": after,
         "reason": reason,
         "context": ctx.as_json(),
         "prev_hash": prev_hash,
     }
-    data = canonical_json(body)  # what the hash covers, stored as is
+    # What the hash covers, stored as is. Every field but before/after is a string, a
+    # small integer or null under ASCII keys, so only those two decide whether the C
+    # encoder's output is already canonical (this runs on every change).
+    data = plain_json(body) if is_plain(before) and is_plain(after) else canonical_json(body)
     digest = sha256_hex(data)
     row = {
         "mac": seal(session, digest),
