@@ -80,3 +80,25 @@ def test_slurm_runs_a_grid_byte_identical_to_local(sqlite_instance: Instance) ->
         results.append(result_of(inst, run_id))
     assert results[0] == results[1]
     assert list((inst.home / "jobs" / run_id).glob("slurm-*.out"))  # SLURM really ran the array
+
+
+def test_dask_local_cluster_neither_slows_its_workers_nor_leaks_their_environment() -> None:
+    """Dask's nannies set MALLOC_TRIM_THRESHOLD_ (NextStat fits run 2.3x slower under it) and
+    write their worker environment into the parent's os.environ, where later Ray or local
+    workers would inherit it."""
+    import os
+
+    from distributed import Client, LocalCluster
+
+    from nextstat_pro.scale.backends.dask import _local_cluster
+
+    before = dict(os.environ)
+    cluster = _local_cluster(LocalCluster, 1)
+    try:
+        with Client(cluster) as client:
+            worker_env = client.submit(lambda: dict(os.environ)).result()
+    finally:
+        cluster.close()
+    assert "MALLOC_TRIM_THRESHOLD_" not in worker_env
+    assert worker_env.get("OMP_NUM_THREADS") == "1"  # the rest of Dask's worker settings still apply
+    assert dict(os.environ) == before

@@ -32,6 +32,34 @@ def test_round_trip_and_write_once(store: ObjectStore) -> None:
     assert store.exists(first.digest)
 
 
+def test_put_many_stores_every_object_once(store: ObjectStore) -> None:
+    store.put(b"old")
+    got = store.put_many([b"a", b"old", b"b", b"a"])
+    assert [o.digest for o in got] == [digest_of(x) for x in (b"a", b"old", b"b", b"a")]
+    assert [o.created for o in got] == [True, False, True, False]
+    assert [store.get(o.digest) for o in got] == [b"a", b"old", b"b", b"a"]
+
+
+def test_crash_during_a_batch_write_leaves_no_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One fsync failing part-way through a batch: no object of the batch appears and no
+    temp file is left, so a later write of the same bytes succeeds."""
+    store = LocalStore(tmp_path / "objects")
+    calls = []
+
+    def failing_fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        store.put_many([b"one", b"two", b"three"])
+    monkeypatch.undo()
+    assert not any(store.exists(digest_of(x)) for x in (b"one", b"two", b"three"))
+    assert [p for p in (tmp_path / "objects").rglob("*") if p.is_file()] == []
+    assert all(o.created for o in store.put_many([b"one", b"two", b"three"]))
+
+
 def test_missing_object_is_not_found(store: ObjectStore) -> None:
     with pytest.raises(NotFoundError):
         store.get(digest_of(b"never stored"))

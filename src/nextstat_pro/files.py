@@ -12,18 +12,37 @@ from .errors import ConflictError
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o444) -> None:
     """Write to a temp file beside ``path``, fsync, then rename over it."""
-    if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    atomic_write_many([(path, data)], mode)
+
+
+def atomic_write_many(items: list[tuple[Path, bytes]], mode: int = 0o444) -> None:
+    """``atomic_write`` for several files: every temp file is written, then all are fsync'd,
+    then renamed, so either every file is durable when it returns or it raised (a run's
+    objects are written this way before the transaction that references them)."""
+    open_fds: list[int] = []
+    temps: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        for path, data in items:
+            if not path.parent.is_dir():
+                path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            open_fds.append(fd)
+            temps.append((tmp, path))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        for fd in open_fds:
+            os.fsync(fd)
+        while open_fds:
+            os.close(open_fds.pop())
+        for tmp, path in temps:
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for fd in open_fds:
+            os.close(fd)
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)  # a temp already renamed is gone: nothing to undo
         raise
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from ..canonical import canonical_json
+from ..canonical import canonical_json, digest_of
 from ..db.models import RunVersion
 from ..db.types import rfc3339, utcnow
 from ..engine import InputFile, PreparedTask, engine_info, execute, platform_info, prepare
@@ -151,32 +151,38 @@ def _execute_and_finish(
         log.removeHandler(capture)
 
     outputs: list[FileEntry] = []
+    unstored: list[bytes] = []
     if result is not None:
         data = canonical_json(result)
-        outputs.append(FileEntry(RESULT_NAME, instance.store.put(data).digest, len(data), media_type="application/json"))
+        outputs.append(FileEntry(RESULT_NAME, digest_of(data), len(data), media_type="application/json"))
+        unstored.append(data)
     status = "succeeded" if error is None else "failed"
     manifest_digest = finish_run(
         instance, ctx, RunRecord(run_id, request.project, request.task, params, request.seed, request.patch, inputs,
                                  [v.as_json() for v in request.versions], created_at, started_at),
-        outputs, capture.text(), status, error, quality_ok)
+        outputs, capture.text(), status, error, quality_ok, unstored=unstored)
     return RunOutcome(run_id, status, manifest_digest, result, error)
 
 
 def finish_run(instance: Instance, ctx: RequestContext, run: RunRecord, outputs: list[FileEntry], log: bytes,
                status: str, error: str | None, quality_ok: bool | None,
-               extra_versions: list[VersionUse] | None = None) -> str:
+               extra_versions: list[VersionUse] | None = None, unstored: list[bytes] | None = None) -> str:
     """Store the log, the manifest and its signed attestation, then record outputs and the
     final status with their events in one transaction. Returns the manifest digest (the
-    run's content hash). Shared by in-process runs and collected jobs."""
-    outputs = [*outputs, FileEntry(LOG_NAME, instance.store.put(log).digest, len(log), media_type="text/plain")]
+    run's content hash). Shared by in-process runs and collected jobs. ``unstored``: bytes
+    of ``outputs`` not in the store yet, written in the same batch as the log, manifest
+    and envelope."""
+    outputs = [*outputs, FileEntry(LOG_NAME, digest_of(log), len(log), media_type="text/plain")]
     finished_at = utcnow()
     record = replace(run, versions=[*run.versions, *(v.as_json() for v in extra_versions or [])])
     manifest = build_manifest(record, outputs, status, error, quality_ok, engine_info(), platform_info(),
                               ctx.actor.as_json(), finished_at)
     manifest_bytes = canonical_json(manifest)
-    manifest_digest = instance.store.put(manifest_bytes).digest
-    envelope = sign_statement(run_statement(manifest, manifest_digest), instance.run_keys())
-    envelope_digest = instance.store.put(canonical_json(envelope)).digest
+    manifest_digest = digest_of(manifest_bytes)
+    envelope_bytes = canonical_json(sign_statement(run_statement(manifest, manifest_digest), instance.run_keys()))
+    envelope_digest = digest_of(envelope_bytes)
+    # Every object is durable before the transaction that references it commits.
+    instance.store.put_many([*(unstored or []), log, manifest_bytes, envelope_bytes])
     with instance.db.transaction() as session:
         row = get_run(session, run.run_id)
         add_artifacts(session, ctx, row, run.project, outputs)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..files import atomic_write
+from ..canonical import digest_of
+from ..files import atomic_write, atomic_write_many
 from .base import StoredObject, check_ref_name, checked_digest, missing, object_key, verified
 
 
@@ -27,6 +28,19 @@ class LocalStore:
         # Temp file, fsync, rename: readers see the whole object or none, even after a crash.
         atomic_write(path, data)
         return StoredObject(digest, len(data), created=True)
+
+    def put_many(self, blobs: list[bytes]) -> list[StoredObject]:
+        out: list[StoredObject] = []
+        todo: dict[str, tuple[Path, bytes]] = {}
+        for data in blobs:
+            digest = digest_of(data)
+            path = self._path(digest)
+            created = digest not in todo and not path.exists()
+            if created:
+                todo[digest] = (path, data)
+            out.append(StoredObject(digest, len(data), created))
+        atomic_write_many(list(todo.values()))
+        return out
 
     def get(self, digest: str) -> bytes:
         path = self._path(digest)

@@ -62,6 +62,9 @@ class S3Store:
             raise ConfigError(f"S3 write to {self.bucket!r} failed: {exc}") from None
         return StoredObject(digest, len(data), created=True)
 
+    def put_many(self, blobs: list[bytes]) -> list[StoredObject]:
+        return [self.put(data) for data in blobs]  # each PUT is durable on its own
+
     def get(self, digest: str) -> bytes:
         key = self._key(digest)
         try:
