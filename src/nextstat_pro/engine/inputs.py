@@ -79,9 +79,12 @@ def pyhf_digest(document: Any, algorithm: str) -> str:
     return hashlib.new(algorithm, payload).hexdigest()
 
 
-def apply_patch(workspace: Workspace, patchset_input: InputFile, patch_name: str) -> Workspace:
-    """Apply one named patch of a pyhf patchset (JSON Patch) and re-validate the result."""
-    patchset = parse_json(patchset_input)
+def apply_patch(workspace: Workspace, patchset_input: InputFile, patch_name: str,
+                parsed: dict[str, Any] | None = None) -> Workspace:
+    """Apply one named patch of a pyhf patchset (JSON Patch) and re-validate the result.
+    ``parsed``: the patchset's document when the caller has parsed it already (it is read,
+    not changed)."""
+    patchset = parsed if parsed is not None else parse_json(patchset_input)
     validate(patchset, "patchset", f"patchset {patchset_input.name}")
     for algorithm, expected in patchset["metadata"]["digests"].items():
         if algorithm not in hashlib.algorithms_available:

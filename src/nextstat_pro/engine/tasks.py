@@ -82,7 +82,10 @@ def prepare(
     raw_params: dict[str, Any],
     inputs: list[InputFile],
     patch: str | None = None,
+    patchset: dict[str, Any] | None = None,
 ) -> PreparedTask:
+    """Validate a task's inputs and parameters and load its model. ``patchset``: the parsed
+    patchset input, when the caller has parsed it already (a grid of 10^4 patches)."""
     spec = get_task(task)
     params = build_params(spec.params, task, raw_params)
     roles = {i.role: i for i in inputs}
@@ -96,7 +99,7 @@ def prepare(
             raise UsageError("--patchset and --patch go together")
         workspace = load_workspace(roles["workspace"])
         if patch is not None:
-            workspace = apply_patch(workspace, roles["patchset"], patch)
+            workspace = apply_patch(workspace, roles["patchset"], patch, patchset)
         extensions = workspace.extensions
         subject: Any = histfactory.load_model(workspace)
     else:

@@ -72,7 +72,8 @@ def plan_items(req: SubmitRequest) -> tuple[list[Any], dict[str, Any]]:
     if req.task == "grid":
         if set(roles) != {"workspace", "patchset"}:
             raise UsageError("grid needs a workspace and a patchset (--model PATCHSET_REF, or --workspace and --patchset)")
-        names = [p["metadata"]["name"] for p in parse_json(roles["patchset"])["patches"]]
+        patchset = parse_json(roles["patchset"])
+        names = [p["metadata"]["name"] for p in patchset["patches"]]
         if req.patches:
             unknown = sorted(set(req.patches) - set(names))
             if unknown:
@@ -80,7 +81,7 @@ def plan_items(req: SubmitRequest) -> tuple[list[Any], dict[str, Any]]:
             names = [n for n in names if n in set(req.patches)]
         if req.point_task not in ("upper-limit", "hypotest", "fit"):
             raise UsageError("grid points compute upper-limit, hypotest or fit")
-        prepare(req.point_task, params, [roles["workspace"], roles["patchset"]], names[0])  # validates all inputs
+        prepare(req.point_task, params, [roles["workspace"], roles["patchset"]], names[0], patchset)  # validates all
         return names, params
     if req.task == "scan":
         lo, hi, n = float(params.pop("mu_min", 0.0)), float(params.pop("mu_max", 3.0)), int(params.pop("points", 31))

@@ -7,6 +7,7 @@ none. A shard result holds no timing, so a rerun yields the same bytes."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import jsonpatch
@@ -40,17 +41,41 @@ def run_shard_uri(uri: str, shard: int) -> str:
     return run_shard(open_store(store_url), digest, shard)
 
 
+@dataclass
+class LoadedJob:
+    """A spec with its inputs, digest-checked when read, and what is parsed from them."""
+
+    spec: JobSpec
+    files: list[InputFile]
+    patches: dict[str, dict[str, Any]] | None = None  # a grid's patches by name, parsed on first use
+
+
+# The job this worker process last loaded. A pool or cluster worker runs many shards of one
+# job, and reading and parsing a 10^4-patch patchset takes 0.1 s: it is done once per process.
+# Safe to keep: a spec digest names its inputs by digest, and stored objects never change.
+_last_job: LoadedJob | None = None
+
+
+def load_job(store: ObjectStore, spec_digest: str) -> LoadedJob:
+    global _last_job
+    if _last_job is None or _last_job.spec.digest != spec_digest:
+        spec = load_spec(store, spec_digest)
+        # store.get checks each object against its digest: no second hash here.
+        _last_job = LoadedJob(spec, [InputFile(i.role, i.name, store.get(i.digest), i.digest) for i in spec.inputs])
+    return _last_job
+
+
 def run_shard(store: ObjectStore, spec_digest: str, shard: int) -> str:
     """Compute one shard; return its result digest (also written under the shard's ref)."""
     existing = store.get_ref(shard_ref(spec_digest, shard))
     if existing is not None and store.exists(existing):
         return existing  # done before (a retried or duplicated task): nothing to recompute
-    spec = load_spec(store, spec_digest)
-    ranges = shard_ranges(len(spec.items), spec.shards)
+    job = load_job(store, spec_digest)
+    ranges = shard_ranges(len(job.spec.items), job.spec.shards)
     if not 0 <= shard < len(ranges):
         raise IntegrityError(f"shard {shard} is outside the plan of {len(ranges)} shards")
     indices = ranges[shard]
-    points = compute(store, spec, indices)
+    points = compute(job, indices)
     doc = {"schema": SHARD_SCHEMA, "spec_digest": spec_digest, "shard": shard,
            "first": indices.start, "count": len(indices), "engine": engine_info(), "points": points}
     data = canonical_json(doc)
@@ -66,16 +91,18 @@ def _strip(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k not in VOLATILE}
 
 
-def compute(store: ObjectStore, spec: JobSpec, indices: range) -> list[dict[str, Any]]:
-    files = [InputFile.from_bytes(i.role, i.name, store.get(i.digest)) for i in spec.inputs]
-    inputs = {f.role: f for f in files}
+def compute(job: LoadedJob, indices: range) -> list[dict[str, Any]]:
+    spec = job.spec
+    inputs = {f.role: f for f in job.files}
     if spec.task == "toys":
         return _toys(inputs["workspace"], spec, indices)
     if spec.task == "scan":
         return _scan(inputs["workspace"], spec, indices)
     if spec.task == "grid":
-        return _grid(inputs["workspace"], inputs["patchset"], spec, indices)
-    by_name = {f.name: f for f in files}
+        if job.patches is None:
+            job.patches = {p["metadata"]["name"]: p for p in parse_json(inputs["patchset"])["patches"]}
+        return _grid(inputs["workspace"], job.patches, spec, indices)
+    by_name = {f.name: f for f in job.files}
     out = []
     for k in indices:
         name = spec.items[k]
@@ -92,24 +119,8 @@ def _point(fn: Any) -> dict[str, Any]:
         return {"ok": False, "error": str(exc)}
 
 
-# A patchset's patches by name, parsed once per worker process: a pool or cluster worker runs
-# many shards of one job, and a 10^4-patch patchset takes 0.1 s to parse. Keyed by digest:
-# store objects never change.
-_PATCHES: dict[str, dict[str, dict[str, Any]]] = {}
-
-
-def _patches(ps: InputFile) -> dict[str, dict[str, Any]]:
-    found = _PATCHES.get(ps.digest)
-    if found is None:
-        if len(_PATCHES) >= 4:
-            _PATCHES.clear()
-        found = _PATCHES[ps.digest] = {p["metadata"]["name"]: p for p in parse_json(ps)["patches"]}
-    return found
-
-
-def _grid(ws: InputFile, ps: InputFile, spec: JobSpec, indices: range) -> list[dict[str, Any]]:
+def _grid(ws: InputFile, patches: dict[str, dict[str, Any]], spec: JobSpec, indices: range) -> list[dict[str, Any]]:
     base_text = ws.data.decode()
-    patches = _patches(ps)
     task = get_task(spec.point_task)
     params = build_params(task.params, task.name, spec.params)
     out = []

@@ -1,0 +1,87 @@
+"""Transactions on the connection each thread keeps: what the pool used to guarantee must
+still hold (nesting, a connection the server killed, nothing left open after close)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import func, select, text
+
+from nextstat_pro.audit.service import verify
+from nextstat_pro.db.models import AuditEvent, Project
+from nextstat_pro.errors import ConfigError
+from nextstat_pro.instance import Instance, init_instance
+from nextstat_pro.projects.service import create_project
+
+from .conftest import PASSWORD, new_pg_database, pg_admin_url
+
+
+def _projects(inst: Instance) -> list[str]:
+    with inst.db.transaction() as s:
+        return sorted(s.scalars(select(Project.name)))
+
+
+def test_a_transaction_opened_inside_another_before_it_begins(instance: Instance) -> None:
+    """The outer transaction starts at its first statement, so an inner one opened first (as
+    ``Instance.context()`` does) neither waits for its lock nor joins it."""
+    ctx = instance.context()
+    with instance.db.transaction() as outer:
+        with instance.db.transaction() as inner:
+            create_project(inner, ctx, "inner")
+        create_project(outer, ctx, "outer")
+    assert _projects(instance) == ["default", "inner", "outer"]
+    assert verify(instance).ok
+
+
+def test_a_failed_transaction_leaves_the_kept_connection_usable(instance: Instance) -> None:
+    ctx = instance.context()
+    with pytest.raises(RuntimeError), instance.db.transaction() as s:
+        create_project(s, ctx, "rolled-back")
+        raise RuntimeError("the caller failed half-way")
+    with instance.db.transaction() as s:
+        create_project(s, ctx, "after")
+    assert _projects(instance) == ["after", "default"]
+    with instance.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.target_id == "rolled-back")) == 0
+
+
+@pytest.fixture
+def pg_instance(tmp_path: Path) -> Iterator[Instance]:
+    inst = init_instance(tmp_path / "home", admin="admin", password=PASSWORD, printed_name="Ada Admin",
+                         db_url=new_pg_database())
+    yield inst
+    inst.close()
+
+
+def _backends(inst: Instance) -> list[int]:
+    name = inst.db.engine.url.database
+    with psycopg.connect(pg_admin_url(), autocommit=True) as admin:
+        return [r[0] for r in admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))]
+
+
+def test_a_connection_the_server_killed_fails_one_transaction_then_is_replaced(pg_instance: Instance) -> None:
+    inst, ctx = pg_instance, pg_instance.context()
+    with inst.db.transaction() as s:
+        kept = s.scalar(text("SELECT pg_backend_pid()"))
+    with psycopg.connect(pg_admin_url(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (kept,))
+    with pytest.raises(ConfigError, match="database error"), inst.db.transaction() as s:
+        create_project(s, ctx, "lost")
+    with inst.db.transaction() as s:
+        create_project(s, ctx, "kept")
+        assert s.scalar(text("SELECT pg_backend_pid()")) != kept
+    assert _projects(inst) == ["default", "kept"]
+    assert verify(inst).ok
+
+
+def test_close_leaves_no_connection_open(pg_instance: Instance) -> None:
+    with pg_instance.db.transaction() as s:
+        s.scalar(text("SELECT 1"))
+    assert _backends(pg_instance)
+    pg_instance.close()
+    assert _backends(pg_instance) == []
