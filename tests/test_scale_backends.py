@@ -102,3 +102,52 @@ def test_dask_local_cluster_neither_slows_its_workers_nor_leaks_their_environmen
     assert "MALLOC_TRIM_THRESHOLD_" not in worker_env
     assert worker_env.get("OMP_NUM_THREADS") == "1"  # the rest of Dask's worker settings still apply
     assert dict(os.environ) == before
+
+
+def test_local_workers_fork_only_from_a_single_threaded_process() -> None:
+    """fork copies no thread: once any thread runs (the engine's own pool starts with
+    ``fit_toys``), a forked worker could wait forever on a lock it held, so workers spawn."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import threading, time, nextstat as ns\n"
+        "from nextstat_pro.scale.backends.local import start_method as m\n"
+        "print(m())\n"
+        "model = ns.from_pyhf(open(%r).read())\n"
+        "ns.fit_toys(model, list(ns.fit(model).parameters), n_toys=4, seed=1)\n"
+        "print(m())\n"
+    ) % str(Path(__file__).resolve().parents[2] / "shared" / "workspaces" / "simple_workspace.json")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["fork", "spawn"]
+    thread = subprocess.run([sys.executable, "-c", "import threading, time\n"
+                             "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
+                             "from nextstat_pro.scale.backends.local import start_method\nprint(start_method())"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert thread == ["spawn"]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_forked_and_spawned_workers_merge_the_same_bytes(sqlite_instance: Instance, method: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from nextstat_pro.scale.backends import local
+
+    from .test_scale import grid_inputs
+
+    inst, ctx = sqlite_instance, sqlite_instance.context()
+    req = SubmitRequest("grid", "default", grid_inputs(5), point_task="fit", shards=1, backend="local", workers=1)
+    reference = result_of(inst, _wait(inst, ctx, submit(inst, ctx, req)))
+    monkeypatch.setattr(local, "start_method", lambda: method)
+    req = SubmitRequest("grid", "default", grid_inputs(5), point_task="fit", shards=3, backend="local", workers=2)
+    run_id = submit(inst, ctx, req)
+    assert _wait(inst, ctx, run_id) == run_id
+    with inst.db.transaction() as s:
+        from nextstat_pro.db.models import ScaleJob
+
+        assert s.get(ScaleJob, run_id).handles == [f"local:2:{method}"]
+    assert result_of(inst, run_id) == reference
+
+
+def _wait(inst: Instance, ctx: object, run_id: str) -> str:
+    assert coordinate(inst, ctx, run_id) == "succeeded"  # type: ignore[arg-type]
+    return run_id
