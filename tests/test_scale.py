@@ -146,6 +146,14 @@ def test_collect_refuses_missing_duplicate_and_foreign_shards(sqlite_instance: I
         run_shard(inst.store, spec_d.digest, shard)
     with pytest.raises(CollectError, match="shard 0 .* is not canonical JSON"):
         merge(inst.store, spec_d)
+    # A shard object that is not JSON at all.
+    spec_e = JobSpec.model_validate(spec_a.model_dump(by_alias=True) | {"run_id": "yet-another"})
+    inst.store.put(spec_e.canonical())
+    inst.store.put_ref(shard_ref(spec_e.digest, 0), inst.store.put(b"\x00 not json").digest)
+    for shard in (1, 2):
+        run_shard(inst.store, spec_e.digest, shard)
+    with pytest.raises(CollectError, match="shard 0 .* is not JSON"):
+        merge(inst.store, spec_e)
 
 
 def test_shard_object_with_wrong_digest_fails_the_run_and_publishes_nothing(sqlite_instance: Instance) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import sys
@@ -38,8 +39,18 @@ class LocalBackend:
             self.method = start_method()
             context: BaseContext = multiprocessing.get_context(self.method)
             self.pool = ProcessPoolExecutor(max_workers=job.workers, mp_context=context)
-        for shard in job.shards:
-            self.futures[shard] = self.pool.submit(run_shard_uri, job.spec_uri, shard)
+        # Forked workers are created by the first submit. Freezing this process's objects
+        # first keeps the children's garbage collector from walking (and so copying) the
+        # parent's whole heap, as the gc documentation advises for fork without exec.
+        frozen = self.method == "fork"
+        if frozen:
+            gc.freeze()
+        try:
+            for shard in job.shards:
+                self.futures[shard] = self.pool.submit(run_shard_uri, job.spec_uri, shard)
+        finally:
+            if frozen:
+                gc.unfreeze()
         return f"local:{job.workers}:{self.method}"
 
     def failures(self) -> dict[int, str]:
