@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class Instance:
     config: InstanceConfig
     db: Database
     store: ObjectStore
+    _run_keys: KeyPair | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, home: Path) -> Instance:
@@ -55,8 +56,12 @@ class Instance:
         return load_or_create_keypair(self.home / LOG_KEY)
 
     def run_keys(self) -> KeyPair:
-        """The instance's run-signing key (DSSE envelopes over run attestations)."""
-        return load_or_create_keypair(self.home / RUN_KEY)
+        """The instance's run-signing key (DSSE envelopes over run attestations), read once:
+        parsing the PEM file cost 0.2 ms of every run. Nothing replaces it while an instance
+        is open (there is no rotation; a new key needs a new instance)."""
+        if self._run_keys is None:
+            self._run_keys = load_or_create_keypair(self.home / RUN_KEY)
+        return self._run_keys
 
     def log_verifier(self) -> Verifier:
         return Verifier.for_key(self.config.log_origin, self.log_keys())
