@@ -66,14 +66,16 @@ def submit(
 def _wait(st, run_id: str) -> None:  # type: ignore[no-untyped-def]
     inst, actor = st.instance(), st.context()
     start = time.perf_counter()
+    # Refreshed by the coordinator's callback (at least every 0.2 s), not by Rich's own
+    # thread: with no thread running, the local backend can fork its workers.
     with Progress(TextColumn("[bold]shards"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TimeRemainingColumn(), console=console, transient=False) as bar:
+                  TimeRemainingColumn(), console=console, transient=False, auto_refresh=False) as bar:
         task = bar.add_task("shards", total=None, rate="")
 
         def show(p: service.Progress) -> None:
             rate = p.points_done / max(time.perf_counter() - start, 1e-9)
             bar.update(task, total=p.shards_total, completed=p.shards_done,
-                       rate=f"{p.points_done}/{p.points_total} fits, {rate:.1f} fits/s")
+                       rate=f"{p.points_done}/{p.points_total} fits, {rate:.1f} fits/s", refresh=True)
 
         status = service.coordinate(inst, actor, run_id, show)
     elapsed = time.perf_counter() - start
