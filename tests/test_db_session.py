@@ -72,3 +72,26 @@ def test_close_leaves_no_connection_open(pg_instance: Instance) -> None:
     assert _backends(pg_instance)
     pg_instance.close()
     assert _backends(pg_instance) == []
+
+
+def test_threads_that_end_leave_no_connection_checked_out(instance: Instance) -> None:
+    """Each thread keeps a connection between its transactions; when the thread ends, the
+    connection goes back to the pool (a server's short-lived threads must not leak them)."""
+    import gc
+    import threading
+
+    ctx = instance.context()
+
+    def work(i: int) -> None:
+        with instance.db.transaction() as s:
+            create_project(s, ctx, f"thread-{i}")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gc.collect()
+    assert instance.db.engine.pool.checkedout() <= 1  # this thread's own kept connection
+    assert len(_projects(instance)) == 7
+    assert verify(instance).ok

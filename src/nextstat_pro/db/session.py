@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -72,8 +73,7 @@ class Database:
         # of the pool and back for every transaction cost 55 us, as much as appending an
         # audit event itself (benchmarks/bench_audit.py).
         self._local = threading.local()
-        self._held: list[Connection] = []
-        self._held_lock = threading.Lock()
+        self._kept: weakref.WeakSet[_Kept] = weakref.WeakSet()
 
     @property
     def dialect(self) -> str:
@@ -82,29 +82,21 @@ class Database:
     def _connection(self) -> Connection | None:
         """This thread's kept connection, or None when it is inside a transaction already
         (a nested transaction then takes a connection of its own from the pool)."""
-        conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and (conn.closed or conn.invalidated):
-            self._drop(conn)
-            conn = None
-        if conn is None:
-            conn = self.engine.connect()
-            self._local.conn = conn
-            with self._held_lock:
-                self._held.append(conn)
-        return None if conn.in_transaction() else conn
+        kept: _Kept | None = getattr(self._local, "kept", None)
+        if kept is not None and (kept.conn.closed or kept.conn.invalidated):
+            self._drop(kept.conn)
+            kept = None
+        if kept is None:
+            kept = self._local.kept = _Kept(self.engine.connect())
+            self._kept.add(kept)
+        return None if kept.conn.in_transaction() else kept.conn
 
     def _drop(self, conn: Connection) -> None:
         """Forget a kept connection after an error: the next transaction opens a fresh one."""
-        if getattr(self._local, "conn", None) is conn:
-            self._local.conn = None
-        with self._held_lock:
-            if conn in self._held:
-                self._held.remove(conn)
-        try:
-            conn.invalidate()
-            conn.close()
-        except Exception:  # noqa: BLE001 - the connection is broken already; nothing to save
-            pass
+        kept: _Kept | None = getattr(self._local, "kept", None)
+        if kept is not None and kept.conn is conn:
+            self._local.kept = None
+            kept.close(invalidate=True)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -163,9 +155,30 @@ class Database:
             self.security_recorder(event)
 
     def dispose(self) -> None:
-        with self._held_lock:
-            held, self._held = self._held, []
-        for conn in held:
-            conn.close()
+        for kept in list(self._kept):
+            kept.close()
         self._local = threading.local()
         self.engine.dispose()
+
+
+class _Kept:
+    """A thread's kept connection. It lives in the thread's local storage, so when the thread
+    ends and that storage goes, the connection is closed (given back to the pool): a server's
+    short-lived threads leave no connection checked out."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._finalizer = weakref.finalize(self, _close, conn, False)
+
+    def close(self, invalidate: bool = False) -> None:
+        if self._finalizer.detach() is not None:
+            _close(self.conn, invalidate)
+
+
+def _close(conn: Connection, invalidate: bool) -> None:
+    try:
+        if invalidate:
+            conn.invalidate()
+        conn.close()
+    except Exception:  # noqa: BLE001 - a broken connection has nothing left to save
+        pass
