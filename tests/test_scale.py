@@ -21,7 +21,7 @@ from nextstat_pro.examples import histfactory_workspace, signal_patchset
 from nextstat_pro.instance import Instance
 from nextstat_pro.runs import get_run
 from nextstat_pro.scale import SubmitRequest, coordinate, submit
-from nextstat_pro.scale.collect import CollectError, merge
+from nextstat_pro.scale.collect import CollectError, merge, read_shard
 from nextstat_pro.scale.partition import shard_ranges, shard_ref
 from nextstat_pro.scale.spec import JobSpec
 from nextstat_pro.scale.worker import run_shard
@@ -154,6 +154,13 @@ def test_collect_refuses_missing_duplicate_and_foreign_shards(sqlite_instance: I
         run_shard(inst.store, spec_e.digest, shard)
     with pytest.raises(CollectError, match="shard 0 .* is not JSON"):
         merge(inst.store, spec_e)
+    # JSON whose points are not objects, or that names no engine.
+    for n, bad in enumerate(({**good, "points": [1, 2, 3]}, {k: v for k, v in good.items() if k != "engine"})):
+        spec_f = JobSpec.model_validate(spec_a.model_dump(by_alias=True) | {"run_id": f"malformed-{n}"})
+        inst.store.put(spec_f.canonical())
+        inst.store.put_ref(shard_ref(spec_f.digest, 0), inst.store.put(canonical_json(bad)).digest)
+        with pytest.raises(CollectError, match="shard 0 .* is not a shard result"):
+            read_shard(inst.store, spec_f, 0, inst.store.get_ref(shard_ref(spec_f.digest, 0)))
 
 
 def test_shard_object_with_wrong_digest_fails_the_run_and_publishes_nothing(sqlite_instance: Instance) -> None:

@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 
 from nextstat_pro.engine import InputFile
+from nextstat_pro.identity.actors import RequestContext
 from nextstat_pro.examples import histfactory_workspace, signal_patchset
 from nextstat_pro.instance import Instance
 from nextstat_pro.scale import SubmitRequest, coordinate, submit
@@ -20,6 +21,7 @@ from nextstat_pro.scale.backends.htcondor import submit_description
 from nextstat_pro.scale.backends.kubernetes import job_manifest
 from nextstat_pro.scale.backends.slurm import sbatch_script
 
+from .conftest import shared
 from .test_scale import result_of
 
 GOLDEN = Path(__file__).with_name("golden")
@@ -117,7 +119,7 @@ def test_local_workers_fork_only_from_a_single_threaded_process() -> None:
         "model = ns.from_pyhf(open(%r).read())\n"
         "ns.fit_toys(model, list(ns.fit(model).parameters), n_toys=4, seed=1)\n"
         "print(m())\n"
-    ) % str(Path(__file__).resolve().parents[2] / "shared" / "workspaces" / "simple_workspace.json")
+    ) % str(shared("workspaces", "simple_workspace.json"))
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["fork", "spawn"]
     thread = subprocess.run([sys.executable, "-c", "import threading, time\n"
@@ -148,6 +150,6 @@ def test_forked_and_spawned_workers_merge_the_same_bytes(sqlite_instance: Instan
     assert result_of(inst, run_id) == reference
 
 
-def _wait(inst: Instance, ctx: object, run_id: str) -> str:
-    assert coordinate(inst, ctx, run_id) == "succeeded"  # type: ignore[arg-type]
+def _wait(inst: Instance, ctx: RequestContext, run_id: str) -> str:
+    assert coordinate(inst, ctx, run_id) == "succeeded"
     return run_id

@@ -170,8 +170,8 @@ def canonical_json(value: Any) -> bytes:
 
 
 def _around(doc: dict[str, Any], key: str) -> tuple[bytes, bytes]:
-    """The canonical bytes of ``doc`` before and after the value of ``key`` (ASCII keys, so
-    Python's order is RFC 8785's)."""
+    """The canonical bytes of ``doc`` before and after the value of ``key`` (whatever ``doc``
+    holds under ``key`` is left out; ASCII keys, so Python's order is RFC 8785's)."""
     if not key.isascii() or not all(k.isascii() for k in doc):
         raise ValueError("splice and cut take documents with ASCII keys only")
     before = canonical_json({**{k: v for k, v in doc.items() if k < key}, key: None})
@@ -182,14 +182,14 @@ def _around(doc: dict[str, Any], key: str) -> tuple[bytes, bytes]:
 def splice(doc: dict[str, Any], key: str, raw: bytes) -> bytes:
     """Canonical JSON of ``doc`` with ``doc[key]`` given as its canonical bytes ``raw``, which
     are placed as they are: a large member already encoded is not encoded again."""
-    head, tail = _around({k: v for k, v in doc.items() if k != key}, key)
+    head, tail = _around(doc, key)
     return head + raw + tail
 
 
 def cut(data: bytes, doc: dict[str, Any], key: str) -> bytes:
     """The bytes of ``doc[key]`` inside ``data``, the canonical JSON of ``doc``; raises
     ValueError when everything around that member is not exactly canonical."""
-    head, tail = _around({k: v for k, v in doc.items() if k != key}, key)
+    head, tail = _around(doc, key)
     if len(data) < len(head) + len(tail) or not data.startswith(head) or not data.endswith(tail):
         raise ValueError("not canonical JSON around the member " + repr(key))
     return data[len(head): len(data) - len(tail)]

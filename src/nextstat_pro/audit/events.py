@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ..canonical import canonical_json, is_plain, plain_json, sanitize, sha256_hex
@@ -31,6 +30,7 @@ REASON_REQUIRED_VERBS = frozenset(
     {"updated", "deleted", "purged", "disabled", "changed", "moved", "reset", "revoked", "cancelled"}
 )
 _PG_LOCK_KEY = 0x6E73705F61756474  # "nsp_audt": one advisory lock for all appenders
+_PG_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
 _TAIL = "nsp_audit_tail"
 _TAIL_SQL = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
 _COLUMNS = ("seq", "event_id", "ts", "actor_id", "action", "target_type", "target_id", "project", "body",
@@ -61,7 +61,7 @@ def lock_log(session: Session) -> None:
     if _LOCKED in session.info:
         return
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        _driver(session).execute(_PG_LOCK_SQL, (_PG_LOCK_KEY,))
     session.info[_LOCKED] = True
 
 
@@ -77,7 +77,7 @@ def _tail(session: Session) -> tuple[int, str]:
         # order, so the read's snapshot is taken once the lock is held. With the BEGIN that
         # psycopg queues with them, this saves two of an append's round trips.
         with driver.pipeline():
-            driver.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
+            driver.execute(_PG_LOCK_SQL, (_PG_LOCK_KEY,))
             cursor = driver.execute(_TAIL_SQL)
         session.info[_LOCKED] = True
         row = cursor.fetchone()

@@ -58,7 +58,8 @@ def read_shard(store: ObjectStore, spec: JobSpec, shard: int, digest: str) -> Sh
         doc: dict[str, Any] = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise CollectError(f"shard {shard} ({digest}) is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
+    points_doc = doc.get("points") if isinstance(doc, dict) else None
+    if not isinstance(points_doc, list) or not all(isinstance(p, dict) for p in points_doc) or "engine" not in doc:
         raise CollectError(f"shard {shard} ({digest}) is not a shard result")
     block = shard_ranges(len(spec.items), spec.shards)[shard]
     if doc.get("spec_digest") != spec.digest:

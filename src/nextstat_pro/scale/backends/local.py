@@ -35,14 +35,17 @@ class LocalBackend:
         self.futures: dict[int, Future[str]] = {}
 
     def launch(self, job: Launch) -> str:
+        forking = False
         if self.pool is None:
             self.method = start_method()
             context: BaseContext = multiprocessing.get_context(self.method)
             self.pool = ProcessPoolExecutor(max_workers=job.workers, mp_context=context)
-        # Forked workers are created by the first submit. Freezing this process's objects
-        # first keeps the children's garbage collector from walking (and so copying) the
-        # parent's whole heap, as the gc documentation advises for fork without exec.
-        frozen = self.method == "fork"
+            forking = self.method == "fork"
+        # Forked workers are created by the pool's first submit. Freezing this process's
+        # objects first keeps the children's garbage collector from walking (and so copying)
+        # the parent's whole heap, as the gc documentation advises for fork without exec; an
+        # application that froze objects itself is left as it was.
+        frozen = forking and gc.get_freeze_count() == 0
         if frozen:
             gc.freeze()
         try:
