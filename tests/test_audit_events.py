@@ -196,7 +196,7 @@ def test_config_change_and_its_event_commit_together(sqlite_instance: Instance,
     ctx = inst.context()  # before the patch: its own transaction must commit
     before_file = (inst.home / "config.json").read_bytes()
     before_seq = last_seq(inst)
-    monkeypatch.setattr("sqlalchemy.orm.SessionTransaction.commit",
+    monkeypatch.setattr("sqlalchemy.engine.default.DefaultDialect.do_commit",
                         lambda self, *a, **k: (_ for _ in ()).throw(RuntimeError("disk full at commit")))
     with pytest.raises(RuntimeError, match="disk full"):
         set_config(inst, ctx, "checkpoint_interval_s", "60", "faster checkpoints")
@@ -212,7 +212,7 @@ def test_export_folder_and_its_event_commit_together(sqlite_instance: Instance, 
     ctx = inst.context()  # before the patch: its own transaction must commit
     out = run_task(inst, ctx, simple_request())
     before_seq = last_seq(inst)
-    monkeypatch.setattr("sqlalchemy.orm.SessionTransaction.commit",
+    monkeypatch.setattr("sqlalchemy.engine.default.DefaultDialect.do_commit",
                         lambda self, *a, **k: (_ for _ in ()).throw(RuntimeError("lost the database")))
     with pytest.raises(RuntimeError, match="lost the database"):
         export_run(inst, ctx, out.run_id, tmp_path / "export")

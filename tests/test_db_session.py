@@ -8,10 +8,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from nextstat_pro.audit.service import verify
-from nextstat_pro.db.models import Project
+from nextstat_pro.audit.events import append_event
+from nextstat_pro.db.models import AuditEvent, Project
 from nextstat_pro.errors import ConfigError
 from nextstat_pro.instance import Instance, init_instance
 from nextstat_pro.projects.service import create_project
@@ -94,4 +95,41 @@ def test_threads_that_end_leave_no_connection_checked_out(instance: Instance) ->
     gc.collect()
     assert instance.db.engine.pool.checkedout() <= 1  # this thread's own kept connection
     assert len(_projects(instance)) == 7
+    assert verify(instance).ok
+
+
+def _events_for(inst: Instance, target: str) -> int:
+    with inst.db.transaction() as s:
+        return s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.target_id == target)) or 0
+
+
+def test_an_append_before_orm_work_commits_with_it(instance: Instance) -> None:
+    """The append begins the transaction below the ORM; the session joins it, and both the
+    event and the ORM row commit together (or, when the block raises, neither)."""
+    ctx = instance.context()
+    with instance.db.transaction() as s:
+        append_event(s, ctx, action="bench.noted", target=("x", "first"))
+        create_project(s, ctx, "joined")
+    with pytest.raises(RuntimeError), instance.db.transaction() as s:
+        append_event(s, ctx, action="bench.noted", target=("x", "second"))
+        create_project(s, ctx, "lost")
+        s.flush()
+        raise RuntimeError("the caller failed after both writes")
+    assert _projects(instance) == ["default", "joined"]
+    assert (_events_for(instance, "first"), _events_for(instance, "second")) == (1, 0)
+    assert verify(instance).ok
+
+
+def test_a_failed_commit_commits_nothing_and_the_next_transaction_works(
+        instance: Instance, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = instance.context()
+    monkeypatch.setattr("sqlalchemy.engine.default.DefaultDialect.do_commit",
+                        lambda self, conn: (_ for _ in ()).throw(RuntimeError("disk full at commit")))
+    with pytest.raises(RuntimeError, match="disk full"), instance.db.transaction() as s:
+        append_event(s, ctx, action="bench.noted", target=("x", "unsaved"))
+    monkeypatch.undo()
+    assert _events_for(instance, "unsaved") == 0
+    with instance.db.transaction() as s:
+        create_project(s, ctx, "after")
+    assert _projects(instance) == ["after", "default"]
     assert verify(instance).ok

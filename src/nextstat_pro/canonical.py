@@ -46,6 +46,37 @@ def is_plain(value: Any) -> bool:
     return False
 
 
+def sanitize_plain(value: Any) -> tuple[Any, bool]:
+    """``sanitize(value)`` and whether ``is_plain`` holds for it, in one walk (an audit event
+    checks both for its before/after values on every change)."""
+    if value is None or isinstance(value, (str, bool)):
+        return value, True
+    if isinstance(value, int):
+        return value, -_SAFE_INT <= value <= _SAFE_INT
+    if isinstance(value, float):
+        return (value, False) if math.isfinite(value) else (None, True)
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        plain = True
+        for k, v in value.items():
+            if not isinstance(k, str):
+                k = str(k)
+            elif not (k.isascii() or max(k) < "\U00010000"):
+                plain = False
+            out[k], p = sanitize_plain(v)
+            plain = plain and p
+        return out, plain
+    if isinstance(value, (list, tuple)):
+        items = []
+        plain = True
+        for v in value:
+            item, p = sanitize_plain(v)
+            items.append(item)
+            plain = plain and p
+        return items, plain
+    return value, False
+
+
 _NUMBER_CHARS = frozenset("0123456789.-")
 _BEFORE_NUMBER = frozenset(":,[")
 _AFTER_NUMBER = frozenset(",]}")

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ..canonical import canonical_json, is_plain, plain_json, sanitize, sha256_hex
+from ..canonical import canonical_json, plain_json, sanitize_plain, sha256_hex
 from ..db.models import AuditEvent
-from ..db.session import SEAL_KEY
+from ..db.session import SEAL_KEY, core_connection
 from ..db.types import rfc3339, utcnow
 from ..errors import ConfigError, UsageError
 from ..identity.actors import RequestContext
@@ -60,8 +60,9 @@ def lock_log(session: Session) -> None:
     already begin IMMEDIATE (one writer at a time); PostgreSQL takes an advisory lock."""
     if _LOCKED in session.info:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        _driver(session).execute(_PG_LOCK_SQL, (_PG_LOCK_KEY,))
+    driver, dialect = _driver(session)
+    if dialect.name == "postgresql":
+        driver.execute(_PG_LOCK_SQL, (_PG_LOCK_KEY,))
     session.info[_LOCKED] = True
 
 
@@ -71,8 +72,8 @@ def _tail(session: Session) -> tuple[int, str]:
         return cached
     # The lock and the read must be two statements: in PostgreSQL a statement's snapshot is
     # taken before it waits for the lock, so one combined statement would read a stale tail.
-    driver = _driver(session)
-    if _LOCKED not in session.info and session.get_bind().dialect.name == "postgresql":
+    driver, dialect = _driver(session)
+    if _LOCKED not in session.info and dialect.name == "postgresql":
         # Two statements in one round trip (psycopg pipeline): the server still runs them in
         # order, so the read's snapshot is taken once the lock is held. With the BEGIN that
         # psycopg queues with them, this saves two of an append's round trips.
@@ -93,15 +94,16 @@ def _tail(session: Session) -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
 
-def _driver(session: Session) -> Any:
-    """The DB-API connection under the session's transaction. The two statements of an
-    append go straight to the driver: through SQLAlchemy they cost ~5x more, and the
-    append is on the path of every change (see benchmarks/bench_audit.py). Kept in the
-    session, which lives for one transaction on one connection."""
-    driver = session.info.get(_DRIVER)
-    if driver is None:
-        driver = session.info[_DRIVER] = session.connection().connection.dbapi_connection
-    return driver
+def _driver(session: Session) -> tuple[Any, Any]:
+    """The DB-API connection under the session's transaction, and its dialect. The two
+    statements of an append go straight to the driver: through SQLAlchemy they cost ~5x
+    more, and the append is on the path of every change (see benchmarks/bench_audit.py).
+    Kept in the session's info, which is cleared after each transaction."""
+    found = session.info.get(_DRIVER)
+    if found is None:
+        conn = core_connection(session)
+        found = session.info[_DRIVER] = (conn.connection.dbapi_connection, conn.dialect)
+    return found
 
 
 def append_event(
@@ -121,7 +123,8 @@ def append_event(
         raise UsageError(f"a reason is required for {action}")
     seq, prev_hash = _tail(session)
     seq += 1
-    before, after = sanitize(before), sanitize(after)
+    before, plain_before = sanitize_plain(before)
+    after, plain_after = sanitize_plain(after)
     body: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "seq": seq,
@@ -140,7 +143,7 @@ def append_event(
     # What the hash covers, stored as is. Every field but before/after is a string, a
     # small integer or null under ASCII keys, so only those two decide whether the C
     # encoder's output is already canonical (this runs on every change).
-    data = plain_json(body) if is_plain(before) and is_plain(after) else canonical_json(body)
+    data = plain_json(body) if plain_before and plain_after else canonical_json(body)
     digest = sha256_hex(data)
     row = {
         "mac": seal(session, digest),
@@ -156,9 +159,10 @@ def append_event(
         "prev_hash": prev_hash,
         "hash": digest,
     }
-    cursor = _driver(session).cursor()
+    driver, dialect = _driver(session)
+    cursor = driver.cursor()
     try:
-        cursor.execute(_INSERT_SQL[session.get_bind().dialect.paramstyle], row)
+        cursor.execute(_INSERT_SQL[dialect.paramstyle], row)
     finally:
         cursor.close()
     # A session lives for one transaction (Database.transaction), so the cached tail

@@ -35,4 +35,5 @@ def utcnow() -> datetime:
 
 def rfc3339(ts: datetime) -> str:
     """RFC 3339 UTC with microseconds, e.g. ``2026-11-27T21:52:47.123456Z``."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is a third of strftime's cost, and every audited change stamps a time.
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
