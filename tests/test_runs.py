@@ -12,11 +12,14 @@ import pytest
 from sqlalchemy import func, select
 
 from nextstat_pro.canonical import canonical_json, digest_of
-from nextstat_pro.db.models import AuditEvent, Run
+from nextstat_pro.db.models import AuditEvent, Run, RunArtifact
+from nextstat_pro.db.types import utcnow
 from nextstat_pro.engine import InputFile
 from nextstat_pro.errors import ConflictError, DigestMismatchError, InputError, NotFoundError, ParamError
 from nextstat_pro.instance import Instance
 from nextstat_pro.runs import RunRequest, export_run, get_run, list_runs, run_task
+from nextstat_pro.runs.manifest import FileEntry
+from nextstat_pro.runs.records import finish
 from nextstat_pro.store import object_key
 
 from .conftest import shared
@@ -148,3 +151,23 @@ def test_patched_run_records_patch_and_both_inputs(sqlite_instance: Instance, tm
     assert [i["role"] for i in manifest["inputs"]] == ["workspace", "patchset"]
     with sqlite_instance.db.transaction() as s:
         assert get_run(s, out.run_id).patch == "sig_1000_100"
+
+
+def test_a_run_finishes_once(instance: Instance) -> None:
+    """The final status is set by an UPDATE guarded by status = 'running': a second finish
+    (or a finish after a cancel) is refused and adds no artifact row and no event."""
+    ctx = instance.context()
+    out = run_task(instance, ctx, request())
+    before = counts(instance)
+    extra = FileEntry("late.json", "sha256:" + "0" * 64, 2, media_type="application/json")
+    with pytest.raises(ConflictError, match="is succeeded; it cannot become failed"), \
+            instance.db.transaction() as s:
+        finish(s, ctx, out.run_id, "default", "failed", at=utcnow(), error="late", outputs=[extra],
+               digests={}, fit_ok=None, extra={})
+    with pytest.raises(NotFoundError), instance.db.transaction() as s:
+        finish(s, ctx, "0" * 36, "default", "failed", at=utcnow(), error="x", outputs=[], digests={}, fit_ok=None,
+               extra={})
+    assert counts(instance) == before
+    with instance.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(RunArtifact).where(RunArtifact.run_id == out.run_id)) == 2
+        assert get_run(s, out.run_id).error is None

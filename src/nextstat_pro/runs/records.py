@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from ..audit.events import append_event
+from ..db.session import core_connection
 from ..db.models import HubItem, HubVersion, Project, Run, RunArtifact, RunInput, RunVersion
 from ..db.types import utcnow
 from ..errors import ConflictError, NotFoundError, UsageError
@@ -27,6 +29,13 @@ _TRANSITIONS = {
 }
 
 
+@dataclass(frozen=True)
+class NewRun:
+    run_id: str
+    created_at: datetime
+    started_at: datetime | None
+
+
 def create_run(
     session: Session,
     ctx: RequestContext,
@@ -36,26 +45,31 @@ def create_run(
     seed: int | None,
     inputs: list[FileEntry],
     patch: str | None = None,
-) -> Run:
-    run = Run(
-        id=new_id(),
-        project_id=project.id,
-        task=task,
-        status="queued",
-        params=params,
-        seed=seed,
-        patch=patch,
-        created_by=ctx.actor.id,
-        created_at=utcnow(),
-    )
-    session.add(run)
-    for entry in inputs:
-        session.add(RunInput(run_id=run.id, role=entry.role or "", name=entry.name, digest=entry.digest, size=entry.size))
+    *,
+    start: bool = False,
+) -> NewRun:
+    """Record a queued run with its inputs (and, with ``start``, move it to running at once:
+    both events, one row). Written as Core statements, not an ORM unit of work: a run is
+    recorded per fit, and the flush machinery cost more than the rows
+    (benchmarks/bench_run_overhead.py)."""
+    run_id, created_at = new_id(), utcnow()
+    started_at = created_at if start else None
+    conn = core_connection(session)
+    conn.execute(insert(Run), {
+        "id": run_id, "project_id": project.id, "task": task, "status": "running" if start else "queued",
+        "params": params, "seed": seed, "patch": patch, "created_by": ctx.actor.id, "created_at": created_at,
+        "started_at": started_at,
+    })
+    if inputs:
+        conn.execute(insert(RunInput), [
+            {"run_id": run_id, "role": e.role or "", "name": e.name, "digest": e.digest, "size": e.size}
+            for e in inputs
+        ])
     append_event(
         session,
         ctx,
         action="run.created",
-        target=("run", run.id),
+        target=("run", run_id),
         project=project.name,
         after={
             "status": "queued",
@@ -66,7 +80,54 @@ def create_run(
             "inputs": [e.as_json() for e in inputs],
         },
     )
-    return run
+    if start:
+        append_event(session, ctx, action=ACTIONS["running"], target=("run", run_id), project=project.name,
+                     before={"status": "queued"}, after={"status": "running"})
+    return NewRun(run_id, created_at, started_at)
+
+
+def finish(
+    session: Session,
+    ctx: RequestContext,
+    run_id: str,
+    project: str,
+    status: str,
+    *,
+    at: datetime,
+    error: str | None,
+    outputs: list[FileEntry],
+    digests: dict[str, str],
+    fit_ok: bool | None,
+    extra: dict[str, Any],
+) -> None:
+    """End a running run: its outputs, digests and final status with their events. The status
+    check is the UPDATE's own condition, so two finishers (or a finish racing a cancel) cannot
+    both pass it on PostgreSQL either; Core statements for the reason given in create_run."""
+    if status not in _TRANSITIONS["running"]:
+        raise ConflictError(f"a run cannot finish as {status}")
+    conn = core_connection(session)
+    values: dict[str, Any] = {"status": status, "finished_at": at, "fit_ok": fit_ok, **digests}
+    if error is not None:
+        values["error"] = error
+    done = conn.execute(update(Run).where(Run.id == run_id, Run.status == "running").values(values))
+    if done.rowcount != 1:
+        current = conn.execute(select(Run.status).where(Run.id == run_id)).scalar()
+        if current is None:
+            raise NotFoundError(f"no run {run_id!r}")
+        raise ConflictError(f"run {run_id} is {current}; it cannot become {status}")
+    if outputs:
+        conn.execute(insert(RunArtifact), [
+            {"run_id": run_id, "name": e.name, "digest": e.digest, "size": e.size,
+             "media_type": e.media_type or "application/octet-stream"} for e in outputs
+        ])
+    for entry in outputs:
+        append_event(session, ctx, action="artifact.stored", target=("artifact", entry.digest), project=project,
+                     after={"run_id": run_id, **entry.as_json()})
+    after: dict[str, Any] = {"status": status, **extra}
+    if error is not None:
+        after["error"] = error
+    append_event(session, ctx, action=f"run.{status}", target=("run", run_id), project=project,
+                 before={"status": "running"}, after=after)
 
 
 def transition(
@@ -101,20 +162,6 @@ def transition(
         target=("run", run.id), project=project,
         before=before, after=after, reason=reason,
     )
-
-
-def add_artifacts(session: Session, ctx: RequestContext, run: Run, project: str, artifacts: list[FileEntry]) -> None:
-    for entry in artifacts:
-        session.add(
-            RunArtifact(
-                run_id=run.id, name=entry.name, digest=entry.digest, size=entry.size,
-                media_type=entry.media_type or "application/octet-stream",
-            )
-        )
-        append_event(
-            session, ctx, action="artifact.stored", target=("artifact", entry.digest), project=project,
-            after={"run_id": run.id, **entry.as_json()},
-        )
 
 
 def get_run(session: Session, run_ref: str) -> Run:

@@ -18,8 +18,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
 from ..canonical import canonical_json, digest_of
 from ..db.models import RunVersion
+from ..db.session import core_connection
 from ..db.types import rfc3339, utcnow
 from ..engine import InputFile, PreparedTask, engine_info, execute, platform_info, prepare
 from ..errors import NSPError
@@ -30,7 +34,7 @@ from ..projects.service import get_project
 from ..signing.attestation import run_statement
 from ..signing.dsse import sign_statement
 from .manifest import FileEntry, RunRecord, build_manifest
-from .records import add_artifacts, create_run, get_run, transition
+from .records import create_run, finish
 
 RESULT_NAME = "result.json"
 LOG_NAME = "run.log"
@@ -99,11 +103,9 @@ def run_task(instance: Instance, ctx: RequestContext, request: RunRequest) -> Ru
         inputs = [
             FileEntry(i.name, instance.store.put(i.data, i.digest).digest, len(i.data), role=i.role) for i in request.inputs
         ]
-        run = create_run(session, ctx, project, request.task, params, request.seed, inputs, request.patch)
-        for use in request.versions:
-            session.add(RunVersion(run_id=run.id, version_id=use.version_id, role=use.role, ref=use.ref))
-        transition(session, ctx, run, project.name, "running")
-        run_id, created_at, started_at = run.id, run.created_at, run.started_at
+        run = create_run(session, ctx, project, request.task, params, request.seed, inputs, request.patch, start=True)
+        add_versions(session, run.run_id, request.versions)
+        run_id, created_at, started_at = run.run_id, run.created_at, run.started_at
     assert started_at is not None
     return _execute_and_finish(
         instance, ctx, prepared, request, run_id, params, inputs, created_at, started_at
@@ -121,9 +123,9 @@ def _execute_and_finish(
     created_at: datetime,
     started_at: datetime,
 ) -> RunOutcome:
-    log = logging.getLogger(f"nextstat_pro.run.{run_id}")
-    log.propagate = False
-    log.setLevel(logging.DEBUG)
+    # A logger of its own, not registered with logging's manager: getLogger would keep one
+    # logger per run for the life of the process, and setLevel clears every logger's cache.
+    log = logging.Logger(f"nextstat_pro.run.{run_id}", logging.DEBUG)
     capture = _LogCapture()
     log.addHandler(capture)
     try:
@@ -184,16 +186,17 @@ def finish_run(instance: Instance, ctx: RequestContext, run: RunRecord, outputs:
     # Every object is durable before the transaction that references it commits.
     instance.store.put_many([*(unstored or []), log, manifest_bytes, envelope_bytes])
     with instance.db.transaction() as session:
-        row = get_run(session, run.run_id)
-        add_artifacts(session, ctx, row, run.project, outputs)
-        for use in extra_versions or []:
-            session.add(RunVersion(run_id=run.run_id, version_id=use.version_id, role=use.role, ref=use.ref))
-        row.manifest_digest = manifest_digest
-        row.envelope_digest = envelope_digest
-        row.fit_ok = quality_ok
-        transition(
-            session, ctx, row, run.project, status, at=finished_at, error=error,
-            extra={"manifest_digest": manifest_digest, "envelope_digest": envelope_digest,
-                   "fit_quality_ok": quality_ok},
-        )
+        finish(session, ctx, run.run_id, run.project, status, at=finished_at, error=error, outputs=outputs,
+               digests={"manifest_digest": manifest_digest, "envelope_digest": envelope_digest}, fit_ok=quality_ok,
+               extra={"manifest_digest": manifest_digest, "envelope_digest": envelope_digest,
+                      "fit_quality_ok": quality_ok})
+        add_versions(session, run.run_id, extra_versions or [])
     return manifest_digest
+
+
+def add_versions(session: Session, run_id: str, uses: list[VersionUse]) -> None:
+    """Link a run to the registry versions it used (or, for a job, produced)."""
+    if uses:
+        core_connection(session).execute(insert(RunVersion), [
+            {"run_id": run_id, "version_id": u.version_id, "role": u.role, "ref": u.ref} for u in uses
+        ])

@@ -37,7 +37,7 @@ from ..instance import Instance
 from ..projects.service import get_project
 from ..runs.manifest import FileEntry, RunRecord
 from ..runs.records import create_run, get_run, transition
-from ..runs.service import RESULT_NAME, VersionUse, finish_run
+from ..runs.service import RESULT_NAME, VersionUse, add_versions, finish_run
 from .backends import Backend, Launch, get_backend
 from .collect import CollectError, ShardResult, merge, read_shard, shard_status
 from .partition import shard_ranges
@@ -121,22 +121,21 @@ def submit(instance: Instance, ctx: RequestContext, req: SubmitRequest) -> str:
         run_params = {"job": req.task, "point_task": req.point_task, "params": params, "shards": req.shards,
                       "backend": req.backend, "items": len(items)}
         run = create_run(session, ctx, project, req.task, run_params, req.seed, entries)
-        for use in req.versions:
-            session.add(RunVersion(run_id=run.id, version_id=use.version_id, role=use.role, ref=use.ref))
-        spec = JobSpec(run_id=run.id, task=req.task, point_task=req.point_task, params=params, seed=req.seed,
+        add_versions(session, run.run_id, req.versions)
+        spec = JobSpec(run_id=run.run_id, task=req.task, point_task=req.point_task, params=params, seed=req.seed,
                        inputs=[InputRef(role=e.role or "", name=e.name, digest=e.digest) for e in entries],
                        items=items, shards=req.shards, max_retries=req.max_retries)
         instance.store.put(spec.canonical())
         n_shards = len(shard_ranges(len(items), req.shards))
-        session.add(ScaleJob(run_id=run.id, spec_digest=spec.digest, backend=req.backend,
+        session.add(ScaleJob(run_id=run.run_id, spec_digest=spec.digest, backend=req.backend,
                              options={**req.backend_options, "result_name": req.result_name}, workers=req.workers,
                              handles=[]))
         for i in range(n_shards):
-            session.add(ScaleShard(run_id=run.id, shard=i, status="pending", attempts=0, updated_at=utcnow()))
-        append_event(session, ctx, action="job.submitted", target=("run", run.id), project=project.name,
+            session.add(ScaleShard(run_id=run.run_id, shard=i, status="pending", attempts=0, updated_at=utcnow()))
+        append_event(session, ctx, action="job.submitted", target=("run", run.run_id), project=project.name,
                      after={"spec_digest": spec.digest, "backend": req.backend, "shards": n_shards,
                             "items": len(items), "task": req.task})
-        return run.id
+        return run.run_id
 
 
 @dataclass
