@@ -67,6 +67,14 @@ class Workspace:
 
 def parse_json(inp: InputFile) -> Any:
     try:
+        # orjson parses a 1.3 MB workspace in 4.5 ms, json in 9.9 ms (that was most of a
+        # recorded tttt fit's overhead); both read every float to the same double. What
+        # orjson refuses (NaN literals, integers beyond 64 bits, bad input) goes to json,
+        # which accepts what it always did and words the error.
+        return orjson.loads(inp.data)
+    except orjson.JSONDecodeError:
+        pass
+    try:
         return json.loads(inp.data)
     except UnicodeDecodeError:
         raise InputError(f"{inp.role} {inp.name} is not UTF-8 text") from None
