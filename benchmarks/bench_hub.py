@@ -1,8 +1,9 @@
 """Registry figures: push rate, reference resolution and 3-tag search, on SQLite and PostgreSQL,
-and the same operations on MLflow's model registry when ``mlflow`` is importable (install it in
-a separate environment: it is not a project dependency).
+and the same operations on MLflow's model registry when --mlflow-python names an environment with
+mlflow installed (it is not a project dependency; see benchmarks/mlflow_registry.py).
 
-    .venv/bin/python benchmarks/bench_hub.py --models 1000 --versions 100 [--pg URL] [--mlflow-versions 10000]
+    .venv/bin/python benchmarks/bench_hub.py --models 1000 --versions 100 [--pg URL] \
+        [--mlflow-python .venv-bench/bin/python --mlflow-models 100 --mlflow-versions 100]
 
 Every version is a distinct small workspace (simple_workspace.json with one observation changed),
 validated, stored, tagged with 3 tags and audited, through the service layer.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +53,8 @@ def ours(inst: Instance, models: int, versions: int, samples: int) -> dict[str, 
                 "workspace", "w.json", version_doc(m, v)), f"1.0.{v}", tags=tags(m, v))
     push_rate = models * versions / (time.perf_counter() - start)
     rng = random.Random(1)
-    resolve, search = [], []
+    resolve, search, resolve_call, search_call = [], [], [], []
+    # The database functions, inside one transaction (as a run resolves its references)...
     with inst.db.transaction() as s:
         project = get_project(s, "default")
         for _ in range(samples):
@@ -66,50 +69,51 @@ def ours(inst: Instance, models: int, versions: int, samples: int) -> dict[str, 
             found = service.search(s, project, "model", want)
             search.append(time.perf_counter() - t0)
             assert found
-    return {"push/s": push_rate, "resolve p50": pct(resolve, .5), "resolve p95": pct(resolve, .95),
-            "search p50": pct(search, .5), "search p95": pct(search, .95)}
+    # ...and the service calls a user makes (own transaction, RBAC check; the search returns
+    # every version's document with its tags and aliases), like MLflow's client calls.
+    for _ in range(samples):
+        ref = f"model-{rng.randrange(models)}@1.0.{rng.randrange(versions)}"
+        t0 = time.perf_counter()
+        service.resolve(inst, ctx, "default", "model", ref)
+        resolve_call.append(time.perf_counter() - t0)
+    for _ in range(samples // 10):
+        m, v = rng.randrange(models), rng.randrange(versions)
+        t0 = time.perf_counter()
+        docs = service.list_items(inst, ctx, "default", "model", tags(m, v))
+        search_call.append(time.perf_counter() - t0)
+        assert docs and all(len(d["tags"]) == 3 for d in docs)
+    return {"push/s": push_rate,
+            "resolve p50": pct(resolve, .5), "resolve p95": pct(resolve, .95),
+            "search p50": pct(search, .5), "search p95": pct(search, .95),
+            "resolve call p50": pct(resolve_call, .5), "resolve call p95": pct(resolve_call, .95),
+            "search call p50": pct(search_call, .5), "search call p95": pct(search_call, .95)}
 
 
-def mlflow_side(models: int, versions: int, samples: int) -> dict[str, float] | None:
-    try:
-        import mlflow
-        from mlflow.tracking import MlflowClient
-    except ImportError:
+def mlflow_side(python: str | None, models: int, versions: int, samples: int) -> dict[str, float] | None:
+    """MLflow's figures from benchmarks/mlflow_registry.py, run by ``python`` (an environment
+    with mlflow installed), or None without one."""
+    if python is None:
         return None
-    with tempfile.TemporaryDirectory(dir=DIR, prefix=".bench-") as tmp:
-        mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
-        client = MlflowClient()
-        start = time.perf_counter()
-        for m in range(models):
-            client.create_registered_model(f"model-{m}")
-            for v in range(versions):
-                client.create_model_version(f"model-{m}", f"file://{tmp}/m{m}/v{v}", tags=dict(
-                    t.split("=") for t in tags(m, v)))
-        rate = models * versions / (time.perf_counter() - start)
-        rng = random.Random(1)
-        get, search = [], []
-        for _ in range(samples):
-            t0 = time.perf_counter()
-            client.get_model_version(f"model-{rng.randrange(models)}", str(rng.randrange(versions) + 1))
-            get.append(time.perf_counter() - t0)
-        for _ in range(samples // 10):
-            m, v = rng.randrange(models), rng.randrange(versions)
-            flt = " and ".join(f"tags.`{k}` = '{val}'" for k, val in (t.split("=") for t in tags(m, v)))
-            t0 = time.perf_counter()
-            client.search_model_versions(flt, max_results=1000)
-            search.append(time.perf_counter() - t0)
-        return {"push/s": rate, "resolve p50": pct(get, .5), "resolve p95": pct(get, .95),
-                "search p50": pct(search, .5), "search p95": pct(search, .95)}
+    script = Path(__file__).with_name("mlflow_registry.py")
+    out = subprocess.run([python, str(script), "--models", str(models), "--versions", str(versions),
+                          "--samples", str(samples), "--dir", DIR], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# Which MLflow figure each row is compared with: its client calls are whole calls.
+_MLFLOW_ROW = {"push/s": "push/s", "resolve p50": "resolve p50", "resolve p95": "resolve p95",
+               "search p50": "search p50", "search p95": "search p95", "resolve call p50": "resolve p50",
+               "resolve call p95": "resolve p95", "search call p50": "search p50", "search call p95": "search p95"}
 
 
 def report(label: str, mine: dict[str, float], theirs: dict[str, float] | None) -> None:
     for key, value in mine.items():
-        line = f"[{label}] {key:<12} NextStat Pro {value:10.2f}" + (" versions/s" if key == "push/s" else " ms")
+        line = f"[{label}] {key:<17} NextStat Pro {value:10.2f}" + (" versions/s" if key == "push/s" else " ms")
         if theirs:
-            other = theirs[key]
+            other = theirs[_MLFLOW_ROW[key]]
             ratio = value / other if key == "push/s" else other / value
             line += f" | MLflow {other:10.2f} | NextStat Pro is {ratio:.1f}x faster"
-        print(line)
+        print(line, flush=True)
 
 
 def main() -> None:
@@ -120,16 +124,19 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=100)
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--pg", default=None)
+    parser.add_argument("--mlflow-python", default=None,
+                        help="a Python with mlflow installed (see benchmarks/mlflow_registry.py)")
     parser.add_argument("--mlflow-models", type=int, default=100)
     parser.add_argument("--mlflow-versions", type=int, default=100)
     args = parser.parse_args()
     global DIR
     DIR = args.dir
-    theirs = mlflow_side(args.mlflow_models, args.mlflow_versions, args.samples)
+    theirs = mlflow_side(args.mlflow_python, args.mlflow_models, args.mlflow_versions, args.samples)
     if theirs is None:
-        print("mlflow is not installed here: NextStat Pro figures only")
+        print("no --mlflow-python: NextStat Pro figures only")
     else:
-        print(f"MLflow registry (SQLite) at {args.mlflow_models * args.mlflow_versions:,} versions")
+        print(f"MLflow {theirs['mlflow']} registry (SQLite) at {args.mlflow_models * args.mlflow_versions:,} "
+              "versions", flush=True)
     with tempfile.TemporaryDirectory(dir=DIR, prefix=".bench-") as tmp:
         inst = init_instance(Path(tmp) / "home", admin="bench", password="bench-password-1")
         print(f"NextStat Pro at {args.models * args.versions:,} versions")

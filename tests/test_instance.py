@@ -69,3 +69,33 @@ def test_instance_on_s3_store(tmp_path: Path, s3_endpoint: str) -> None:
         assert Instance.open(inst.home).store.get(digest) == b"x"
     finally:
         inst.close()
+
+
+def test_upgrade_to_clustered_hub_tags_keeps_every_tag(tmp_path: Path) -> None:
+    """Migration 0005 rebuilds hub_tags WITHOUT ROWID on SQLite: rows, key and index survive."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    migrate.upgrade(engine, "0004")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, username, printed_name, password_hash, is_instance_admin, "
+                          "disabled, created_at) VALUES ('u', 'u', 'U', 'x', 1, 0, '2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO projects (id, name, description, created_at, created_by) "
+                          "VALUES ('p', 'p', '', '2026-01-01 00:00:00', 'u')"))
+        conn.execute(text("INSERT INTO hub_items (id, project_id, kind, name, created_at) "
+                          "VALUES ('i', 'p', 'model', 'm', '2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO hub_versions (id, item_id, digest, size, media_type, meta, description, "
+                          "created_at, created_by) VALUES ('v', 'i', 'sha256:0', 1, 'x', '{}', '', "
+                          "'2026-01-01 00:00:00', 'u')"))
+        conn.execute(text("INSERT INTO hub_tags VALUES ('v', 'analysis', 'tttt'), ('v', 'status', 'final')"))
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT version_id, key, value FROM hub_tags ORDER BY key")).all() == [
+            ("v", "analysis", "tttt"), ("v", "status", "final")]
+        ddl = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'hub_tags'")).scalar()
+        assert "WITHOUT ROWID" in ddl
+        plan = conn.execute(text("EXPLAIN QUERY PLAN SELECT version_id FROM hub_tags WHERE key = 'a' AND value = 'b'"))
+        assert "COVERING INDEX ix_hub_tags_key_value" in " ".join(str(r) for r in plan)
+        with pytest.raises(Exception, match="UNIQUE"):
+            conn.execute(text("INSERT INTO hub_tags VALUES ('v', 'analysis', 'other')"))
+    engine.dispose()

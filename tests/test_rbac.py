@@ -29,6 +29,7 @@ EXEMPT = {
     "create_run": "database function of run_task (authorized there)",
     "transition": "database function of run_task",
     "finish": "database function of finish_run",
+    "version_docs": "pure formatting of versions read after an authorized lookup",
     "add_versions": "database function of run_task, finish_run and submit (authorized there)",
     "get_run": "lookup; read_run is the authorized read",
     "read_manifest": "reads a store object by digest, after an authorized read",

@@ -221,6 +221,7 @@ class HubVersion(Base):
 
 class HubTag(Base):
     __tablename__ = "hub_tags"
+    __table_args__ = {"sqlite_with_rowid": False}  # clustered by (version_id, key): migration 0005
     version_id: Mapped[str] = mapped_column(ForeignKey("hub_versions.id"), primary_key=True)
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(String(300))

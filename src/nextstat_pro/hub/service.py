@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ..audit.events import append_event
 from ..db.models import HubAlias, HubItem, HubTag, HubVersion, Project, Run, RunVersion
+from ..db.session import core_connection
 from ..db.types import utcnow
 from ..engine import InputFile
 from ..errors import ConflictError, NotFoundError, UsageError
@@ -41,6 +43,57 @@ class Resolved:
     @property
     def label(self) -> str:
         return f"{self.item.name}@{self.version.semver or self.version.digest[:19]}"
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """What a version's document shows, read as one row (see search)."""
+
+    item_id: str
+    name: str
+    kind: str
+    id: str
+    semver: str | None
+    digest: str
+    size: int
+    media_type: str
+    description: str
+    meta: dict[str, Any]
+    created_at: datetime
+    archived_at: datetime | None
+    purged_at: datetime | None
+
+    @classmethod
+    def of(cls, item: HubItem, v: HubVersion) -> VersionRow:
+        return cls(item.id, item.name, item.kind, v.id, v.semver, v.digest, v.size, v.media_type, v.description,
+                   v.meta, v.created_at, v.archived_at, v.purged_at)
+
+
+_VERSION_COLUMNS = ("id", "item_id", "digest", "semver", "size", "media_type", "meta", "description", "created_at",
+                    "created_by")
+_ROW_COLUMNS = (HubItem.id, HubItem.name, HubItem.kind, HubVersion.id, HubVersion.semver, HubVersion.digest,
+                HubVersion.size, HubVersion.media_type, HubVersion.description, HubVersion.meta,
+                HubVersion.created_at, HubVersion.archived_at, HubVersion.purged_at)
+
+
+def _resolve_statements() -> dict[str, Any]:
+    """One prepared statement per selector, built once: building and caching a statement per
+    call cost as much as running it (0.6 ms instead of 0.3 ms per resolve on PostgreSQL)."""
+    base = (select(HubItem, HubVersion).join(HubVersion, HubVersion.item_id == HubItem.id)
+            .where(HubItem.project_id == bindparam("project_id"), HubItem.kind == bindparam("kind"),
+                   HubItem.name == bindparam("name")))
+    value = bindparam("value")
+    return {
+        "semver": base.where(HubVersion.semver == value).limit(2),
+        # Prefixes are hex digits only (refs.DIGEST_PREFIX): nothing in them for LIKE to escape.
+        "digest": base.where(HubVersion.digest.startswith(value)).limit(2),
+        "alias": base.join(HubAlias, and_(HubAlias.version_id == HubVersion.id, HubAlias.item_id == HubItem.id,
+                                          HubAlias.alias == value)).limit(2),
+        "latest": base.order_by(HubVersion.created_at.desc(), HubVersion.id.desc()).limit(2),
+    }
+
+
+_RESOLVE = _resolve_statements()
 
 
 def _item(session: Session, project: Project, kind: str, name: str) -> HubItem | None:
@@ -73,31 +126,36 @@ def push(instance: Instance, ctx: RequestContext, project_name: str, kind: str, 
     with instance.db.transaction() as session:
         project = authorized_project(session, ctx, project_name, "hub.push")
         content = content or _check(instance, session, project, kind, inp, base_ref)
-        item = _item(session, project, kind, name)
-        if item is not None:
-            same = session.scalar(select(HubVersion).where(HubVersion.item_id == item.id,
-                                                           HubVersion.digest == content.digest))
+        # The item and any version already holding this content or this label, in one query.
+        clash = or_(HubVersion.digest == content.digest, HubVersion.semver == semver) if semver is not None \
+            else HubVersion.digest == content.digest
+        rows = session.execute(
+            select(HubItem, HubVersion).outerjoin(HubVersion, and_(HubVersion.item_id == HubItem.id, clash))
+            .where(HubItem.project_id == project.id, HubItem.kind == kind, HubItem.name == name)).all()
+        conn = core_connection(session)
+        if rows:
+            item = rows[0][0]
+            same = next((v for _, v in rows if v is not None and v.digest == content.digest), None)
             if same is not None:
                 if semver is not None and same.semver != semver:
                     raise ConflictError(f"this content is {name}@{same.semver or same.digest[:19]} already; "
                                         f"labels are immutable, so it cannot also be {semver}")
                 return Resolved(item, same, None), False
-            if semver is not None and session.scalar(select(HubVersion.id).where(
-                    HubVersion.item_id == item.id, HubVersion.semver == semver)) is not None:
+            if any(v is not None for _, v in rows):
                 raise ConflictError(f"{name}@{semver} exists with other content; versions are immutable")
         else:
             item = HubItem(id=new_id(), project_id=project.id, kind=kind, name=name, created_at=utcnow())
-            session.add(item)
-        instance.store.put(content.data, content.digest)
-        if content.source is not None:
-            instance.store.put(content.source, inp.digest)
+            conn.execute(insert(HubItem), {"id": item.id, "project_id": item.project_id, "kind": kind,
+                                           "name": name, "created_at": item.created_at})
+        # Both objects durable before the rows that name them commit (one writeback, see files).
+        instance.store.put_many([content.data] if content.source is None else [content.data, content.source])
         version = HubVersion(id=new_id(), item_id=item.id, digest=content.digest, semver=semver,
                              size=len(content.data), media_type=content.media_type, meta=content.meta,
                              description=description, created_at=utcnow(), created_by=ctx.actor.id)
-        session.add(version)
-        session.flush()
-        for key, value in tag_map.items():
-            session.add(HubTag(version_id=version.id, key=key, value=value))
+        # Core statements, not an ORM flush: a push is the registry's hot path.
+        conn.execute(insert(HubVersion), {c: getattr(version, c) for c in _VERSION_COLUMNS})
+        if tag_map:
+            conn.execute(insert(HubTag), [{"version_id": version.id, "key": k, "value": v} for k, v in tag_map.items()])
         append_event(session, ctx, action=f"hub.{kind}.pushed", target=(f"hub_{kind}", version.id),
                      project=project.name,
                      after={"name": name, "digest": content.digest, "semver": semver, "description": description,
@@ -120,35 +178,26 @@ def _check(instance: Instance, session: Session, project: Project, kind: str, in
 
 def resolve_in(session: Session, project: Project, kind: str, text: str) -> Resolved:
     ref = parse_ref(text)
-    item = _item(session, project, kind, ref.name)
-    if item is None:
-        raise NotFoundError(f"no {kind} named {ref.name!r} in project {project.name}")
-    version = _select(session, item, ref)
+    # Item and version in one query (one round trip to a server); which of the two is missing
+    # is asked only when nothing matched.
+    params = {"project_id": project.id, "kind": kind, "name": ref.name, "value": ref.value}
+    if ref.selector == "digest":
+        params["value"] = "sha256:" + ref.value
+    found = session.execute(_RESOLVE[ref.selector], params).all()
+    if not found:
+        item = _item(session, project, kind, ref.name)
+        if item is None:
+            raise NotFoundError(f"no {kind} named {ref.name!r} in project {project.name}")
+        raise NotFoundError(f"no version {ref} of {item.kind} {item.name}")
+    if len(found) > 1 and ref.selector == "digest":
+        raise UsageError(f"{ref}: the digest prefix is ambiguous; give more hex digits")
+    item, version = found[0]
     if ref.patch is not None:
         if kind != "patchset":
             raise UsageError(f"{text!r}: only patchsets have patches ('#PATCH')")
         if ref.patch not in version.meta.get("patches", []):
             raise NotFoundError(f"no patch {ref.patch!r} in {ref.name}@{version.semver or version.digest[:19]}")
     return Resolved(item, version, ref.patch)
-
-
-def _select(session: Session, item: HubItem, ref: Ref) -> HubVersion:
-    q = select(HubVersion).where(HubVersion.item_id == item.id)
-    if ref.selector == "semver":
-        version = session.scalar(q.where(HubVersion.semver == ref.value))
-    elif ref.selector == "digest":
-        found = list(session.scalars(q.where(HubVersion.digest.startswith("sha256:" + ref.value)).limit(2)))
-        if len(found) > 1:
-            raise UsageError(f"{ref}: the digest prefix is ambiguous; give more hex digits")
-        version = found[0] if found else None
-    elif ref.selector == "alias":
-        version = session.scalar(q.join(HubAlias, and_(HubAlias.version_id == HubVersion.id,
-                                                       HubAlias.item_id == item.id, HubAlias.alias == ref.value)))
-    else:
-        version = session.scalar(q.order_by(HubVersion.created_at.desc(), HubVersion.id.desc()).limit(1))
-    if version is None:
-        raise NotFoundError(f"no version {ref} of {item.kind} {item.name}")
-    return version
 
 
 def resolve(instance: Instance, ctx: RequestContext, project_name: str, kind: str, text: str) -> Resolved:
@@ -235,26 +284,38 @@ def list_items(instance: Instance, ctx: RequestContext, project_name: str, kind:
     with instance.db.transaction() as session:
         project = authorized_project(session, ctx, project_name, "hub.read")
         if tags:
-            return [version_doc(session, item, v) for item, v in search(session, project, kind, _parse_tags(tags))]
+            return version_docs(session, search(session, project, kind, _parse_tags(tags)))
         newest = select(HubVersion.item_id, func.max(HubVersion.created_at).label("at")).group_by(
             HubVersion.item_id).subquery()
         rows = session.execute(
             select(HubItem, HubVersion).join(HubVersion, HubVersion.item_id == HubItem.id)
             .join(newest, and_(newest.c.item_id == HubItem.id, newest.c.at == HubVersion.created_at))
             .where(HubItem.project_id == project.id, HubItem.kind == kind).order_by(HubItem.name))
-        return [version_doc(session, item, v) for item, v in rows]
+        return version_docs(session, [VersionRow.of(item, v) for item, v in rows])
 
 
 def search(session: Session, project: Project, kind: str, tags: dict[str, str], limit: int = 1000
-           ) -> list[tuple[HubItem, HubVersion]]:
-    """Versions carrying every tag. The first tag drives an index range scan on (key, value);
-    each further tag is a primary-key probe (version_id, key) per candidate."""
-    q = select(HubItem, HubVersion).join(HubVersion, HubVersion.item_id == HubItem.id).where(
-        HubItem.project_id == project.id, HubItem.kind == kind)
-    for key, value in tags.items():
+           ) -> list[VersionRow]:
+    """Versions carrying every tag, by item name and creation. The versions are found first,
+    from the tags alone (a range scan of the (key, value, version_id) index for the first
+    tag, a (version_id, key) probe per candidate for each further one), and only those are
+    joined to their items: the planners otherwise joined every candidate of the first tag
+    before checking the others (15 ms instead of 6 ms at 10^5 versions, 3 tags)."""
+    if not tags:
+        raise UsageError("a search needs at least one tag")
+    (key, value), *more = tags.items()
+    first = aliased(HubTag)
+    ids = select(first.version_id.label("version_id")).where(first.key == key, first.value == value)
+    for key, value in more:
         tag = aliased(HubTag)
-        q = q.join(tag, and_(tag.version_id == HubVersion.id, tag.key == key, tag.value == value))
-    return [(i, v) for i, v in session.execute(q.order_by(HubItem.name, HubVersion.created_at).limit(limit))]
+        ids = ids.join(tag, and_(tag.version_id == first.version_id, tag.key == key, tag.value == value))
+    found = ids.cte("found").prefix_with("MATERIALIZED")
+    q = (select(*_ROW_COLUMNS).select_from(found)
+         .join(HubVersion, HubVersion.id == found.c.version_id).join(HubItem, HubItem.id == HubVersion.item_id)
+         .where(HubItem.project_id == project.id, HubItem.kind == kind)
+         .order_by(HubItem.name, HubVersion.created_at).limit(limit))
+    # Plain rows, not entities: loading 2 x 250 ORM objects took as long as the query.
+    return [VersionRow(*row) for row in session.execute(q)]
 
 
 def versions(instance: Instance, ctx: RequestContext, project_name: str, kind: str, name: str) -> list[dict[str, Any]]:
@@ -265,7 +326,7 @@ def versions(instance: Instance, ctx: RequestContext, project_name: str, kind: s
             raise NotFoundError(f"no {kind} named {name!r} in project {project.name}")
         rows = session.scalars(select(HubVersion).where(HubVersion.item_id == item.id)
                                .order_by(HubVersion.created_at, HubVersion.id))
-        return [version_doc(session, item, v) for v in rows]
+        return version_docs(session, [VersionRow.of(item, v) for v in rows])
 
 
 def show(instance: Instance, ctx: RequestContext, project_name: str, kind: str, ref: str,
@@ -283,12 +344,31 @@ def show(instance: Instance, ctx: RequestContext, project_name: str, kind: str, 
 
 
 def version_doc(session: Session, item: HubItem, v: HubVersion) -> dict[str, Any]:
-    aliases = list(session.scalars(select(HubAlias.alias).where(HubAlias.version_id == v.id)))
-    tags = {t.key: t.value for t in session.scalars(select(HubTag).where(HubTag.version_id == v.id))}
-    return {"name": item.name, "kind": item.kind, "version_id": v.id, "semver": v.semver, "digest": v.digest,
-            "size": v.size, "media_type": v.media_type, "description": v.description, "tags": tags,
-            "aliases": sorted(aliases), "meta": v.meta, "created_at": v.created_at.isoformat(),
-            "archived": v.archived_at is not None, "purged": v.purged_at is not None}
+    return version_docs(session, [VersionRow.of(item, v)])[0]
+
+
+def version_docs(session: Session, rows: list[VersionRow]) -> list[dict[str, Any]]:
+    """The documents of many versions, with their tags and aliases read in two queries (one
+    per version cost two round trips each: 75 ms for a search's 250 versions)."""
+    tags: dict[str, dict[str, str]] = {}
+    aliases: dict[str, list[str]] = {}
+    for chunk in _chunks(list({r.id for r in rows})):
+        for version_id, key, value in session.execute(
+                select(HubTag.version_id, HubTag.key, HubTag.value).where(HubTag.version_id.in_(chunk))):
+            tags.setdefault(version_id, {})[key] = value
+    for chunk in _chunks(list({r.item_id for r in rows})):  # by item: the aliases' key starts with it
+        for version_id, alias in session.execute(
+                select(HubAlias.version_id, HubAlias.alias).where(HubAlias.item_id.in_(chunk))):
+            aliases.setdefault(version_id, []).append(alias)
+    return [{"name": r.name, "kind": r.kind, "version_id": r.id, "semver": r.semver, "digest": r.digest,
+             "size": r.size, "media_type": r.media_type, "description": r.description,
+             "tags": dict(sorted(tags.get(r.id, {}).items())), "aliases": sorted(aliases.get(r.id, [])),
+             "meta": r.meta, "created_at": r.created_at.isoformat(), "archived": r.archived_at is not None,
+             "purged": r.purged_at is not None} for r in rows]
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def materialize(instance: Instance, session: Session, project: Project, kind: str, ref: str
