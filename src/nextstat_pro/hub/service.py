@@ -94,6 +94,14 @@ def _resolve_statements() -> dict[str, Any]:
 
 
 _RESOLVE = _resolve_statements()
+# A push's item and any version of it holding the same content or the same label (a NULL
+# semver matches nothing).
+_CLASH = (select(HubItem, HubVersion)
+          .outerjoin(HubVersion, and_(HubVersion.item_id == HubItem.id,
+                                      or_(HubVersion.digest == bindparam("digest"),
+                                          HubVersion.semver == bindparam("semver"))))
+          .where(HubItem.project_id == bindparam("project_id"), HubItem.kind == bindparam("kind"),
+                 HubItem.name == bindparam("name")))
 
 
 def _item(session: Session, project: Project, kind: str, name: str) -> HubItem | None:
@@ -127,11 +135,8 @@ def push(instance: Instance, ctx: RequestContext, project_name: str, kind: str, 
         project = authorized_project(session, ctx, project_name, "hub.push")
         content = content or _check(instance, session, project, kind, inp, base_ref)
         # The item and any version already holding this content or this label, in one query.
-        clash = or_(HubVersion.digest == content.digest, HubVersion.semver == semver) if semver is not None \
-            else HubVersion.digest == content.digest
-        rows = session.execute(
-            select(HubItem, HubVersion).outerjoin(HubVersion, and_(HubVersion.item_id == HubItem.id, clash))
-            .where(HubItem.project_id == project.id, HubItem.kind == kind, HubItem.name == name)).all()
+        rows = session.execute(_CLASH, {"project_id": project.id, "kind": kind, "name": name,
+                                        "digest": content.digest, "semver": semver}).all()
         conn = core_connection(session)
         if rows:
             item = rows[0][0]

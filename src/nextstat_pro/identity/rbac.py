@@ -9,7 +9,7 @@ operation that has no row here.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..db.models import Project, RoleBinding
@@ -51,10 +51,12 @@ PERMISSIONS: dict[str, str] = {
 }
 
 
+_ROLE = select(RoleBinding.role).where(RoleBinding.user_id == bindparam("user_id"),
+                                      RoleBinding.project_id == bindparam("project_id"))  # built once
+
+
 def role_in(session: Session, user_id: str, project: Project) -> str | None:
-    return session.scalar(
-        select(RoleBinding.role).where(RoleBinding.user_id == user_id, RoleBinding.project_id == project.id)
-    )
+    return session.scalar(_ROLE, {"user_id": user_id, "project_id": project.id})
 
 
 def effective_role(session: Session, ctx: RequestContext, project: Project) -> str | None:
