@@ -33,7 +33,7 @@ bench: $(STAMP) $(BENCH_VENV)/.installed-stamp
 	$(BIN)/python benchmarks/bench_run_overhead.py
 	bash scripts/with-services.sh sh -c '$(BIN)/python benchmarks/bench_audit.py --pg "$$NSP_TEST_PG_URL"'
 	bash scripts/with-services.sh sh -c '$(BIN)/python benchmarks/bench_hub.py --pg "$$NSP_TEST_PG_URL" \
-	    --mlflow-python $(BENCH_VENV)/bin/python --mlflow-models 100 --mlflow-versions 100'
+	    --mlflow-python $(BENCH_VENV)/bin/python --mlflow-models 1000 --mlflow-versions 100'
 	$(BIN)/python benchmarks/bench_scale.py
 
 clean:

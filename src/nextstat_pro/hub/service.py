@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select
+from sqlalchemy import String, and_, any_, bindparam, func, insert, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
 from ..audit.events import append_event
@@ -357,19 +358,28 @@ def version_docs(session: Session, rows: list[VersionRow]) -> list[dict[str, Any
     per version cost two round trips each: 75 ms for a search's 250 versions)."""
     tags: dict[str, dict[str, str]] = {}
     aliases: dict[str, list[str]] = {}
+    postgres = session.get_bind().dialect.name == "postgresql"
     for chunk in _chunks(list({r.id for r in rows})):
         for version_id, key, value in session.execute(
-                select(HubTag.version_id, HubTag.key, HubTag.value).where(HubTag.version_id.in_(chunk))):
+                select(HubTag.version_id, HubTag.key, HubTag.value).where(_among(HubTag.version_id, chunk, postgres))):
             tags.setdefault(version_id, {})[key] = value
     for chunk in _chunks(list({r.item_id for r in rows})):  # by item: the aliases' key starts with it
         for version_id, alias in session.execute(
-                select(HubAlias.version_id, HubAlias.alias).where(HubAlias.item_id.in_(chunk))):
+                select(HubAlias.version_id, HubAlias.alias).where(_among(HubAlias.item_id, chunk, postgres))):
             aliases.setdefault(version_id, []).append(alias)
     return [{"name": r.name, "kind": r.kind, "version_id": r.id, "semver": r.semver, "digest": r.digest,
              "size": r.size, "media_type": r.media_type, "description": r.description,
              "tags": dict(sorted(tags.get(r.id, {}).items())), "aliases": sorted(aliases.get(r.id, [])),
              "meta": r.meta, "created_at": r.created_at.isoformat(), "archived": r.archived_at is not None,
              "purged": r.purged_at is not None} for r in rows]
+
+
+def _among(column: Any, values: list[str], postgres: bool) -> Any:
+    """``column IN values``; on PostgreSQL as ``= ANY(array)``, one statement text whatever the
+    count (an IN list of 250 parameters was parsed and planned anew each time: 5 ms)."""
+    if postgres:
+        return column == any_(bindparam("among", values, type_=ARRAY(String)))
+    return column.in_(values)
 
 
 def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
