@@ -199,9 +199,9 @@ def core_connection(session: Session) -> Connection:
 
 
 class _Kept:
-    """A thread's kept connection and the session reused on it. It lives in the thread's local storage, so when the thread
-    ends and that storage goes, the connection is closed (given back to the pool): a server's
-    short-lived threads leave no connection checked out."""
+    """A thread's kept connection and the session reused on it. They live in the thread's local
+    storage, so when the thread ends and that storage goes, the connection is closed (given back
+    to the pool): a server's short-lived threads leave no connection checked out."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn

@@ -1,4 +1,4 @@
-"""Database functions for runs: they add and flush, the caller owns the transaction."""
+"""Database functions for runs: they write in the caller's transaction and never commit it."""
 
 from __future__ import annotations
 
