@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mlflow_registry import pct, tags  # the same tags and percentiles on both sides
 from nextstat_pro.engine import InputFile
 from nextstat_pro.hub import service
 from nextstat_pro.instance import Instance, init_instance
@@ -33,15 +34,6 @@ def version_doc(m: int, v: int) -> bytes:
     doc = json.loads(json.dumps(BASE))
     doc["observations"][0]["data"][0] = 50.0 + m + v / 1000.0
     return json.dumps(doc).encode()
-
-
-def tags(m: int, v: int) -> list[str]:
-    return [f"analysis=a{m % 20}", f"campaign=c{v % 10}", f"status=s{(m + v) % 4}"]
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] * 1e3
 
 
 def ours(inst: Instance, models: int, versions: int, samples: int) -> dict[str, float]:
