@@ -1,9 +1,12 @@
 import json
 import math
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from nextstat_pro.canonical import canonical_json, digest_of, json_digest, parse_digest, sanitize
+from nextstat_pro.canonical import (canonical_json, digest_of, is_plain, json_digest, parse_digest, sanitize,
+                                   sanitize_plain)
+from nextstat_pro.db.types import rfc3339
 
 
 def test_rfc8785_orders_keys_and_formats_numbers() -> None:
@@ -96,3 +99,21 @@ def test_splice_and_cut_round_trip_and_refuse_non_canonical_bytes() -> None:
         [1, 2.5, {"a": 1e-7}])
     with pytest.raises(ValueError):
         cut(json.dumps(doc).encode(), doc, "points")  # spaces: not canonical
+
+
+@pytest.mark.parametrize("value", [
+    None, True, 3, 2**53, -(2**53) + 1, 1.5, float("nan"), float("-inf"), "x", "\U0001f600",
+    {"a": 1, "b": [1, "c", None]}, {"a": float("inf")}, {"\U0001f600": 1}, {"é": {"k": [1.0]}},
+    [1, [2, [3.25]]], (1, 2), {1: "int key"},
+])
+def test_sanitize_plain_is_sanitize_and_is_plain_in_one_walk(value: object) -> None:
+    clean, plain = sanitize_plain(value)
+    assert clean == sanitize(value)
+    assert plain == is_plain(sanitize(value))
+
+
+def test_rfc3339_timestamps_keep_their_format() -> None:
+    """Audit events stamp times with isoformat now; the bytes must stay what strftime wrote."""
+    for ts in (datetime(2026, 1, 2, 3, 4, 5, 0, UTC), datetime(2026, 12, 31, 23, 59, 59, 999999, UTC),
+               datetime(2026, 6, 1, 12, 0, 0, 7, timezone(timedelta(hours=-5)))):
+        assert rfc3339(ts) == ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
