@@ -113,6 +113,25 @@ def test_ambiguous_digest_prefix(instance: Instance) -> None:
         service.resolve(instance, instance.context(), "default", "model", "example@" + clash[:19])
 
 
+def test_documents_carry_their_own_tags_and_aliases(instance: Instance) -> None:
+    """Documents read the tags and aliases of all their versions at once: each must get its own."""
+    ctx = instance.context()
+    doc = histfactory_workspace()
+    push_model(instance, "1.0.0", doc, tags=["analysis=a", "status=draft"])
+    doc["observations"][0]["data"][0] += 1
+    push_model(instance, "2.0.0", doc, tags=["analysis=a", "campaign=c2"])
+    service.set_alias(instance, ctx, "default", "model", "example@1.0.0", "candidate", "first look")
+    service.set_alias(instance, ctx, "default", "model", "example@1.0.0", "production", "validated")
+    docs = {d["semver"]: d for d in service.versions(instance, ctx, "default", "model", "example")}
+    assert docs["1.0.0"]["tags"] == {"analysis": "a", "status": "draft"}
+    assert docs["1.0.0"]["aliases"] == ["candidate", "production"]
+    assert docs["2.0.0"]["tags"] == {"analysis": "a", "campaign": "c2"} and docs["2.0.0"]["aliases"] == []
+    found = service.list_items(instance, ctx, "default", "model", ["analysis=a"])
+    assert [(d["semver"], d["tags"], d["aliases"]) for d in found] == [
+        ("1.0.0", docs["1.0.0"]["tags"], ["candidate", "production"]), ("2.0.0", docs["2.0.0"]["tags"], [])]
+    assert service.show(instance, ctx, "default", "model", "example@production")["semver"] == "1.0.0"
+
+
 def test_aliases_and_metadata_edits_are_audited(instance: Instance) -> None:
     push_model(instance, "1.0.0", tags=["status=draft"])
     ctx = instance.context()

@@ -163,10 +163,9 @@ def test_a_run_finishes_once(instance: Instance) -> None:
     with pytest.raises(ConflictError, match="is succeeded; it cannot become failed"), \
             instance.db.transaction() as s:
         finish(s, ctx, out.run_id, "default", "failed", at=utcnow(), error="late", outputs=[extra],
-               digests={}, fit_ok=None, extra={})
+               digests={}, fit_ok=None)
     with pytest.raises(NotFoundError), instance.db.transaction() as s:
-        finish(s, ctx, "0" * 36, "default", "failed", at=utcnow(), error="x", outputs=[], digests={}, fit_ok=None,
-               extra={})
+        finish(s, ctx, "0" * 36, "default", "failed", at=utcnow(), error="x", outputs=[], digests={}, fit_ok=None)
     assert counts(instance) == before
     with instance.db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(RunArtifact).where(RunArtifact.run_id == out.run_id)) == 2

@@ -29,6 +29,16 @@ _TRANSITIONS = {
 }
 
 
+def _status_event(session: Session, ctx: RequestContext, run_id: str, project: str, before: str, status: str, *,
+                  error: str | None = None, reason: str | None = None, extra: dict[str, Any] | None = None) -> None:
+    """The audit event of one lifecycle step (every path that moves a run writes it here)."""
+    after: dict[str, Any] = {"status": status, **(extra or {})}
+    if error is not None:
+        after["error"] = error
+    append_event(session, ctx, action=RESUMED if before == "failed" else ACTIONS.get(status, f"run.{status}"),
+                 target=("run", run_id), project=project, before={"status": before}, after=after, reason=reason)
+
+
 @dataclass(frozen=True)
 class NewRun:
     run_id: str
@@ -81,8 +91,7 @@ def create_run(
         },
     )
     if start:
-        append_event(session, ctx, action=ACTIONS["running"], target=("run", run_id), project=project.name,
-                     before={"status": "queued"}, after={"status": "running"})
+        _status_event(session, ctx, run_id, project.name, "queued", "running")
     return NewRun(run_id, created_at, started_at)
 
 
@@ -98,9 +107,9 @@ def finish(
     outputs: list[FileEntry],
     digests: dict[str, str],
     fit_ok: bool | None,
-    extra: dict[str, Any],
 ) -> None:
-    """End a running run: its outputs, digests and final status with their events. The status
+    """End a running run: its outputs, ``digests`` (manifest_digest, envelope_digest), fit
+    quality and final status with their events. The status
     check is the UPDATE's own condition, so two finishers (or a finish racing a cancel) cannot
     both pass it on PostgreSQL either; Core statements for the reason given in create_run."""
     if status not in _TRANSITIONS["running"]:
@@ -123,11 +132,17 @@ def finish(
     for entry in outputs:
         append_event(session, ctx, action="artifact.stored", target=("artifact", entry.digest), project=project,
                      after={"run_id": run_id, **entry.as_json()})
-    after: dict[str, Any] = {"status": status, **extra}
-    if error is not None:
-        after["error"] = error
-    append_event(session, ctx, action=f"run.{status}", target=("run", run_id), project=project,
-                 before={"status": "running"}, after=after)
+    _status_event(session, ctx, run_id, project, "running", status, error=error,
+                  extra={**digests, "fit_quality_ok": fit_ok})
+
+
+def add_versions(session: Session, run_id: str, uses: list[tuple[str, str, str]]) -> None:
+    """Link a run to registry versions, given as (version_id, role, ref): the ones it used,
+    or for a job the ones it produced."""
+    if uses:
+        core_connection(session).execute(insert(RunVersion), [
+            {"run_id": run_id, "version_id": version_id, "role": role, "ref": ref} for version_id, role, ref in uses
+        ])
 
 
 def transition(
@@ -145,7 +160,7 @@ def transition(
     """Move a run to ``status`` with its audit event; refuse transitions the lifecycle forbids."""
     if status not in _TRANSITIONS.get(run.status, set()):
         raise ConflictError(f"run {run.id} is {run.status}; it cannot become {status}")
-    before = {"status": run.status}
+    before = run.status
     at = at or utcnow()
     run.status = status
     if status == "running":
@@ -154,14 +169,7 @@ def transition(
         run.finished_at = at
     if error is not None:
         run.error = error
-    after: dict[str, Any] = {"status": status, **(extra or {})}
-    if error is not None:
-        after["error"] = error
-    append_event(
-        session, ctx, action=RESUMED if before["status"] == "failed" else ACTIONS.get(status, f"run.{status}"),
-        target=("run", run.id), project=project,
-        before=before, after=after, reason=reason,
-    )
+    _status_event(session, ctx, run.id, project, before, status, error=error, reason=reason, extra=extra)
 
 
 def get_run(session: Session, run_ref: str) -> Run:

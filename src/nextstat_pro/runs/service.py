@@ -18,12 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.orm import Session
-
 from ..canonical import canonical_json, digest_of
-from ..db.models import RunVersion
-from ..db.session import core_connection
 from ..db.types import rfc3339, utcnow
 from ..engine import InputFile, PreparedTask, engine_info, execute, platform_info, prepare
 from ..errors import NSPError
@@ -34,7 +29,7 @@ from ..projects.service import get_project
 from ..signing.attestation import run_statement
 from ..signing.dsse import sign_statement
 from .manifest import FileEntry, RunRecord, build_manifest
-from .records import create_run, finish
+from .records import add_versions, create_run, finish
 
 RESULT_NAME = "result.json"
 LOG_NAME = "run.log"
@@ -56,6 +51,11 @@ class VersionUse:
     def as_json(self) -> dict[str, Any]:
         return {"role": self.role, "ref": self.ref, "kind": self.kind, "name": self.name, "semver": self.semver,
                 "digest": self.digest}
+
+    @property
+    def link(self) -> tuple[str, str, str]:
+        """(version_id, role, ref), as records.add_versions stores it."""
+        return self.version_id, self.role, self.ref
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def run_task(instance: Instance, ctx: RequestContext, request: RunRequest) -> Ru
             FileEntry(i.name, instance.store.put(i.data, i.digest).digest, len(i.data), role=i.role) for i in request.inputs
         ]
         run = create_run(session, ctx, project, request.task, params, request.seed, inputs, request.patch, start=True)
-        add_versions(session, run.run_id, request.versions)
+        add_versions(session, run.run_id, [u.link for u in request.versions])
         run_id, created_at, started_at = run.run_id, run.created_at, run.started_at
     assert started_at is not None
     return _execute_and_finish(
@@ -187,16 +187,7 @@ def finish_run(instance: Instance, ctx: RequestContext, run: RunRecord, outputs:
     instance.store.put_many([*(unstored or []), log, manifest_bytes, envelope_bytes])
     with instance.db.transaction() as session:
         finish(session, ctx, run.run_id, run.project, status, at=finished_at, error=error, outputs=outputs,
-               digests={"manifest_digest": manifest_digest, "envelope_digest": envelope_digest}, fit_ok=quality_ok,
-               extra={"manifest_digest": manifest_digest, "envelope_digest": envelope_digest,
-                      "fit_quality_ok": quality_ok})
-        add_versions(session, run.run_id, extra_versions or [])
+               digests={"manifest_digest": manifest_digest, "envelope_digest": envelope_digest}, fit_ok=quality_ok)
+        add_versions(session, run.run_id, [u.link for u in extra_versions or []])
     return manifest_digest
 
-
-def add_versions(session: Session, run_id: str, uses: list[VersionUse]) -> None:
-    """Link a run to the registry versions it used (or, for a job, produced)."""
-    if uses:
-        core_connection(session).execute(insert(RunVersion), [
-            {"run_id": run_id, "version_id": u.version_id, "role": u.role, "ref": u.ref} for u in uses
-        ])

@@ -36,8 +36,8 @@ from ..identity.rbac import authorize
 from ..instance import Instance
 from ..projects.service import get_project
 from ..runs.manifest import FileEntry, RunRecord
-from ..runs.records import create_run, get_run, transition
-from ..runs.service import RESULT_NAME, VersionUse, add_versions, finish_run
+from ..runs.records import add_versions, create_run, get_run, transition
+from ..runs.service import RESULT_NAME, VersionUse, finish_run
 from .backends import Backend, Launch, get_backend
 from .collect import CollectError, ShardResult, merge, read_shard, shard_status
 from .partition import shard_ranges
@@ -121,7 +121,7 @@ def submit(instance: Instance, ctx: RequestContext, req: SubmitRequest) -> str:
         run_params = {"job": req.task, "point_task": req.point_task, "params": params, "shards": req.shards,
                       "backend": req.backend, "items": len(items)}
         run = create_run(session, ctx, project, req.task, run_params, req.seed, entries)
-        add_versions(session, run.run_id, req.versions)
+        add_versions(session, run.run_id, [u.link for u in req.versions])
         spec = JobSpec(run_id=run.run_id, task=req.task, point_task=req.point_task, params=params, seed=req.seed,
                        inputs=[InputRef(role=e.role or "", name=e.name, digest=e.digest) for e in entries],
                        items=items, shards=req.shards, max_retries=req.max_retries)
