@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from nextstat_pro.audit.events import append_event
+from nextstat_pro.audit.events import append_event, batched_appends
 from nextstat_pro.audit.export import export_bundle
 from nextstat_pro.audit.service import EventFilter, history, make_checkpoint, query_events, verify
 from nextstat_pro.config_service import set_config
 from nextstat_pro.db.models import AuditEvent
 from nextstat_pro.engine import InputFile
 from nextstat_pro.errors import ConfigError, UsageError
+from nextstat_pro.hub.service import PushRequest, push_many
 from nextstat_pro.identity.users import create_user
 from nextstat_pro.instance import Instance
 from nextstat_pro.projects import create_project
@@ -57,6 +58,9 @@ def test_every_operation_has_exactly_its_events(instance: Instance, tmp_path: Pa
     expect(["run.created", "run.started", "artifact.stored", "run.failed"],
            lambda: run_task(instance, ctx, simple_request("upper-limit", "tHu_workspace.json")))
     expect(["run.exported"], lambda: export_run(instance, ctx, ok.run_id, tmp_path / "run"))  # type: ignore[attr-defined]
+    expect(["hub.model.pushed", "hub.model.pushed"], lambda: push_many(instance, ctx, "default", "model", [
+        PushRequest("m", InputFile.read("workspace", shared("workspaces", name)))
+        for name in ("simple_workspace.json", "tHu_workspace.json")]))
     expect([], lambda: make_checkpoint(instance))  # log metadata, not a record change
     expect(["audit.exported"], lambda: export_bundle(instance, ctx, tmp_path / "bundle", "csv"))
     expect(["config.changed"], lambda: set_config(instance, ctx, "retention.min_years", '{"run_artifacts": 0}',
@@ -91,6 +95,33 @@ def test_a_rolled_back_change_leaves_no_event(instance: Instance) -> None:
     with instance.db.transaction() as s:
         assert s.scalar(select(AuditEvent).where(AuditEvent.project == "doomed")) is None
     assert verify(instance).ok
+
+
+def test_batched_appends_chain_like_single_ones_and_vanish_with_their_block(instance: Instance) -> None:
+    ctx = instance.context()
+    before = last_seq(instance)
+    with pytest.raises(RuntimeError), instance.db.transaction() as s, batched_appends(s):
+        append_event(s, ctx, action="project.created", target=("project", "doomed"))
+        raise RuntimeError("crash inside the batch")
+    assert last_seq(instance) == before
+    with instance.db.transaction() as s:
+        append_event(s, ctx, action="project.created", target=("project", "one"))
+        with batched_appends(s):
+            appended = [append_event(s, ctx, action="project.created", target=("project", f"b{i}")) for i in range(3)]
+            with batched_appends(s):  # nested: the outer block inserts
+                appended.append(append_event(s, ctx, action="project.created", target=("project", "b3")))
+            assert last_seq_in(s) == before + 1  # nothing of the batch inserted yet
+        append_event(s, ctx, action="project.created", target=("project", "after"))
+    assert [e.seq for e in appended] == list(range(before + 2, before + 6))
+    with instance.db.transaction() as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.seq > before).order_by(AuditEvent.seq)).all()
+    assert [r.target_id for r in rows] == ["one", "b0", "b1", "b2", "b3", "after"]
+    assert [r.hash for r in rows[1:5]] == [e.hash for e in appended]
+    assert verify(instance).ok
+
+
+def last_seq_in(s) -> int:  # type: ignore[no-untyped-def]
+    return s.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) or 0
 
 
 def test_changes_need_a_reason(instance: Instance) -> None:

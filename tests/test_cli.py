@@ -189,6 +189,32 @@ def test_hub_through_the_cli(cli, home: Path, tmp_path: Path) -> None:  # type: 
     assert r.code == 0 and "identical" in r.out
 
 
+def test_hub_import_through_the_cli(cli, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from nextstat_pro.examples import histfactory_workspace
+
+    h = ["--home", str(home)]
+    lines = []
+    for i in range(3):
+        doc = histfactory_workspace()
+        doc["observations"][0]["data"][0] = 10.0 + i
+        (tmp_path / f"w{i}.json").write_text(json.dumps(doc))
+        lines.append({"name": "bulk", "file": f"w{i}.json", "version": f"0.{i}.0", "tags": {"i": str(i)}})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(e) for e in lines + [{"name": "bulk", "file": "w0.json",
+                                                                   "version": "9.0.0"}]))
+    before = event_count(home)
+    r = cli(*h, "hub", "model", "import", str(manifest), "--batch", "2")
+    assert r.code == 5 and "line 4: this content is bulk@0.0.0 already" in one_line_error(r)
+    assert "2 version(s) created" in r.err and event_count(home) == before + 2
+    manifest.write_text("\n".join(json.dumps(e) for e in lines))
+    r = cli(*h, "hub", "model", "import", str(manifest), "--batch", "2")
+    assert r.code == 0 and "3 entries in 2 committed batch(es): 1 version(s) created, 2 existing" in r.out
+    listing = json.loads(cli(*h, "hub", "model", "versions", "bulk", "--json").out)
+    assert sorted(v["semver"] for v in listing) == ["0.0.0", "0.1.0", "0.2.0"]
+    r = cli(*h, "hub", "model", "import", str(tmp_path / "none.jsonl"))
+    assert r.code == 3 and "manifest not found" in one_line_error(r)
+
+
 @pytest.mark.parametrize(
     ("args", "files", "message"),
     [

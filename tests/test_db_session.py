@@ -3,12 +3,14 @@ still hold (nesting, a connection the server killed, nothing left open after clo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from nextstat_pro.audit.service import verify
 from nextstat_pro.audit.events import append_event
@@ -133,3 +135,73 @@ def test_a_failed_commit_commits_nothing_and_the_next_transaction_works(
         create_project(s, ctx, "after")
     assert _projects(instance) == ["after", "default"]
     assert verify(instance).ok
+
+
+def test_a_read_cannot_write_or_append(instance: Instance) -> None:
+    before = _projects(instance)
+    with pytest.raises((DBAPIError, ConfigError), match="readonly|read-only"), instance.db.read() as s:
+        s.execute(text("INSERT INTO projects (id, name, description, created_at, created_by) "
+                       "VALUES ('x', 'sneaky', '', CURRENT_TIMESTAMP, 'nobody')"))
+    with pytest.raises(ConfigError, match="seal key"), instance.db.read() as s:
+        append_event(s, instance.context(), action="project.created", target=("project", "sneaky"))
+    assert _projects(instance) == before
+    # The connection that refused is replaced; reads go on.
+    with instance.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Project)) == len(before)
+
+
+def test_a_read_sees_what_is_committed_and_never_waits_for_a_writer(instance: Instance) -> None:
+    """On SQLite a transaction takes the write lock at its first statement; a read takes no
+    lock, so it runs while a writer holds it (and sees the committed state, not the writer's)."""
+    import threading
+
+    ctx = instance.context()
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with instance.db.transaction() as s:
+            create_project(s, ctx, "pending")
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        t0 = time.perf_counter()
+        with instance.db.read() as s:
+            names = sorted(s.scalars(select(Project.name)))
+        assert time.perf_counter() - t0 < 2.0  # busy_timeout is 60 s: it would have waited
+        assert names == ["default"]
+    finally:
+        release.set()
+        thread.join()
+    with instance.db.read() as s, instance.db.read() as inner:  # a read inside a read
+        assert sorted(s.scalars(select(Project.name))) == sorted(inner.scalars(select(Project.name)))
+    assert _projects(instance) == ["default", "pending"]
+
+
+def test_a_read_on_postgresql_begins_no_transaction(pg_instance: Instance) -> None:
+    """Each statement of a read is a transaction of its own (no BEGIN/COMMIT round trips),
+    where a ``transaction`` block is one."""
+    same = "SELECT transaction_timestamp() = statement_timestamp()"
+    with pg_instance.db.read() as s:
+        s.execute(text("SELECT pg_sleep(0.01)"))
+        assert s.scalar(text(same)) is True
+        assert s.scalar(text("SHOW transaction_read_only")) == "on"
+    with pg_instance.db.transaction() as s:
+        s.execute(text("SELECT pg_sleep(0.01)"))
+        assert s.scalar(text(same)) is False
+
+
+def test_json_columns_read_what_json_wrote() -> None:
+    """orjson reads JSON columns; what it refuses and ``json`` may have written falls back."""
+    import math
+
+    from nextstat_pro.db.session import _json_loads
+
+    assert _json_loads('{"a": [1, 2.5, "x", null]}') == {"a": [1, 2.5, "x", None]}
+    assert _json_loads("[18446744073709551616]") == [2**64]
+    assert math.isnan(_json_loads('{"v": NaN}')["v"])
+    with pytest.raises(ValueError):
+        _json_loads("{broken")

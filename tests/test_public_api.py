@@ -1,7 +1,7 @@
 """The public surface of the package, so a change to it is deliberate."""
 
 import nextstat_pro
-from nextstat_pro import audit, engine, runs, store
+from nextstat_pro import audit, engine, hub, runs, store
 
 
 def test_public_names() -> None:
@@ -10,6 +10,7 @@ def test_public_names() -> None:
     assert {"prepare", "execute", "TASKS", "InputFile"} <= set(engine.__all__)
     assert {"run_task", "export_run", "list_runs", "get_run"} <= set(runs.__all__)
     assert {"open_store", "LocalStore", "S3Store", "ObjectStore"} <= set(store.__all__)
+    assert {"push", "push_many", "PushRequest", "import_manifest", "resolve", "list_items"} <= set(hub.__all__)
 
 
 def test_audit_schema_published_in_docs_is_the_packaged_one() -> None:

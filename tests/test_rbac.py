@@ -22,7 +22,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "rbac.md"
 SERVICE_MODULES = ["projects/service.py", "runs/service.py", "runs/records.py", "runs/export.py",
                    "runs/retention.py", "audit/service.py", "audit/export.py", "identity/users.py",
                    "identity/auth.py", "signing/esignatures.py", "config_service.py", "hub/service.py",
-                   "hub/retention.py", "runs/references.py", "scale/service.py"]
+                   "hub/retention.py", "hub/imports.py", "runs/references.py", "scale/service.py"]
 EXEMPT = {
     "get_project": "a lookup used inside authorized operations",
     "authorized_project": "get_project + authorize, counted as an authorize call",
@@ -62,6 +62,11 @@ EXEMPT = {
     "finish_run": "final step of run_task and of a job's coordinator (both authorized)",
     "plan_items": "input validation before submit authorizes",
     "spawn_coordinator": "starts `worker coordinate`, which authenticates and authorizes itself",
+    "push": "push_many of one request (authorized there)",
+    "check_request": "input validation before push_many authorizes",
+    "refresh_statistics": "planner statistics after an authorized import; no record changes",
+    "parse_manifest": "input validation (fields, names, files) before an import's first batch",
+    "import_manifest": "batches of push_many (authorized there, each batch)",
     "set_config": None,
     "make_checkpoint": None,
     "prove": None,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +43,7 @@ _INSERT_SQL = {
 }
 _LOCKED = "nsp_audit_locked"
 _DRIVER = "nsp_audit_driver"
+_PENDING = "nsp_audit_pending"
 
 
 @dataclass(frozen=True)
@@ -159,16 +162,46 @@ def append_event(
         "prev_hash": prev_hash,
         "hash": digest,
     }
-    driver, dialect = _driver(session)
-    cursor = driver.cursor()
-    try:
-        cursor.execute(_INSERT_SQL[dialect.paramstyle], row)
-    finally:
-        cursor.close()
+    pending = session.info.get(_PENDING)
+    if pending is not None:
+        pending.append(row)
+    else:
+        _insert(session, [row])
     # A session lives for one transaction (Database.transaction), so the cached tail
     # never outlives the lock that made it valid.
     session.info[_TAIL] = (seq, digest)
     return AppendedEvent(seq=seq, event_id=body["event_id"], hash=digest)
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    driver, dialect = _driver(session)
+    cursor = driver.cursor()
+    try:
+        if len(rows) == 1:
+            cursor.execute(_INSERT_SQL[dialect.paramstyle], rows[0])
+        else:
+            cursor.executemany(_INSERT_SQL[dialect.paramstyle], rows)
+    finally:
+        cursor.close()
+
+
+@contextmanager
+def batched_appends(session: Session) -> Iterator[None]:
+    """Events appended in the block are inserted together when it ends, in one statement
+    (psycopg pipelines it: one round trip instead of one per event). They are chained and
+    sealed as they are appended, and still commit with the change or not at all: a block that
+    raises inserts nothing, and its transaction rolls back."""
+    if _PENDING in session.info:  # already batching: the outer block inserts them
+        yield
+        return
+    pending: list[dict[str, Any]] = []
+    session.info[_PENDING] = pending
+    try:
+        yield
+    finally:
+        session.info.pop(_PENDING, None)
+    if pending:
+        _insert(session, pending)
 
 
 def seal(session: Session, digest: str) -> str:

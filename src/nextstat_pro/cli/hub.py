@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..engine import InputFile
-from ..hub import retention, service
+from ..hub import imports, retention, service
 from .common import JsonOption, ProjectOption, console, print_json, state
 
 hub_app = typer.Typer(help="NS-Hub: models, datasets and patchsets with immutable versions.", no_args_is_help=True)
@@ -44,6 +44,18 @@ def kind_app(kind: str) -> typer.Typer:
                           tag: list[str] = typer.Option([], "--tag"), project: str | None = ProjectOption) -> None:
             """Push a pyhf patchset linked to its base model version (its digests must match)."""
             _push(ctx, kind, name, file, version, description, tag, base, project)
+
+    @app.command("import")
+    def import_(ctx: typer.Context, manifest: Path,
+                batch: int = typer.Option(500, "--batch", help="Versions per transaction."),
+                project: str | None = ProjectOption) -> None:
+        """Push many versions from a JSON Lines MANIFEST ({"name", "file", "version", "tags", ...} per
+        line), a batch per transaction; each version validated and audited as by push."""
+        st = state(ctx)
+        with console.status("importing…") as status:
+            report = imports.import_manifest(st.instance(), st.context(), st.project(project), kind, manifest, batch,
+                                             progress=lambda r: status.update(f"importing… {r.summary()}"))
+        console.print(f"imported {report.summary()}")
 
     @app.command("list")
     def list_(ctx: typer.Context, tag: list[str] = typer.Option([], "--tag", help="Only versions with key=value."),

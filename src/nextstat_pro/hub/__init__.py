@@ -1,7 +1,22 @@
 """NS-Hub: the model and dataset registry."""
 
+from .imports import ImportFailed, ImportReport, import_manifest
 from .refs import Ref, parse_ref
-from .service import KINDS, Resolved, edit, list_items, push, resolve, set_alias, show, versions
+from .service import (
+    KINDS,
+    BatchEntryError,
+    PushRequest,
+    Resolved,
+    edit,
+    list_items,
+    push,
+    push_many,
+    resolve,
+    set_alias,
+    show,
+    versions,
+)
 
-__all__ = ["KINDS", "Ref", "Resolved", "edit", "list_items", "parse_ref", "push", "resolve", "set_alias", "show",
+__all__ = ["KINDS", "BatchEntryError", "ImportFailed", "ImportReport", "PushRequest", "Ref", "Resolved", "edit",
+           "import_manifest", "list_items", "parse_ref", "push", "push_many", "resolve", "set_alias", "show",
            "versions"]

@@ -1,0 +1,189 @@
+"""``hub KIND import MANIFEST``: many versions from a manifest, in batches.
+
+A registry is often filled from what exists already (an archive of workspaces, another
+registry's export). Pushing those one by one pays a transaction, a writeback of the objects and
+a commit per version; an import pays them once per batch. Nothing else changes: every version is
+validated, content-addressed, stored and audited with its own ``hub.KIND.pushed`` event, exactly
+as ``push`` does it (the same code, ``service.push_many``).
+
+The manifest is JSON Lines, one version per line; paths are relative to the manifest:
+
+    {"name": "ttbar", "file": "ttbar/v1.json", "version": "1.0.0", "tags": {"analysis": "a1"},
+     "description": "...", "base": "ttbar-bkg@1.0.0"}
+
+``name`` and ``file`` are required; ``base`` only for patchsets. The whole manifest is checked
+(shape, names, labels, tags, files present) before anything is written. Each batch then commits
+whole or not at all; when an entry is refused, the batches before it stay committed and the error
+says so: fix the line and run the same import again, since versions that exist already are found
+by their content, not created twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..engine import InputFile
+from ..errors import InputError, NSPError, UsageError
+from ..identity.actors import RequestContext
+from ..instance import Instance
+from .service import KINDS, BatchEntryError, PushRequest, check_request, push_many, refresh_statistics
+
+ROLES = {"model": "workspace", "dataset": "dataset", "patchset": "patchset"}
+_FIELDS = {"name", "file", "version", "description", "tags", "base"}
+_NO_INPUT = InputFile("none", "none", b"", "")  # the manifest check has names and labels, no bytes yet
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    line: int
+    name: str
+    path: Path
+    semver: str | None
+    description: str
+    tags: tuple[str, ...]
+    base_ref: str | None
+
+    def request(self, kind: str) -> PushRequest:
+        inp = InputFile.read(ROLES[kind], self.path)
+        return PushRequest(self.name, inp, self.semver, self.description, self.tags, self.base_ref)
+
+
+@dataclass
+class ImportReport:
+    """Where an import stands: entries done, versions created and found, batches committed."""
+
+    entries: int = 0
+    created: int = 0
+    existing: int = 0
+    batches: int = 0
+
+    def summary(self) -> str:
+        return (f"{self.entries} entries in {self.batches} committed batch(es): {self.created} version(s) created, "
+                f"{self.existing} existing")
+
+
+class ImportFailed(NSPError):
+    """An entry was refused; the message says which and what was committed before it. It keeps
+    the entry's exit code and HTTP status."""
+
+    def __init__(self, message: str, error: NSPError, report: ImportReport) -> None:
+        super().__init__(message)
+        self.error, self.report = error, report
+        self.exit_code, self.http_status = error.exit_code, error.http_status
+
+
+def parse_manifest(manifest: Path, kind: str) -> list[ManifestEntry]:
+    """Every entry of ``manifest``, checked for shape, names, labels, tags and files present."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown kind {kind!r} ({', '.join(KINDS)})")
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"manifest not found: {manifest}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read manifest {manifest}: {exc}") from None
+    entries = []
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            entry = _entry(number, text, manifest.parent, kind)
+            check_request(PushRequest(entry.name, _NO_INPUT, entry.semver, tags=entry.tags))
+        except (InputError, UsageError) as exc:
+            raise type(exc)(f"{manifest} line {number}: {exc.message}") from None
+        entries.append(entry)
+    if not entries:
+        raise InputError(f"manifest {manifest} has no entries")
+    return entries
+
+
+def _entry(number: int, text: str, root: Path, kind: str) -> ManifestEntry:
+    try:
+        doc: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(doc, dict):
+        raise InputError("an entry is a JSON object")
+    unknown = sorted(set(doc) - _FIELDS)
+    if unknown:
+        raise InputError(f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(_FIELDS))})")
+    for field_ in ("name", "file"):
+        if not isinstance(doc.get(field_), str) or not doc[field_]:
+            raise InputError(f"{field_!r} is required (a string)")
+    for field_ in ("version", "description", "base"):
+        if doc.get(field_) is not None and not isinstance(doc[field_], str):
+            raise InputError(f"{field_!r} must be a string")
+    tags = doc.get("tags") or {}
+    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise InputError("'tags' must be an object of strings")
+    if any("=" in k for k in tags):
+        raise InputError("tag keys cannot contain '='")
+    if kind == "patchset" and not doc.get("base"):
+        raise UsageError("a patchset entry needs 'base' (its background-only model version)")
+    if kind != "patchset" and doc.get("base"):
+        raise UsageError(f"'base' is for patchsets, not {kind}s")
+    path = root / doc["file"]
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    return ManifestEntry(number, doc["name"], path, doc.get("version"), doc.get("description") or "",
+                         tuple(f"{k}={v}" for k, v in tags.items()), doc.get("base"))
+
+
+def _batches(entries: list[ManifestEntry], size: int, max_bytes: int) -> Iterator[list[ManifestEntry]]:
+    """Runs of at most ``size`` entries and about ``max_bytes`` of files (a batch's objects are
+    held in memory until its writeback)."""
+    batch: list[ManifestEntry] = []
+    total = 0
+    for entry in entries:
+        length = entry.path.stat().st_size
+        if batch and (len(batch) >= size or total + length > max_bytes):
+            yield batch
+            batch, total = [], 0
+        batch.append(entry)
+        total += length
+    if batch:
+        yield batch
+
+
+def import_manifest(instance: Instance, ctx: RequestContext, project_name: str, kind: str, manifest: Path,
+                    batch_size: int = 500, max_batch_bytes: int = 256 << 20,
+                    progress: Callable[[ImportReport], None] | None = None) -> ImportReport:
+    """Push every entry of ``manifest`` as a version of ``kind`` in ``project_name``, a batch
+    per transaction; see the module's documentation for what a refusal leaves behind."""
+    if batch_size < 1:
+        raise UsageError("--batch must be at least 1")
+    entries = parse_manifest(manifest, kind)
+    report = ImportReport()
+    for batch in _batches(entries, batch_size, max_batch_bytes):
+        requests = []
+        for entry in batch:
+            try:
+                requests.append(entry.request(kind))
+            except NSPError as exc:
+                raise _failed(manifest, entry, exc, report) from None
+        try:
+            results = push_many(instance, ctx, project_name, kind, requests)
+        except BatchEntryError as exc:
+            raise _failed(manifest, batch[exc.index], exc.error, report) from None
+        report.batches += 1
+        report.entries += len(batch)
+        report.created += sum(created for _, created in results)
+        report.existing += sum(not created for _, created in results)
+        if progress is not None:
+            progress(report)
+    if report.created:
+        refresh_statistics(instance)
+    return report
+
+
+def _failed(manifest: Path, entry: ManifestEntry, error: NSPError, report: ImportReport) -> ImportFailed:
+    if report.batches:
+        after = (f"; committed before it: {report.summary()}. Fix the entry and run the same import again "
+                 "(versions that exist are found by their content, not created twice)")
+    else:
+        after = "; nothing was imported"
+    return ImportFailed(f"{manifest} line {entry.line}: {error.message}{after}", error, report)
