@@ -35,7 +35,7 @@ bench: $(STAMP) $(BENCH_VENV)/.installed-stamp
 	bash scripts/with-services.sh sh -c '$(BIN)/python benchmarks/bench_audit.py --pg "$$NSP_TEST_PG_URL"'
 	bash scripts/with-services.sh sh -c '$(BIN)/python benchmarks/bench_hub.py --pg "$$NSP_TEST_PG_URL" \
 	    --mlflow-python $(BENCH_VENV)/bin/python --mlflow-models 1000 --mlflow-versions 100 \
-	    --mlflow-pg-models 100 --mlflow-pg-search-samples 10'
+	    --mlflow-pg-search-samples 10'
 	$(BIN)/python benchmarks/bench_scale.py
 
 clean:

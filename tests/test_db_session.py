@@ -72,7 +72,9 @@ def test_a_connection_the_server_killed_fails_one_transaction_then_is_replaced(p
 def test_close_leaves_no_connection_open(pg_instance: Instance) -> None:
     with pg_instance.db.transaction() as s:
         s.scalar(text("SELECT 1"))
-    assert _backends(pg_instance)
+    with pg_instance.db.read() as s:  # the read-only pool's connection too
+        s.scalar(text("SELECT 1"))
+    assert len(_backends(pg_instance)) == 2
     pg_instance.close()
     assert _backends(pg_instance) == []
 

@@ -189,3 +189,29 @@ def test_an_import_refreshes_the_planner_statistics(tmp_path: Path) -> None:
         assert analyzed() == 1
     finally:
         pg_instance.close()
+
+
+def test_an_import_stopped_by_rbac(instance: Instance, tmp_path: Path) -> None:
+    """A viewer's import is refused before anything is written; an editor whose role is revoked
+    during an import keeps the batches committed before and is told how far it got."""
+    from nextstat_pro.identity.users import revoke_role
+    from nextstat_pro.projects import get_project
+
+    add_user(instance, "vi", "viewer", "viewer-password-1")
+    add_user(instance, "ed", "editor", "editor-password-1")
+    docs = {f"w{i}.json": workspace(i) for i in range(4)}
+    manifest = write_manifest(tmp_path, [{"name": "m", "file": f"w{i}.json"} for i in range(4)], docs)
+    before = counts(instance)[0]
+    with pytest.raises(PermissionDeniedError, match="hub.push"):
+        import_manifest(instance, session_for(instance, "vi", "viewer-password-1"), "default", "model", manifest)
+    assert counts(instance)[0] == before
+
+    def revoke(_report: object) -> None:
+        with instance.db.transaction() as s:
+            revoke_role(s, instance.context(), "ed", get_project(s, "default"), "left the analysis")
+
+    editor = session_for(instance, "ed", "editor-password-1")
+    with pytest.raises(ImportFailed, match=r"may not hub.push.*committed before it: 2 entries") as info:
+        import_manifest(instance, editor, "default", "model", manifest, batch_size=2, progress=revoke)
+    assert isinstance(info.value.error, PermissionDeniedError) and info.value.exit_code == 6
+    assert counts(instance)[0] == before + 2

@@ -28,20 +28,23 @@ def normalize_url(url: str) -> str:
     raise ConfigError(f"unsupported database URL {url!r} (use sqlite:///PATH or postgresql://...)")
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _on_sqlite_connect(engine: Engine, *pragmas: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take transaction control away from pysqlite so that BEGIN IMMEDIATE below is
-        # the only BEGIN: every writer then holds the write lock from its first
-        # statement, which keeps the audit hash chain linear across processes.
+        # Take transaction control away from pysqlite: a writer's only BEGIN is the BEGIN
+        # IMMEDIATE below, and a reader's statements run on their own.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
+        for pragma in (*pragmas, "busy_timeout=60000"):
+            cur.execute(f"PRAGMA {pragma}")
         cur.close()
 
+
+def _configure_sqlite(engine: Engine) -> None:
+    _on_sqlite_connect(engine, "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+
+    # Every writer holds the write lock from its first statement, which keeps the audit hash
+    # chain linear across processes.
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Straight to the driver: this runs for every transaction.
@@ -77,23 +80,12 @@ def make_read_engine(url: str) -> Engine:
     if url.startswith("sqlite:"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
                                isolation_level="AUTOCOMMIT", json_deserializer=_json_loads)
-
-        @event.listens_for(engine, "connect")
-        def _on_connect_sqlite(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA query_only=1")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.close()
-
+        _on_sqlite_connect(engine, "query_only=1")
         return engine
-    engine = create_engine(url, pool_recycle=1800, isolation_level="AUTOCOMMIT", json_deserializer=_json_loads)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect_pg(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.execute("SET default_transaction_read_only = on")
-
-    return engine
+    # Set at connection start-up (libpq options): no statement of its own, and in force before
+    # the first query whatever order the connect hooks run in.
+    return create_engine(url, pool_recycle=1800, isolation_level="AUTOCOMMIT", json_deserializer=_json_loads,
+                         connect_args={"options": "-c default_transaction_read_only=on"})
 
 
 class Database:
@@ -115,6 +107,8 @@ class Database:
         self._local = threading.local()
         self._kept: weakref.WeakSet[_Kept] = weakref.WeakSet()
         self._read_engine: Engine | None = None
+        self._read_engine_lock = threading.Lock()
+        self._in_memory = self.url.startswith("sqlite:") and self.engine.url.database in (None, "", ":memory:")
 
     @property
     def dialect(self) -> str:
@@ -161,7 +155,7 @@ class Database:
             info[SEAL_KEY] = self.seal_key
         kept.busy = True
         committing = False
-        try:
+        with self._translated_errors(lambda: self._drop(conn)):
             try:
                 yield session
                 committing = True
@@ -186,8 +180,15 @@ class Database:
                 session.close()
                 info.clear()
                 kept.busy = False
+
+    @contextmanager
+    def _translated_errors(self, discard: Callable[[], None]) -> Iterator[None]:
+        """A database error as a user reads it, after ``discard`` forgot the connection that
+        raised it; a refused operation audited once its transaction is over."""
+        try:
+            yield
         except DBAPIError as exc:
-            self._drop(conn)
+            discard()
             if isinstance(exc, OperationalError):
                 raise ConfigError(f"database error: {exc.orig}") from None
             raise
@@ -203,13 +204,18 @@ class Database:
         on SQLite a read never waits for a writer (readers of a WAL database run beside it,
         where ``transaction`` takes the write lock). The connection refuses writes, and no
         audit seal key is set, so nothing can be changed or appended through it."""
+        if self._in_memory:  # a second connection would be another, empty database
+            with self.transaction() as session:
+                yield session
+            return
         kept: _Kept | None = getattr(self._local, "reader", None)
         if kept is not None and (kept.conn.closed or kept.conn.invalidated):
             kept.close(invalidate=True)
             kept = self._local.reader = None
         if kept is None:
-            if self._read_engine is None:
-                self._read_engine = make_read_engine(self.url)
+            with self._read_engine_lock:
+                if self._read_engine is None:
+                    self._read_engine = make_read_engine(self.url)
             kept = self._local.reader = _Kept(self._read_engine.connect())
             self._kept.add(kept)
         if kept.busy:  # a read inside a read: a session of its own
@@ -218,20 +224,17 @@ class Database:
             return
         kept.busy = True
         session = kept.session
-        try:
-            yield session
-        except DBAPIError as exc:
+
+        def discard() -> None:
             self._local.reader = None
             kept.close(invalidate=True)
-            if isinstance(exc, OperationalError):
-                raise ConfigError(f"database error: {exc.orig}") from None
-            raise
-        except NSPError as exc:
-            self._record_refusal(exc)
-            raise
-        finally:
-            session.close()
-            kept.busy = False
+
+        with self._translated_errors(discard):
+            try:
+                yield session
+            finally:
+                session.close()
+                kept.busy = False
 
     @contextmanager
     def _pooled_transaction(self) -> Iterator[Session]:

@@ -169,6 +169,10 @@ def import_manifest(instance: Instance, ctx: RequestContext, project_name: str, 
             results = push_many(instance, ctx, project_name, kind, requests)
         except BatchEntryError as exc:
             raise _failed(manifest, batch[exc.index], exc.error, report) from None
+        except NSPError as exc:  # not an entry's fault (a role revoked meanwhile, ...)
+            if not report.batches:
+                raise
+            raise ImportFailed(f"{exc.message}; committed before it: {report.summary()}", exc, report) from None
         report.batches += 1
         report.entries += len(batch)
         report.created += sum(created for _, created in results)
