@@ -118,6 +118,18 @@ def test_batched_appends_chain_like_single_ones_and_vanish_with_their_block(inst
     assert [r.target_id for r in rows] == ["one", "b0", "b1", "b2", "b3", "after"]
     assert [r.hash for r in rows[1:5]] == [e.hash for e in appended]
     assert verify(instance).ok
+    # A failed block caught inside its transaction: the chain goes on from the last inserted event.
+    before = last_seq(instance)
+    with instance.db.transaction() as s:
+        append_event(s, ctx, action="project.created", target=("project", "kept-1"))
+        with pytest.raises(RuntimeError), batched_appends(s):
+            append_event(s, ctx, action="project.created", target=("project", "dropped"))
+            raise RuntimeError("refused entry")
+        append_event(s, ctx, action="project.created", target=("project", "kept-2"))
+    with instance.db.transaction() as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.seq > before).order_by(AuditEvent.seq)).all()
+    assert [(r.seq, r.target_id) for r in rows] == [(before + 1, "kept-1"), (before + 2, "kept-2")]
+    assert verify(instance).ok
 
 
 def last_seq_in(s) -> int:  # type: ignore[no-untyped-def]

@@ -190,18 +190,26 @@ def batched_appends(session: Session) -> Iterator[None]:
     """Events appended in the block are inserted together when it ends, in one statement
     (psycopg pipelines it: one round trip instead of one per event). They are chained and
     sealed as they are appended, and still commit with the change or not at all: a block that
-    raises inserts nothing, and its transaction rolls back."""
+    raises inserts nothing (and a caller that goes on in the same transaction appends after the
+    last event inserted, not after the ones dropped)."""
     if _PENDING in session.info:  # already batching: the outer block inserts them
         yield
         return
     pending: list[dict[str, Any]] = []
+    tail = session.info.get(_TAIL)
     session.info[_PENDING] = pending
     try:
         yield
+        if pending:
+            _insert(session, pending)
+    except BaseException:
+        if tail is None:
+            session.info.pop(_TAIL, None)
+        else:
+            session.info[_TAIL] = tail
+        raise
     finally:
         session.info.pop(_PENDING, None)
-    if pending:
-        _insert(session, pending)
 
 
 def seal(session: Session, digest: str) -> str:
