@@ -207,3 +207,30 @@ def test_json_columns_read_what_json_wrote() -> None:
     assert math.isnan(_json_loads('{"v": NaN}')["v"])
     with pytest.raises(ValueError):
         _json_loads("{broken")
+
+
+def test_reads_keep_committed_projects_only(instance: Instance) -> None:
+    from sqlalchemy import event
+
+    from nextstat_pro.errors import NotFoundError
+    from nextstat_pro.projects.service import get_project
+
+    ctx = instance.context()
+    with pytest.raises(RuntimeError), instance.db.transaction() as s:
+        create_project(s, ctx, "doomed")
+        assert get_project(s, "doomed").name == "doomed"  # seen by its own transaction...
+        raise RuntimeError("rolled back")
+    with pytest.raises(NotFoundError), instance.db.read() as s:  # ...and by nothing after it
+        get_project(s, "doomed")
+    with instance.db.read() as s:
+        first = get_project(s, "default")
+    queries: list[str] = []
+    engine = instance.db._read_engine
+    assert engine is not None
+    event.listen(engine, "before_cursor_execute", lambda *a: queries.append(a[2]))
+    with instance.db.read() as s:
+        again = get_project(s, "default")
+    assert again.id == first.id and not [q for q in queries if "projects" in q]  # no query: kept
+    with instance.db.transaction() as s:  # a transaction always asks the database
+        assert s.scalar(select(func.count()).select_from(Project)) == 1
+        assert get_project(s, "default") is not first

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..errors import ConfigError, NSPError
 
 SEAL_KEY = "nsp_audit_seal_key"
+# In a read session: the Database's cache of committed projects by name (see get_project).
+PROJECT_CACHE = "nsp_project_cache"
 
 
 def normalize_url(url: str) -> str:
@@ -108,6 +110,7 @@ class Database:
         self._kept: weakref.WeakSet[_Kept] = weakref.WeakSet()
         self._read_engine: Engine | None = None
         self._read_engine_lock = threading.Lock()
+        self.project_cache: dict[str, Any] = {}
         self._in_memory = self.url.startswith("sqlite:") and self.engine.url.database in (None, "", ":memory:")
 
     @property
@@ -220,10 +223,12 @@ class Database:
             self._kept.add(kept)
         if kept.busy:  # a read inside a read: a session of its own
             with Session(self._read_engine, expire_on_commit=False) as session:
+                session.info[PROJECT_CACHE] = self.project_cache
                 yield session
             return
         kept.busy = True
         session = kept.session
+        session.info[PROJECT_CACHE] = self.project_cache
 
         def discard() -> None:
             self._local.reader = None

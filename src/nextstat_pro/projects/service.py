@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from ..audit.events import append_event
 from ..db.models import Project, RoleBinding
+from ..db.session import PROJECT_CACHE
 from ..db.types import utcnow
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..identity.actors import RequestContext
@@ -47,9 +48,19 @@ _BY_NAME = select(Project).where(Project.name == bindparam("name"))
 
 
 def get_project(session: Session, name: str) -> Project:
+    # A read session (Database.read) sees committed rows only, and a project is never renamed
+    # or deleted, so what it finds stays true: it is kept, and later reads skip the query (one
+    # of a read call's two round trips on PostgreSQL). A transaction's lookups are not kept:
+    # they may see a project the transaction itself created and then rolls back.
+    cache = session.info.get(PROJECT_CACHE)
+    if cache is not None and (known := cache.get(name)) is not None:
+        return known  # type: ignore[no-any-return]
     project = session.scalar(_BY_NAME, {"name": name})
     if project is None:
         raise NotFoundError(f"no project named {name!r} (see: nextstat-pro project list)")
+    if cache is not None:
+        session.expunge(project)
+        cache[name] = project
     return project
 
 
