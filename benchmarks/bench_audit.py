@@ -22,8 +22,8 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_registry import pct, tags  # the same tags and percentiles on both sides
+
 from nextstat_pro.engine import InputFile
 from nextstat_pro.hub import service
 from nextstat_pro.hub.service import PushRequest

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from nextstat_pro.audit.service import verify
 from nextstat_pro.audit.events import append_event
+from nextstat_pro.audit.service import verify
 from nextstat_pro.db.models import AuditEvent, Project
 from nextstat_pro.errors import ConfigError
 from nextstat_pro.instance import Instance, init_instance

@@ -53,7 +53,8 @@ def test_push_many_audits_each_version_and_matches_single_pushes(instance: Insta
         events = s.scalars(select(AuditEvent).where(AuditEvent.seq > before).order_by(AuditEvent.seq)).all()
         assert [e.action for e in events] == ["hub.model.pushed"] * 5
         assert [e.target_id for e in events] == [r.version.id for r, _ in out]
-        assert s.scalar(select(HubTag.value).where(HubTag.version_id == out[3][0].version.id, HubTag.key == "i")) == "v3"
+        fourth = out[3][0].version.id
+        assert s.scalar(select(HubTag.value).where(HubTag.version_id == fourth, HubTag.key == "i")) == "v3"
     for i, (resolved, _) in enumerate(out):
         assert instance.store.get(resolved.version.digest)  # every object stored, digest-checked
         found = service.resolve(instance, instance.context(), "default", "model", f"m@1.0.{i}")
@@ -215,3 +216,31 @@ def test_an_import_stopped_by_rbac(instance: Instance, tmp_path: Path) -> None:
         import_manifest(instance, editor, "default", "model", manifest, batch_size=2, progress=revoke)
     assert isinstance(info.value.error, PermissionDeniedError) and info.value.exit_code == 6
     assert counts(instance)[0] == before + 2
+
+
+def test_a_batch_beyond_one_clash_query_still_sees_every_clash(instance: Instance) -> None:
+    """The clashes of a batch are read 500 requests per query: an entry in the second query's
+    share must still meet the version that holds its label."""
+    def csv(i: int) -> InputFile:
+        return InputFile.from_bytes("dataset", f"d{i}.csv", f"a,b\n{i},1\n".encode())
+
+    service.push(instance, instance.context(), "default", "dataset", "m", csv(-1), "1.0.0")
+    before = counts(instance)
+    requests = [PushRequest(f"d{i}", csv(i), "1.0.0") for i in range(500)] + [PushRequest("m", csv(-2), "1.0.0")]
+    with pytest.raises(BatchEntryError, match="entry 501: m@1.0.0 exists with other content"):
+        push_many(instance, instance.context(), "default", "dataset", requests)
+    assert counts(instance) == before
+    requests[-1] = PushRequest("m", csv(-1), "1.0.0")  # the same content: that version, not a new one
+    out = push_many(instance, instance.context(), "default", "dataset", requests)
+    assert [created for _, created in out] == [True] * 500 + [False]
+
+
+def test_an_import_batch_holds_at_most_its_bytes(sqlite_instance: Instance, tmp_path: Path) -> None:
+    docs = {f"w{i}.json": workspace(i) for i in range(3)}
+    manifest = write_manifest(tmp_path, [{"name": "m", "file": f"w{i}.json"} for i in range(3)], docs)
+    one = max((tmp_path / name).stat().st_size for name in docs)
+    report = import_manifest(sqlite_instance, sqlite_instance.context(), "default", "model", manifest,
+                             max_batch_bytes=one + 1)
+    assert (report.batches, report.created) == (3, 3)
+    with pytest.raises(UsageError, match="--batch must be at least 1"):
+        import_manifest(sqlite_instance, sqlite_instance.context(), "default", "model", manifest, batch_size=0)

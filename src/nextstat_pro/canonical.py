@@ -18,13 +18,7 @@ def sanitize(value: Any) -> Any:
     RFC 8785 (like JSON itself) has no NaN or Infinity; the engine produces them for
     undefined uncertainties, so they are normalised here once, before hashing.
     """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): sanitize(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [sanitize(v) for v in value]
-    return value
+    return sanitize_plain(value)[0]
 
 
 _SAFE_INT = 2**53 - 1
@@ -39,11 +33,16 @@ def is_plain(value: Any) -> bool:
     if isinstance(value, int):
         return -_SAFE_INT <= value <= _SAFE_INT  # beyond it rfc8785 refuses (I-JSON)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and (k.isascii() or max(k) < "\U00010000") and is_plain(v)
-                   for k, v in value.items())
+        return all(isinstance(k, str) and _bmp_key(k) and is_plain(v) for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return all(is_plain(v) for v in value)
     return False
+
+
+def _bmp_key(key: str) -> bool:
+    """Whether Python orders ``key`` as RFC 8785 does (by UTF-16 code units: the same for keys
+    inside the Basic Multilingual Plane)."""
+    return key.isascii() or max(key) < "\U00010000"
 
 
 def sanitize_plain(value: Any) -> tuple[Any, bool]:
@@ -59,9 +58,8 @@ def sanitize_plain(value: Any) -> tuple[Any, bool]:
         out: dict[str, Any] = {}
         plain = True
         for k, v in value.items():
-            if not isinstance(k, str):
-                k = str(k)
-            elif not (k.isascii() or max(k) < "\U00010000"):
+            k = k if isinstance(k, str) else str(k)
+            if not _bmp_key(k):
                 plain = False
             out[k], p = sanitize_plain(v)
             plain = plain and p

@@ -14,7 +14,9 @@
     ├── IntegrityError            stored bytes or records do not match their digest (exit 7, HTTP 500)
     │   └── DigestMismatchError
     ├── TaskFailedError           the engine raised while running a task (exit 8, HTTP 422)
-    └── ConfigError               the instance is missing or misconfigured (exit 9, HTTP 500)
+    ├── ConfigError               the instance is missing or misconfigured (exit 9, HTTP 500)
+    └── PartError                 one part of a larger operation refused (a batch entry, an
+                                  import line): the part's own error, exit code and HTTP status
 
 The CLI turns these into ``error: <message>`` and the exit code, once, in ``cli.main``.
 """
@@ -108,3 +110,13 @@ class TaskFailedError(NSPError):
 class ConfigError(NSPError):
     exit_code = 9
     http_status = 500
+
+
+class PartError(NSPError):
+    """One part of a larger operation was refused: ``error`` is that part's own error, and
+    this one takes its exit code and HTTP status, with a message that says which part."""
+
+    def __init__(self, message: str, error: NSPError) -> None:
+        super().__init__(message)
+        self.error = error
+        self.exit_code, self.http_status = error.exit_code, error.http_status

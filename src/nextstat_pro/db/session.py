@@ -117,30 +117,32 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def _kept_session(self) -> _Kept | None:
-        """This thread's kept connection and session, or None when they are in use already (a
-        transaction opened inside another then takes a connection of its own from the pool)."""
-        kept: _Kept | None = getattr(self._local, "kept", None)
+    def _thread_kept(self, slot: str, engine: Engine) -> _Kept:
+        """This thread's kept connection (and session) of ``engine``, kept in ``slot``: one
+        for transactions, one for reads."""
+        kept: _Kept | None = getattr(self._local, slot, None)
         if kept is not None and (kept.conn.closed or kept.conn.invalidated):
-            self._drop(kept.conn)
+            self._drop(slot)
             kept = None
         if kept is None:
-            kept = self._local.kept = _Kept(self.engine.connect())
+            kept = _Kept(engine.connect())
+            setattr(self._local, slot, kept)
             self._kept.add(kept)
-        return None if kept.busy or kept.conn.in_transaction() else kept
+        return kept
 
-    def _drop(self, conn: Connection) -> None:
-        """Forget a kept connection after an error: the next transaction opens a fresh one."""
-        kept: _Kept | None = getattr(self._local, "kept", None)
-        if kept is not None and kept.conn is conn:
-            self._local.kept = None
+    def _drop(self, slot: str, conn: Connection | None = None) -> None:
+        """Forget this thread's kept connection in ``slot`` (if it is still ``conn``) after an
+        error: the next unit of work opens a fresh one."""
+        kept: _Kept | None = getattr(self._local, slot, None)
+        if kept is not None and (conn is None or kept.conn is conn):
+            setattr(self._local, slot, None)
             kept.close(invalidate=True)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back when it raises."""
-        kept = self._kept_session()
-        if kept is None:
+        kept = self._thread_kept("kept", self.engine)
+        if kept.busy or kept.conn.in_transaction():  # inside another: a pooled connection
             with self._pooled_transaction() as session:
                 yield session
             return
@@ -158,7 +160,7 @@ class Database:
             info[SEAL_KEY] = self.seal_key
         kept.busy = True
         committing = False
-        with self._translated_errors(lambda: self._drop(conn)):
+        with self._translated_errors(lambda: self._drop("kept", conn)):
             try:
                 yield session
                 committing = True
@@ -172,7 +174,7 @@ class Database:
                     # (SQLAlchemy does not roll back a transaction whose commit raised): the
                     # connection is discarded, which ends whatever is open uncommitted.
                     session.close()
-                    self._drop(conn)
+                    self._drop("kept", conn)
                 else:
                     if session.in_transaction():
                         session.rollback()
@@ -211,16 +213,11 @@ class Database:
             with self.transaction() as session:
                 yield session
             return
-        kept: _Kept | None = getattr(self._local, "reader", None)
-        if kept is not None and (kept.conn.closed or kept.conn.invalidated):
-            kept.close(invalidate=True)
-            kept = self._local.reader = None
-        if kept is None:
+        if self._read_engine is None:
             with self._read_engine_lock:
                 if self._read_engine is None:
                     self._read_engine = make_read_engine(self.url)
-            kept = self._local.reader = _Kept(self._read_engine.connect())
-            self._kept.add(kept)
+        kept = self._thread_kept("reader", self._read_engine)
         if kept.busy:  # a read inside a read: a session of its own
             with Session(self._read_engine, expire_on_commit=False) as session:
                 session.info[PROJECT_CACHE] = self.project_cache
@@ -229,12 +226,7 @@ class Database:
         kept.busy = True
         session = kept.session
         session.info[PROJECT_CACHE] = self.project_cache
-
-        def discard() -> None:
-            self._local.reader = None
-            kept.close(invalidate=True)
-
-        with self._translated_errors(discard):
+        with self._translated_errors(lambda: self._drop("reader", kept.conn)):
             try:
                 yield session
             finally:

@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import InputFile
-from ..errors import InputError, NSPError, UsageError
+from ..errors import InputError, NSPError, PartError, UsageError
 from ..identity.actors import RequestContext
 from ..instance import Instance
 from .service import KINDS, BatchEntryError, PushRequest, check_request, push_many, refresh_statistics
 
 ROLES = {"model": "workspace", "dataset": "dataset", "patchset": "patchset"}
 _FIELDS = {"name", "file", "version", "description", "tags", "base"}
-_NO_INPUT = InputFile("none", "none", b"", "")  # the manifest check has names and labels, no bytes yet
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,7 @@ class ManifestEntry:
     line: int
     name: str
     path: Path
+    size: int
     semver: str | None
     description: str
     tags: tuple[str, ...]
@@ -66,14 +66,12 @@ class ImportReport:
                 f"{self.existing} existing")
 
 
-class ImportFailed(NSPError):
-    """An entry was refused; the message says which and what was committed before it. It keeps
-    the entry's exit code and HTTP status."""
+class ImportFailed(PartError):
+    """An entry was refused; the message says which and what was committed before it."""
 
     def __init__(self, message: str, error: NSPError, report: ImportReport) -> None:
-        super().__init__(message)
-        self.error, self.report = error, report
-        self.exit_code, self.http_status = error.exit_code, error.http_status
+        super().__init__(message, error)
+        self.report = report
 
 
 def parse_manifest(manifest: Path, kind: str) -> list[ManifestEntry]:
@@ -92,7 +90,7 @@ def parse_manifest(manifest: Path, kind: str) -> list[ManifestEntry]:
             continue
         try:
             entry = _entry(number, text, manifest.parent, kind)
-            check_request(PushRequest(entry.name, _NO_INPUT, entry.semver, tags=entry.tags))
+            check_request(entry.name, entry.semver, entry.tags)
         except (InputError, UsageError) as exc:
             raise type(exc)(f"{manifest} line {number}: {exc.message}") from None
         entries.append(entry)
@@ -129,8 +127,8 @@ def _entry(number: int, text: str, root: Path, kind: str) -> ManifestEntry:
     path = root / doc["file"]
     if not path.is_file():
         raise InputError(f"file not found: {path}")
-    return ManifestEntry(number, doc["name"], path, doc.get("version"), doc.get("description") or "",
-                         tuple(f"{k}={v}" for k, v in tags.items()), doc.get("base"))
+    return ManifestEntry(number, doc["name"], path, path.stat().st_size, doc.get("version"),
+                         doc.get("description") or "", tuple(f"{k}={v}" for k, v in tags.items()), doc.get("base"))
 
 
 def _batches(entries: list[ManifestEntry], size: int, max_bytes: int) -> Iterator[list[ManifestEntry]]:
@@ -139,12 +137,11 @@ def _batches(entries: list[ManifestEntry], size: int, max_bytes: int) -> Iterato
     batch: list[ManifestEntry] = []
     total = 0
     for entry in entries:
-        length = entry.path.stat().st_size
-        if batch and (len(batch) >= size or total + length > max_bytes):
+        if batch and (len(batch) >= size or total + entry.size > max_bytes):
             yield batch
             batch, total = [], 0
         batch.append(entry)
-        total += length
+        total += entry.size
     if batch:
         yield batch
 

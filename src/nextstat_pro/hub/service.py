@@ -22,7 +22,7 @@ from ..db.models import HubAlias, HubItem, HubTag, HubVersion, Project, Run, Run
 from ..db.session import core_connection
 from ..db.types import utcnow
 from ..engine import InputFile
-from ..errors import ConflictError, NotFoundError, NSPError, UsageError
+from ..errors import ConflictError, NotFoundError, NSPError, PartError, UsageError
 from ..identity.actors import RequestContext
 from ..identity.rbac import authorize
 from ..ids import new_id
@@ -30,7 +30,7 @@ from ..instance import Instance
 from ..projects.service import authorized_project, get_project
 from .content import Content, dataset_content, model_content, patchset_content
 from .diff import workspace_diff
-from .refs import ALIAS, NAME, SEMVER, Ref, parse_ref
+from .refs import ALIAS, NAME, SEMVER, parse_ref
 
 Kind = Literal["model", "dataset", "patchset"]
 KINDS = ("model", "dataset", "patchset")
@@ -97,16 +97,6 @@ def _resolve_statements() -> dict[str, Any]:
 
 
 _RESOLVE = _resolve_statements()
-# A push's item and any version of it holding the same content or the same label (a NULL
-# semver matches nothing).
-_CLASH = (select(HubItem, HubVersion)
-          .outerjoin(HubVersion, and_(HubVersion.item_id == HubItem.id,
-                                      or_(HubVersion.digest == bindparam("digest"),
-                                          HubVersion.semver == bindparam("semver"))))
-          .where(HubItem.project_id == bindparam("project_id"), HubItem.kind == bindparam("kind"),
-                 HubItem.name == bindparam("name")))
-
-
 def _item(session: Session, project: Project, kind: str, name: str) -> HubItem | None:
     return session.scalar(select(HubItem).where(HubItem.project_id == project.id, HubItem.kind == kind,
                                                 HubItem.name == name))
@@ -137,14 +127,12 @@ class PushRequest:
     content: Content | None = None
 
 
-class BatchEntryError(NSPError):
-    """An entry of a batch was refused (the batch stored nothing); it keeps the entry's own
-    error class, so its exit code and HTTP status are the entry's."""
+class BatchEntryError(PartError):
+    """An entry of a batch was refused (the batch stored nothing)."""
 
     def __init__(self, index: int, error: NSPError) -> None:
-        super().__init__(f"entry {index + 1}: {error.message}")
-        self.index, self.error = index, error
-        self.exit_code, self.http_status = error.exit_code, error.http_status
+        super().__init__(f"entry {index + 1}: {error.message}", error)
+        self.index = index
 
 
 def push(instance: Instance, ctx: RequestContext, project_name: str, kind: str, name: str, inp: InputFile,
@@ -169,7 +157,7 @@ def push_many(instance: Instance, ctx: RequestContext, project_name: str, kind: 
     tag_maps = []
     for i, req in enumerate(requests):
         try:
-            tag_maps.append(check_request(req))
+            tag_maps.append(check_request(req.name, req.semver, req.tags))
         except NSPError as exc:
             raise BatchEntryError(i, exc) from None
     with instance.db.transaction() as session:
@@ -206,13 +194,13 @@ def push_many(instance: Instance, ctx: RequestContext, project_name: str, kind: 
         return plan.results
 
 
-def check_request(req: PushRequest) -> dict[str, str]:
-    """The request's tags, once its name, label and tags are well-formed (before any query)."""
-    if not NAME.match(req.name):
-        raise UsageError(f"invalid name {req.name!r}: lowercase letters, digits, '.', '_' or '-'")
-    if req.semver is not None and not SEMVER.match(req.semver):
-        raise UsageError(f"invalid version {req.semver!r}: expected semantic versioning like 1.2.0")
-    return _parse_tags(list(req.tags))
+def check_request(name: str, semver: str | None, tags: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """A push's tags, once its name, label and tags are well-formed (before any query)."""
+    if not NAME.match(name):
+        raise UsageError(f"invalid name {name!r}: lowercase letters, digits, '.', '_' or '-'")
+    if semver is not None and not SEMVER.match(semver):
+        raise UsageError(f"invalid version {semver!r}: expected semantic versioning like 1.2.0")
+    return _parse_tags(list(tags))
 
 
 @dataclass
@@ -275,26 +263,31 @@ def _plan(session: Session, ctx: RequestContext, project: Project, kind: str, re
 def _clashes(session: Session, project: Project, kind: str, requests: list[PushRequest],
              contents: list[Content]) -> list[Any]:
     """The requests' items, each with its versions holding one of the requests' contents or
-    labels (a superset: ``_plan`` matches them per request)."""
-    params = {"project_id": project.id, "kind": kind}
-    if len(requests) == 1:  # a push: the prebuilt statement
-        return list(session.execute(_CLASH, {**params, "name": requests[0].name, "digest": contents[0].digest,
-                                             "semver": requests[0].semver}))
-    postgres = session.get_bind().dialect.name == "postgresql"
+    labels (a superset: ``_plan`` matches them per request), 500 requests per query."""
+    statement = _clash_statement(session.get_bind().dialect.name == "postgresql")
     rows = []
     for start in range(0, len(requests), 500):
         chunk = range(start, min(start + 500, len(requests)))
-        names = sorted({requests[i].name for i in chunk})
-        digests = sorted({contents[i].digest for i in chunk})
-        labels = sorted({s for i in chunk if (s := requests[i].semver) is not None}) or [""]
-        query = (select(HubItem, HubVersion)
-                 .outerjoin(HubVersion, and_(HubVersion.item_id == HubItem.id,
-                                             or_(_among(HubVersion.digest, digests, postgres, "digests"),
-                                                 _among(HubVersion.semver, labels, postgres, "labels"))))
-                 .where(HubItem.project_id == project.id, HubItem.kind == kind,
-                        _among(HubItem.name, names, postgres, "names")))
-        rows.extend(session.execute(query))
+        rows.extend(session.execute(statement, {
+            "project_id": project.id, "kind": kind,
+            "names": sorted({requests[i].name for i in chunk}),
+            "digests": sorted({contents[i].digest for i in chunk}),
+            # A label no version has when none is given (versions without one match nothing).
+            "labels": sorted({s for i in chunk if (s := requests[i].semver) is not None}) or [""],
+        }))
     return rows
+
+
+@functools.lru_cache(maxsize=2)
+def _clash_statement(postgres: bool) -> Any:
+    """Items by name with their versions holding any of the given digests or labels, built once
+    (a push's hot path)."""
+    return (select(HubItem, HubVersion)
+            .outerjoin(HubVersion, and_(HubVersion.item_id == HubItem.id,
+                                        or_(_among(HubVersion.digest, postgres, "digests"),
+                                            _among(HubVersion.semver, postgres, "labels"))))
+            .where(HubItem.project_id == bindparam("project_id"), HubItem.kind == bindparam("kind"),
+                   _among(HubItem.name, postgres, "names")))
 
 
 def _check(instance: Instance, session: Session, project: Project, kind: str, inp: InputFile,
@@ -517,13 +510,12 @@ def version_docs(session: Session, rows: list[VersionRow]) -> list[dict[str, Any
     tags: dict[str, dict[str, str]] = {r.id: r.tags for r in rows if r.tags is not None}
     aliases: dict[str, list[str]] = {}
     postgres = session.get_bind().dialect.name == "postgresql"
+    tags_of, aliases_of = _doc_statements(postgres)
     for chunk in _chunks(list({r.id for r in rows if r.tags is None})):
-        for version_id, key, value in session.execute(
-                select(HubTag.version_id, HubTag.key, HubTag.value).where(_among(HubTag.version_id, chunk, postgres))):
+        for version_id, key, value in session.execute(tags_of, {"among": chunk}):
             tags.setdefault(version_id, {})[key] = value
     for chunk in _chunks(list({r.item_id for r in rows})):  # by item: the aliases' key starts with it
-        for version_id, alias in session.execute(
-                select(HubAlias.version_id, HubAlias.alias).where(_among(HubAlias.item_id, chunk, postgres))):
+        for version_id, alias in session.execute(aliases_of, {"among": chunk}):
             aliases.setdefault(version_id, []).append(alias)
     return [{"name": r.name, "kind": r.kind, "version_id": r.id, "semver": r.semver, "digest": r.digest,
              "size": r.size, "media_type": r.media_type, "description": r.description,
@@ -532,12 +524,20 @@ def version_docs(session: Session, rows: list[VersionRow]) -> list[dict[str, Any
              "purged": r.purged_at is not None} for r in rows]
 
 
-def _among(column: Any, values: list[str], postgres: bool, name: str = "among") -> Any:
-    """``column IN values``; on PostgreSQL as ``= ANY(array)``, one statement text whatever the
-    count (an IN list of 250 parameters was parsed and planned anew each time: 5 ms)."""
+@functools.lru_cache(maxsize=2)
+def _doc_statements(postgres: bool) -> tuple[Any, Any]:
+    """The tags of given versions and the aliases of given items, built once."""
+    return (select(HubTag.version_id, HubTag.key, HubTag.value).where(_among(HubTag.version_id, postgres)),
+            select(HubAlias.version_id, HubAlias.alias).where(_among(HubAlias.item_id, postgres)))
+
+
+def _among(column: Any, postgres: bool, name: str = "among") -> Any:
+    """``column IN (:name)``, the list given at execution; on PostgreSQL as ``= ANY(:name)``,
+    one statement text whatever the count (an IN list of 250 parameters was parsed and
+    planned anew each time: 5 ms)."""
     if postgres:
-        return column == any_(bindparam(name, values, type_=ARRAY(String)))
-    return column.in_(values)
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def _chunks(values: list[str], size: int = 500) -> list[list[str]]:

@@ -10,8 +10,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from ..audit.events import append_event
-from ..db.session import core_connection
 from ..db.models import HubItem, HubVersion, Project, Run, RunArtifact, RunInput, RunVersion
+from ..db.session import core_connection
 from ..db.types import utcnow
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..identity.actors import RequestContext
@@ -109,9 +109,9 @@ def finish(
     fit_ok: bool | None,
 ) -> None:
     """End a running run: its outputs, ``digests`` (manifest_digest, envelope_digest), fit
-    quality and final status with their events. The status
-    check is the UPDATE's own condition, so two finishers (or a finish racing a cancel) cannot
-    both pass it on PostgreSQL either; Core statements for the reason given in create_run."""
+    quality and final status with their events. The status check is the UPDATE's own
+    condition, so two finishers (or a finish racing a cancel) cannot both pass it on PostgreSQL
+    either; Core statements for the reason given in create_run."""
     if status not in _TRANSITIONS["running"]:
         raise ConflictError(f"a run cannot finish as {status}")
     conn = core_connection(session)
