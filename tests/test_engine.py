@@ -165,11 +165,14 @@ def test_unknown_patch_and_foreign_patchset() -> None:
     p = InputFile.from_bytes("patchset", "p.json", json.dumps(signal_patchset(ws, 3)).encode())
     with pytest.raises(InputError, match="no patch named 'nope'"):
         prepare("fit", {}, [w, p], patch="nope")
-    # pyhf's own example patchset records the digest of another workspace.
+    # pyhf's own example patchset (which `pyhf patchset verify` accepts) applies to its base
+    # workspace; a patchset made for another workspace is refused.
     bkg = ws_input("example_bkgonly.json")
-    foreign = InputFile.read("patchset", shared("workspaces", "example_patchset.json"))
+    pyhf_patchset = InputFile.read("patchset", shared("workspaces", "example_patchset.json"))
+    prepared = prepare("fit", {}, [bkg, pyhf_patchset], patch="patch_channel1_signal_syst1")
+    assert prepared.patch == "patch_channel1_signal_syst1"
     with pytest.raises(InputError, match="made for another workspace"):
-        prepare("fit", {}, [bkg, foreign], patch="patch_channel1_signal_syst1")
+        prepare("fit", {}, [w, pyhf_patchset], patch="patch_channel1_signal_syst1")
     assert pyhf_digest(ws, "sha256") == json.loads(p.data)["metadata"]["digests"]["sha256"]
 
 

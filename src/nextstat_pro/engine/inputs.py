@@ -91,8 +91,13 @@ def load_workspace(inp: InputFile) -> Workspace:
 
 
 def pyhf_digest(document: Any, algorithm: str) -> str:
-    """The digest pyhf records in a patchset's ``metadata.digests`` for its base workspace."""
-    payload = json.dumps(document, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode()
+    """The digest pyhf records in a patchset's ``metadata.digests`` for its base workspace.
+
+    Exactly pyhf 0.7.6's ``utils.digest``: ``json.dumps(obj, sort_keys=True, ensure_ascii=False)``
+    with json's default separators, UTF-8 encoded, then the hash. Any other serialisation
+    (compact separators, ASCII escapes) gives another digest, and pyhf's patchsets would then be
+    refused as made for another workspace (and ours refused by ``pyhf patchset verify``)."""
+    payload = json.dumps(document, sort_keys=True, ensure_ascii=False).encode("utf-8")
     return hashlib.new(algorithm, payload).hexdigest()
 
 
