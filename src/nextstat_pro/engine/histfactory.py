@@ -7,7 +7,9 @@ from typing import Any
 import nextstat as ns
 
 from ..errors import InputError, TaskFailedError
+from . import uncertainties
 from .inputs import Workspace
+from .measurement import pyhf_settings
 from .params import (
     FitParams,
     HypotestParams,
@@ -17,51 +19,66 @@ from .params import (
     UpperLimitParams,
 )
 from .quality import assess_fit
+from .uncertainties import Fit
 
 
 def load_model(workspace: Workspace) -> Any:
+    """The engine's model of ``workspace``, with the measurement's settings as pyhf reads them
+    (engine/measurement.py: defaults the engine would read otherwise written out, settings it
+    cannot honour refused)."""
+    rewritten = pyhf_settings(workspace.document)
+    text = workspace.json() if rewritten is None else Workspace(rewritten).json()
     try:
-        return ns.from_pyhf(workspace.json())
+        return ns.from_pyhf(text)
     except (ValueError, RuntimeError) as exc:
         raise InputError(f"nextstat cannot build a model from the workspace: {exc}") from None
 
 
-def _fit(model: Any, grad_tol: float) -> tuple[Any, dict[str, Any]]:
-    result = ns.fit(model)
+def _fit(model: Any, grad_tol: float, covariance: bool = False) -> tuple[Fit, dict[str, Any]]:
+    result = uncertainties.fit(model, covariance)
     quality = assess_fit(
         model.parameter_names(),
-        result.parameters,
+        result.values,
         model.suggested_bounds(),
-        model.grad_nll(result.parameters),
+        model.grad_nll(result.values),
         result.converged,
         grad_tol,
     )
+    if not result.hessian_ok:
+        quality["ok"] = False
+        quality["reasons"].append("the free parameters' Hessian is not positive definite: uncertainties unreliable")
     quality["engine_n_active_bounds"] = result.n_active_bounds
     quality["engine_final_grad_norm"] = result.final_grad_norm
     return result, quality
 
 
-def _named(model: Any, result: Any) -> list[dict[str, Any]]:
+def _named(model: Any, result: Fit) -> list[dict[str, Any]]:
     return [
-        {"name": n, "value": v, "uncertainty": u}
-        for n, v, u in zip(model.parameter_names(), result.parameters, result.uncertainties, strict=True)
+        {"name": n, "value": v, "uncertainty": u, "fixed": f}
+        for n, v, u, f in zip(model.parameter_names(), result.values, result.uncertainties, result.fixed, strict=True)
     ]
 
 
-def _poi(model: Any, result: Any) -> dict[str, Any]:
+def _poi(model: Any, result: Fit) -> dict[str, Any]:
     i = model.poi_index()
-    return {"name": model.parameter_names()[i], "value": result.parameters[i], "uncertainty": result.uncertainties[i]}
+    return {"name": model.parameter_names()[i], "value": result.values[i], "uncertainty": result.uncertainties[i],
+            "fixed": result.fixed[i]}
 
 
 def fit(model: Any, p: FitParams, seed: int | None) -> dict[str, Any]:
-    result, quality = _fit(model, p.grad_tol)
-    return {
+    result, quality = _fit(model, p.grad_tol, p.covariance)
+    out = {
         "quality": quality,
         "poi": _poi(model, result),
         "parameters": _named(model, result),
         "nll": result.nll,
         "n_iter": result.n_iter,
     }
+    if result.covariance is not None:
+        names = model.parameter_names()
+        out["covariance"] = {"parameters": [n for n, f in zip(names, result.fixed, strict=True) if not f],
+                             "matrix": result.covariance}
+    return out
 
 
 def hypotest(model: Any, p: HypotestParams, seed: int | None) -> dict[str, Any]:
@@ -114,10 +131,28 @@ def scan(model: Any, p: ScanParams, seed: int | None) -> dict[str, Any]:
 
 
 def ranking(model: Any, p: RankingParams, seed: int | None) -> dict[str, Any]:
+    """The engine's impacts: the POI's shift when a nuisance parameter is fixed at its nominal
+    value ± its prior width and the rest refitted (pre-fit impacts). ``constraint`` is the
+    post-fit over the prior width; the engine takes the post-fit width from its all-free
+    Hessian, so it is rescaled to the free parameters' uncertainty, and fixed parameters
+    (no uncertainty to propagate) are listed apart instead of ranked."""
     result, quality = _fit(model, p.grad_tol)
-    impacts = ns.ranking(model)
+    ours = {n: (u, f) for n, u, f in zip(model.parameter_names(), result.uncertainties, result.fixed, strict=True)}
+    engine_widths = (dict(zip(model.parameter_names(), ns.fit(model).uncertainties, strict=True))
+                     if any(result.fixed) else {n: u for n, (u, _) in ours.items()})
+    impacts = []
+    for entry in ns.ranking(model):
+        width, fixed = ours[entry["name"]]
+        if fixed:
+            continue
+        engine_width = engine_widths[entry["name"]]
+        if engine_width > 0:
+            entry["constraint"] = entry["constraint"] * width / engine_width
+        impacts.append(entry)
     impacts.sort(key=lambda r: -max(abs(r["delta_mu_up"]), abs(r["delta_mu_down"])))
-    return {"quality": quality, "poi": _poi(model, result), "impacts": impacts}
+    return {"quality": quality, "poi": _poi(model, result), "impacts": impacts,
+            "impact_method": "pre-fit: parameter fixed at nominal ± prior width, others refitted",
+            "fixed_parameters": [n for n, (_, f) in ours.items() if f]}
 
 
 def toys(model: Any, p: ToysParams, seed: int | None) -> dict[str, Any]:
@@ -125,7 +160,7 @@ def toys(model: Any, p: ToysParams, seed: int | None) -> dict[str, Any]:
     if seed is None:
         raise InputError("task toys needs --seed")
     result, quality = _fit(model, p.grad_tol)
-    generation = list(result.parameters)
+    generation = list(result.values)
     poi = model.poi_index()
     if p.mu is not None:
         generation[poi] = p.mu

@@ -24,7 +24,7 @@ class TaskParams(BaseModel):
 
 
 class FitParams(TaskParams):
-    pass
+    covariance: bool = Field(False, description="also report the free parameters' covariance matrix")
 
 
 class HypotestParams(TaskParams):

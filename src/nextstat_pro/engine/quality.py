@@ -23,11 +23,14 @@ def assess_fit(
 ) -> dict[str, Any]:
     """A fit is good when the minimiser converged, no free parameter sits on a bound and
     the projected gradient norm (free parameters only; at a bound, only the component
-    pointing inside) is below ``grad_tol``. Fixed parameters (lower == upper) are ignored."""
+    pointing inside) is below ``grad_tol``. Fixed parameters (lower == upper: the measurement
+    fixes them) are no defect: they are listed apart from those at a bound."""
     at_bound: list[str] = []
+    fixed: list[str] = []
     squares = 0.0
     for name, value, (lo, hi), g in zip(names, values, bounds, gradient, strict=True):
         if lo == hi:
+            fixed.append(name)
             continue
         at_lo, at_hi = _at(value, lo), _at(value, hi)
         if at_lo or at_hi:
@@ -48,6 +51,7 @@ def assess_fit(
         "ok": not reasons,
         "converged": bool(converged),
         "at_bound": at_bound,
+        "fixed": fixed,
         "projected_grad_norm": grad_norm,
         "grad_tol": grad_tol,
         "reasons": reasons,
