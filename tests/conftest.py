@@ -103,3 +103,35 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,  # 
         return CliResult(code, captured.out, captured.err)
 
     return invoke
+
+
+@pytest.fixture
+def home(tmp_path: Path, cli) -> Path:  # type: ignore[no-untyped-def]
+    """An initialised embedded instance, through the CLI."""
+    home = tmp_path / "home"
+    r = cli("--home", str(home), "init", "--admin", "admin", env={"NSP_PASSWORD": PASSWORD})
+    assert r.code == 0, r.err
+    return home
+
+
+def event_count(home: Path) -> int:
+    """How many audit events the instance at ``home`` holds."""
+    from sqlalchemy import func, select
+
+    from nextstat_pro.db.models import AuditEvent
+    from nextstat_pro.instance import Instance
+
+    inst = Instance.open(home)
+    try:
+        with inst.db.transaction() as s:
+            return s.scalar(select(func.count()).select_from(AuditEvent)) or 0
+    finally:
+        inst.close()
+
+
+def one_line_error(r: CliResult) -> str:
+    """The one line a failed command printed on stderr (fails the test otherwise)."""
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1, r.err
+    assert lines[0].startswith("error: ") and "Traceback" not in r.err
+    return lines[0]

@@ -10,38 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PASSWORD, shared
+from .conftest import PASSWORD, event_count, one_line_error, shared
 
 SIMPLE = str(Path(__file__).resolve().parents[2] / "shared/workspaces/simple_workspace.json")
-
-
-@pytest.fixture
-def home(tmp_path: Path, cli) -> Path:  # type: ignore[no-untyped-def]
-    home = tmp_path / "home"
-    r = cli("--home", str(home), "init", "--admin", "admin", env={"NSP_PASSWORD": PASSWORD})
-    assert r.code == 0, r.err
-    return home
-
-
-def event_count(home: Path) -> int:
-    from sqlalchemy import func, select
-
-    from nextstat_pro.db.models import AuditEvent
-    from nextstat_pro.instance import Instance
-
-    inst = Instance.open(home)
-    try:
-        with inst.db.transaction() as s:
-            return s.scalar(select(func.count()).select_from(AuditEvent)) or 0
-    finally:
-        inst.close()
-
-
-def one_line_error(r) -> str:  # type: ignore[no-untyped-def]
-    lines = r.err.strip().splitlines()
-    assert len(lines) == 1, r.err
-    assert lines[0].startswith("error: ") and "Traceback" not in r.err
-    return lines[0]
 
 
 def test_run_list_show_artifacts_export(cli, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

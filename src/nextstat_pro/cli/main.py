@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 import typer
+import typer._click.exceptions as typer_click
 from rich.table import Table
 
 from ..config import resolve_home
 from ..config_service import set_config
 from ..engine import TASKS
-from ..errors import NSPError
+from ..errors import InputError, NSPError
 from ..examples import write_examples
 from ..identity.rbac import authorize
 from .audit import audit_app
@@ -109,16 +110,36 @@ def examples_write(folder: Path, signal_points: int = typer.Option(125, "--signa
         console.print(f"{role:>9}  {path}")
 
 
+# typer 0.29 parses with its own copy of click: its exceptions are not click's, so both are caught.
+_USAGE_ERRORS = (click.UsageError, typer_click.UsageError)
+_CLICK_ERRORS = (click.ClickException, typer_click.ClickException, typer_click.TyperException)
+_ABORTS = (click.exceptions.Abort, typer.Abort)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def main() -> None:
     try:
         code = app(standalone_mode=False)
     except NSPError as exc:
         err_console.print(f"error: {exc.message}", markup=False)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (typer_click.NoArgsIsHelpError, click.exceptions.NoArgsIsHelpError) as exc:
+        exc.show()  # a bare group prints its help, as a user asking for it expects
+        sys.exit(2)
+    except _ABORTS:
         err_console.print("aborted")
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except _USAGE_ERRORS as exc:
+        err_console.print(f"error: {_one_line(exc.format_message())} (see --help)", markup=False)
+        sys.exit(2)
+    except _CLICK_ERRORS as exc:
+        err_console.print(f"error: {_one_line(exc.format_message())}", markup=False)
         sys.exit(exc.exit_code)
+    except RecursionError:
+        # Every reader of user JSON words this itself; this is the net under one that does not.
+        err_console.print("error: the input is nested too deeply to read", markup=False)
+        sys.exit(InputError.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -76,6 +76,9 @@ def parse_json(inp: InputFile) -> Any:
         pass
     try:
         return json.loads(inp.data)
+    except RecursionError:
+        # orjson refuses nesting beyond 1024 levels; json then runs out of stack.
+        raise InputError(f"{inp.role} {inp.name} is nested too deeply to be a workspace, patchset or dataset") from None
     except UnicodeDecodeError:
         raise InputError(f"{inp.role} {inp.name} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:

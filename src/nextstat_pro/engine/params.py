@@ -19,7 +19,9 @@ FloatList = Annotated[list[float], BeforeValidator(_float_list)]
 
 
 class TaskParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are no parameter values (a NaN POI tests nothing; an infinite bound
+    # would be recorded as a result that no JSON reader can take back).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     grad_tol: float = Field(0.1, gt=0, description="fit-quality tolerance on the projected gradient norm")
 
 
@@ -56,6 +58,17 @@ class PkNlmeParams(TaskParams):
     method: Literal["foce", "focei"] = "focei"
     error_model: Literal["proportional", "additive", "combined"] = "proportional"
     sigma: float = Field(0.1, gt=0)
+
+
+SEED_LIMIT = 2**63  # the engine's seeds are signed 64-bit; toy k uses seed + k
+
+
+def check_seed(seed: int | None, n_draws: int = 1) -> None:
+    """A seed the engine can use for ``n_draws`` consecutive toys: 0 <= seed and seed + n_draws <= 2^63."""
+    if seed is None:
+        return
+    if seed < 0 or seed + max(n_draws, 1) > SEED_LIMIT:
+        raise ParamError(f"seed must be a whole number from 0 to 2^63 - {max(n_draws, 1)} (got {seed})")
 
 
 def parse_pairs(pairs: list[str]) -> dict[str, str]:

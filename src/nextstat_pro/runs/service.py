@@ -21,6 +21,7 @@ from typing import Any
 from ..canonical import canonical_json, digest_of
 from ..db.types import rfc3339, utcnow
 from ..engine import InputFile, PreparedTask, engine_info, execute, platform_info, prepare
+from ..engine.params import check_seed
 from ..errors import NSPError
 from ..identity.actors import RequestContext
 from ..identity.rbac import authorize
@@ -95,6 +96,7 @@ def run_task(instance: Instance, ctx: RequestContext, request: RunRequest) -> Ru
     """Validate, record and execute one task in-process. Bad input raises before anything
     is written; an engine failure is recorded as a failed run (and returned, not raised)."""
     prepared = prepare(request.task, request.params, request.inputs, request.patch)
+    check_seed(request.seed, getattr(prepared.params, "n_toys", 1))
     params = prepared.params.model_dump()
     with instance.db.transaction() as session:
         project = get_project(session, request.project)

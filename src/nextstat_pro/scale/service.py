@@ -28,6 +28,7 @@ from ..db.models import HubItem, HubVersion, Project, Run, RunInput, RunVersion,
 from ..db.types import utcnow
 from ..engine import InputFile, prepare
 from ..engine.inputs import parse_json
+from ..engine.params import check_seed
 from ..errors import ConflictError, NSPError, UsageError
 from ..hub.content import canonical_records_content
 from ..hub.service import push as hub_push
@@ -66,6 +67,7 @@ class SubmitRequest:
 
 def plan_items(req: SubmitRequest) -> tuple[list[Any], dict[str, Any]]:
     """The items of the job and the per-point engine parameters (validated)."""
+    check_seed(req.seed)
     params = dict(req.params)
     roles = {i.role: i for i in req.inputs}
     if req.task == "grid":
@@ -94,6 +96,7 @@ def plan_items(req: SubmitRequest) -> tuple[list[Any], dict[str, Any]]:
         n = int(params.pop("n_toys", 100))
         if n < 1:
             raise UsageError("n_toys must be at least 1")
+        check_seed(req.seed, n)
         prepare("fit", {}, [roles["workspace"]])
         return list(range(n)), params
     if req.task == "fit-many":
