@@ -2,7 +2,9 @@
 
 The folder holds ``manifest.json`` (the exact stored bytes, so its sha256 is the run's
 content hash), ``outputs/<name>``, ``inputs/<role>/<name>`` and ``SHA256SUMS`` in the
-format ``sha256sum -c`` reads. It is assembled in a temporary sibling folder and renamed
+format ``sha256sum -c`` reads; for ``nextstat-pro verify``, also the signed attestation,
+the e-signatures and every audit event of the run and its artifacts with inclusion proofs
+(``audit/``). It is assembled in a temporary sibling folder and renamed
 into place, so a failed export leaves nothing behind.
 """
 
@@ -11,18 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
-from ..audit import tree
+from ..audit import merkle, tree
 from ..audit.events import append_event
 from ..audit.proofs import b64
 from ..audit.service import EventFilter, checkpoint_in, query_events
 from ..db.models import PurgedObject, Run
-from ..errors import NotFoundError, UsageError
+from ..errors import IntegrityError, NotFoundError, UsageError
 from ..files import place_folder, require_empty
 from ..identity.actors import RequestContext
 from ..instance import Instance
@@ -34,10 +37,13 @@ SUMS_NAME = "SHA256SUMS"
 ENVELOPE_NAME = "run.intoto.jsonl"
 RUN_KEY_NAME = "keys/run-signing.pub"
 SIGNATURES_NAME = "signatures.json"
+PAGE = 5000
+PROOF_BATCH = 500
 
 
 def read_manifest(instance: Instance, digest: str) -> dict[str, Any]:
-    return json.loads(instance.store.get(digest))
+    manifest: dict[str, Any] = json.loads(instance.store.get(digest))
+    return manifest
 
 
 def export_run(instance: Instance, ctx: RequestContext, run_ref: str, dest: Path) -> Path:
@@ -51,9 +57,9 @@ def export_run(instance: Instance, ctx: RequestContext, run_ref: str, dest: Path
             if run.manifest_digest is None:
                 raise UsageError(f"run {run.id} is {run.status}: only finished runs can be exported")
             files = _collect(instance, session, run.manifest_digest)
-            files.update(_signed_extras(instance, session, run))
-            files[SUMS_NAME] = _sums(files)
             manifest = json.loads(files[MANIFEST_NAME])
+            files.update(_signed_extras(instance, session, run, manifest))
+            files[SUMS_NAME] = _sums(files)
             append_event(
                 session, ctx, action="run.exported", target=("run", run.id), project=manifest["project"],
                 after={"manifest_digest": run.manifest_digest, "destination": str(dest.resolve()), "files": len(files)},
@@ -97,7 +103,7 @@ def _sums(files: dict[str, bytes]) -> bytes:
                    for name, data in sorted(files.items()) if name != SUMS_NAME).encode()
 
 
-def _signed_extras(instance: Instance, session: Session, run: Run) -> dict[str, bytes]:
+def _signed_extras(instance: Instance, session: Session, run: Run, manifest: dict[str, Any]) -> dict[str, bytes]:
     """What `nextstat-pro verify` needs offline: the DSSE envelope and the run-signing public
     key, the e-signatures with their signers' public keys, and the run's audit events with
     inclusion proofs against a checkpoint and the log key."""
@@ -106,14 +112,67 @@ def _signed_extras(instance: Instance, session: Session, run: Run) -> dict[str, 
         files[ENVELOPE_NAME] = instance.store.get(run.envelope_digest) + b"\n"
         files[RUN_KEY_NAME] = instance.run_keys().public.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    files[SIGNATURES_NAME] = (json.dumps(signatures_of(session, run.id), indent=2) + "\n").encode()
+    # The checkpoint comes first: integrating takes the log's writer lock for the rest of this
+    # transaction, so nothing can be appended between it and the reads below, and the
+    # signatures read next all have their run.signed events under it.
     cp = checkpoint_in(instance, session)
-    events = [e for e in query_events(session, EventFilter(target_type="run", target_id=run.id), limit=10_000)
-              if e["seq"] <= cp.size]
-    proofs = [{"seq": e["seq"], "proof": [b64(p) for p in tree.inclusion(session, e["seq"], cp.size)]}
-              for e in events]
+    files[SIGNATURES_NAME] = (json.dumps(signatures_of(session, run.id), indent=2) + "\n").encode()
+    events = _run_events(session, run.id, manifest)
+    late = [e for e in events if e["seq"] > cp.size]
+    if late:
+        # Cannot happen while every appender takes the log lock; if it ever does, an export
+        # without these events would claim to hold the whole record, so refuse instead.
+        raise IntegrityError(
+            f"audit event {late[0]['seq']} ({late[0]['action']}) of run {run.id} is not covered by the "
+            f"checkpoint at tree size {cp.size}; nothing was exported")
+    proofs = [{"seq": e["seq"], "proof": [b64(p) for p in proof]}
+              for e, proof in zip(events, _inclusion_proofs(session, [e["seq"] for e in events], cp.size),
+                                  strict=True)]
     files["audit/events.jsonl"] = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events).encode()
     files["audit/proofs.jsonl"] = "".join(json.dumps(p) + "\n" for p in proofs).encode()
     files["audit/checkpoint.note"] = cp.note.encode()
     files["audit/log.pub"] = f"{instance.log_verifier()}\n".encode()
     return files
+
+
+def _run_events(session: Session, run_id: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every audit event of the run, in seq order: those about the run itself (lifecycle,
+    signatures, jobs, earlier exports...) and those about its artifacts (outputs and inputs)
+    that belong to it.
+
+    An artifact's target is its digest, which several runs can share (the same input, or a
+    deterministic output); an artifact event that names a run (``artifact.stored`` in
+    ``after``, ``artifact.purged`` in ``before``) belongs to that run only. One that names no
+    run is about the bytes alone and is kept: it attests the very bytes this run holds."""
+    digests = sorted({entry["digest"] for entry in [*manifest["outputs"], *manifest["inputs"]]})
+    wanted = EventFilter(targets=(("run", run_id), *(("artifact", d) for d in digests)))
+    events: list[dict[str, Any]] = []
+    cursor = 0
+    while True:
+        # Paged, not capped: a job's run collects an event per shard and must never be cut short.
+        page = query_events(session, wanted, after_seq=cursor, limit=PAGE)
+        if not page:
+            return events
+        events.extend(e for e in page if _belongs_to_run(e, run_id))
+        cursor = page[-1]["seq"]
+
+
+def _belongs_to_run(event: dict[str, Any], run_id: str) -> bool:
+    """False only for an event about another run's use of a shared artifact."""
+    if event["target"]["type"] == "run":
+        return bool(event["target"]["id"] == run_id)
+    named = {side["run_id"] for side in (event.get("before"), event.get("after"))
+             if isinstance(side, dict) and "run_id" in side}
+    return not named or run_id in named
+
+
+def _inclusion_proofs(session: Session, seqs: list[int], size: int) -> list[list[bytes]]:
+    """Proofs of many events with one node query per batch, not one per event (a job's run
+    has thousands); batched to stay under SQLite's limit on bound parameters."""
+    def paths(batch: list[int], node: merkle.NodeFn) -> list[list[bytes]]:
+        return [merkle.inclusion_proof(node, seq - 1, size) for seq in batch]
+
+    proofs: list[list[bytes]] = []
+    for start in range(0, len(seqs), PROOF_BATCH):
+        proofs.extend(tree.with_nodes(session, partial(paths, seqs[start:start + PROOF_BATCH])))
+    return proofs

@@ -4,8 +4,12 @@ Checks, stopping at the first failure (which it names): every file against SHA25
 no unlisted file; the DSSE envelope's signature by the run-signing key (pinned with --key,
 else the exported key, whose fingerprint is printed); the statement's subjects against the
 files and its manifest digest against manifest.json; every electronic signature against
-its signer's key and this run's manifest; every audit event of the run by inclusion in the
-exported checkpoint, signed by the log key (pinned with --log-key, else the exported one).
+its signer's key and this run's manifest; every exported audit event (about the run, or
+about one of its artifacts and not owned by another run) by inclusion in the exported
+checkpoint, signed by the log key (pinned with --log-key, else the exported one); and that
+none is missing that the manifest and signatures imply: run.created, run.started, the final
+run.<status> event recording this manifest, artifact.stored of every output, a record of
+every input (its artifact.stored, or its line in run.created), run.signed of every signature.
 """
 
 from __future__ import annotations
@@ -111,7 +115,8 @@ def _verify_run_folder(folder: Path, run_key_pem: bytes | None, log_key: str | N
 
     result = RunVerification(manifest["run_id"], manifest["status"], key_id(raw), run_key_pem is not None,
                              log_key is not None, len(sums))
-    for record in json.loads(_read(folder, "signatures.json")):
+    records = json.loads(_read(folder, "signatures.json"))
+    for record in records:
         try:
             result.signatures.append(verify_signature(record, manifest["run_id"], manifest_digest))
         except ValueError as exc:
@@ -123,17 +128,86 @@ def _verify_run_folder(folder: Path, run_key_pem: bytes | None, log_key: str | N
     except NoteError as exc:
         raise VerificationFailed(f"audit checkpoint: {exc}") from None
     proofs = {p["seq"]: p["proof"] for p in map(json.loads, _read(folder, "audit/proofs.jsonl").decode().splitlines())}
+    run_id = manifest["run_id"]
+    artifacts = {entry["digest"] for entry in [*manifest["outputs"], *manifest["inputs"]]}
+    events: dict[int, dict[str, Any]] = {}
     for line in _read(folder, "audit/events.jsonl").decode().splitlines():
         event = json.loads(line)
-        if event["target"] != {"type": "run", "id": manifest["run_id"]}:
-            raise VerificationFailed(f"audit event {event['seq']} is about another record")
+        seq = event["seq"]
+        if not _about_this_run(event, run_id, artifacts):
+            raise VerificationFailed(f"audit event {seq} is about another record")
+        if seq in events:
+            raise VerificationFailed(f"audit event {seq} appears twice")
+        if seq not in proofs:
+            raise VerificationFailed(f"audit event {seq} ({event['action']}) has no inclusion proof")
         try:
-            merkle.verify_inclusion(event["seq"] - 1, cp.size, event_leaf(event),
-                                    [base64.b64decode(p) for p in proofs.get(event["seq"], [])], cp.root)
+            merkle.verify_inclusion(seq - 1, cp.size, event_leaf(event),
+                                    [base64.b64decode(p) for p in proofs[seq]], cp.root)
         except (merkle.ProofError, ProofVerificationError) as exc:
-            raise VerificationFailed(f"audit event {event['seq']}: {exc}") from None
-        result.events += 1
-    if result.events == 0:
+            raise VerificationFailed(f"audit event {seq}: {exc}") from None
+        events[seq] = event
+    if not events:
         raise VerificationFailed("the export holds no audit events of the run")
+    _check_complete(list(events.values()), manifest, manifest_digest, records)
+    result.events = len(events)
     result.checkpoint_size = cp.size
     return result
+
+
+def _about_this_run(event: dict[str, Any], run_id: str, artifacts: set[str]) -> bool:
+    """The run itself, or one of its artifacts unless the event names another run as its
+    owner (an artifact's digest can be shared by several runs; see runs/export.py)."""
+    target = event["target"]
+    if target == {"type": "run", "id": run_id}:
+        return True
+    if target.get("type") != "artifact" or target.get("id") not in artifacts:
+        return False
+    named = {side["run_id"] for side in (event.get("before"), event.get("after"))
+             if isinstance(side, dict) and "run_id" in side}
+    return not named or run_id in named
+
+
+def _check_complete(events: list[dict[str, Any]], manifest: dict[str, Any], manifest_digest: str,
+                    signatures: list[dict[str, Any]]) -> None:
+    """What the signed manifest and signatures imply the export must hold. Each event proves
+    itself, but only these expectations catch one left out (nothing signed lists the seqs)."""
+    run_id = manifest["run_id"]
+    by_action: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        if event["target"]["type"] == "run":
+            by_action.setdefault(event["action"], []).append(event)
+    for action in ("run.created", "run.started"):
+        if action not in by_action:
+            raise VerificationFailed(f"the run's {action} audit event is missing from the export")
+    end = f"run.{manifest['status']}"
+    if not any(_side(e, "after").get("manifest_digest") == manifest_digest for e in by_action.get(end, [])):
+        raise VerificationFailed(f"the run's {end} audit event (recording this manifest) is missing from the export")
+
+    stored: set[str] = set()
+    for event in events:
+        after = _side(event, "after")
+        if event["action"] == "artifact.stored" and after.get("run_id", run_id) == run_id \
+                and after.get("digest") == event["target"]["id"]:
+            stored.add(event["target"]["id"])
+    for entry in manifest["outputs"]:
+        if entry["digest"] not in stored:
+            raise VerificationFailed(f"outputs/{entry['name']} ({entry['digest']}): its artifact.stored audit "
+                                     "event is missing from the export")
+    # An input is stored when the run is created, and the run.created event records it with its
+    # digest; an artifact.stored event of this run attests it as well where the instance wrote one.
+    created = {(i.get("name"), i.get("digest"))
+               for e in by_action["run.created"] for i in _side(e, "after").get("inputs", [])}
+    for entry in manifest["inputs"]:
+        if entry["digest"] not in stored and (entry["name"], entry["digest"]) not in created:
+            raise VerificationFailed(f"inputs/{entry.get('role')}/{entry['name']} ({entry['digest']}): no audit "
+                                     "event of the export records it (artifact.stored or run.created)")
+
+    signed = {_side(e, "after").get("signature_id") for e in by_action.get("run.signed", [])}
+    for record in signatures:
+        if record["id"] not in signed:
+            raise VerificationFailed(f"signature {record['id']}: its run.signed audit event is missing from the export")
+
+
+def _side(event: dict[str, Any], side: str) -> dict[str, Any]:
+    value = event.get(side)
+    return value if isinstance(value, dict) else {}
