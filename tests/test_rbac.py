@@ -22,9 +22,12 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "rbac.md"
 SERVICE_MODULES = ["projects/service.py", "runs/service.py", "runs/records.py", "runs/export.py",
                    "runs/retention.py", "audit/service.py", "audit/export.py", "identity/users.py",
                    "identity/auth.py", "signing/esignatures.py", "config_service.py", "hub/service.py",
-                   "hub/retention.py", "hub/imports.py", "runs/references.py", "scale/service.py"]
+                   "hub/retention.py", "hub/imports.py", "hub/likelihood.py", "runs/references.py",
+                   "scale/service.py"]
 EXEMPT = {
     "get_project": "a lookup used inside authorized operations",
+    "read_likelihood": "pure: reads an archive's members in memory (no database)",
+    "patchset_names": "pure: names the versions an archive's patchsets become",
     "authorized_project": "get_project + authorize, counted as an authorize call",
     "create_run": "database function of run_task (authorized there)",
     "transition": "database function of run_task",

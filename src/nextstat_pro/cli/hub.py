@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from ..engine import InputFile
-from ..hub import imports, retention, service
+from ..errors import UsageError
+from ..hub import imports, likelihood, retention, service
 from .common import JsonOption, ProjectOption, console, print_json, state
 
 hub_app = typer.Typer(help="NS-Hub: models, datasets and patchsets with immutable versions.", no_args_is_help=True)
@@ -66,13 +67,15 @@ def kind_app(kind: str) -> typer.Typer:
         print_json(rows) if as_json else _table(rows)
 
     @app.command("versions")
-    def versions(ctx: typer.Context, name: str, project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
+    def versions(ctx: typer.Context, name: str, project: str | None = ProjectOption,
+                 as_json: bool = JsonOption) -> None:
         st = state(ctx)
         rows = service.versions(st.instance(), st.context(), st.project(project), kind, name)
         print_json(rows) if as_json else _table(rows)
 
     @app.command("show")
-    def show(ctx: typer.Context, ref: str, runs: bool = typer.Option(False, "--runs", help="List the runs that used it."),
+    def show(ctx: typer.Context, ref: str,
+             runs: bool = typer.Option(False, "--runs", help="List the runs that used it."),
              project: str | None = ProjectOption) -> None:
         st = state(ctx)
         print_json(service.show(st.instance(), st.context(), st.project(project), kind, ref, runs))
@@ -148,3 +151,30 @@ def _push(ctx: typer.Context, kind: str, name: str, file: Path, version: str | N
 
 for _kind in ("model", "dataset", "patchset"):
     hub_app.add_typer(kind_app(_kind), name=_kind)
+
+
+@hub_app.command("import-likelihood")
+def import_likelihood(ctx: typer.Context, archive: Path,
+                      name: str = typer.Option(..., "--name", help="The model's name (and the patchset's)."),
+                      version: str = typer.Option(..., "--version", help="The versions' label, e.g. 1.0.0."),
+                      description: str | None = typer.Option(None, "--description",
+                                                             help="Default: the archive and the file."),
+                      tag: list[str] = typer.Option([], "--tag", help="key=value on every version (repeatable)."),
+                      max_mb: int = typer.Option(likelihood.MAX_BYTES >> 20, "--max-mb",
+                                                 help="Refuse archives larger than this once decompressed."),
+                      project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
+    """Push a HEPData likelihood archive (.tar.gz, .tar, .zip): its background-only workspace as model
+    NAME@VERSION and its patchset(s) linked to it, in one transaction (docs/hub.md)."""
+    if max_mb < 1:
+        raise UsageError("--max-mb must be at least 1")
+    st = state(ctx)
+    out = likelihood.import_likelihood(st.instance(), st.context(), st.project(project), archive, name, version,
+                                       description, tuple(tag), max_mb << 20)
+    if as_json:
+        print_json(out.doc())
+        return
+    console.print(f"archive sha256 {out.archive_sha256}")
+    for pushed in (out.model, *out.patchsets):
+        verb = "pushed" if pushed.created else "unchanged: identical content is"
+        patches = f", {len(pushed.resolved.version.meta['patches'])} patch(es)" if pushed.kind == "patchset" else ""
+        console.print(f"{verb} {pushed.kind} {pushed.resolved.label} from {pushed.member}{patches}", markup=False)
