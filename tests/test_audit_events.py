@@ -18,7 +18,7 @@ from nextstat_pro.audit.service import EventFilter, history, make_checkpoint, qu
 from nextstat_pro.config_service import set_config
 from nextstat_pro.db.models import AuditEvent
 from nextstat_pro.engine import InputFile
-from nextstat_pro.errors import ConfigError, UsageError
+from nextstat_pro.errors import ConfigError, NSPError, UsageError
 from nextstat_pro.hub.service import PushRequest, push_many
 from nextstat_pro.identity.users import create_user
 from nextstat_pro.instance import Instance
@@ -72,7 +72,7 @@ def test_every_operation_has_exactly_its_events(instance: Instance, tmp_path: Pa
                 lambda: set_config(instance, ctx, "admin", "eve", "x"),
                 in_tx(lambda s: create_project(s, ctx, "p2"))):
         before = last_seq(instance)
-        with pytest.raises(Exception):
+        with pytest.raises(NSPError):
             bad()
         assert last_seq(instance) == before
     assert verify(instance).ok

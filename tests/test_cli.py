@@ -153,7 +153,8 @@ def test_hub_through_the_cli(cli, home: Path, tmp_path: Path) -> None:  # type: 
     r = cli(*h, "run", "upper-limit", "--model", "signals@latest#sig_1000_100", "--json")
     assert r.code == 0, r.err
     listing = json.loads(cli(*h, "runs", "list", "--json").out)
-    assert listing[0]["versions"] == ["example@1.0.0", f"signals@{json.loads(cli(*h, 'hub', 'patchset', 'show', 'signals').out)['digest'][:19]}"]
+    signals = json.loads(cli(*h, "hub", "patchset", "show", "signals").out)
+    assert listing[0]["versions"] == ["example@1.0.0", f"signals@{signals['digest'][:19]}"]
     r = cli(*h, "hub", "model", "show", "example@sha256:12")
     assert r.code == 2 and "at least 12" in one_line_error(r)
     r = cli(*h, "hub", "model", "diff", "example@1.0.0", "example@candidate")

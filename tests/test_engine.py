@@ -54,7 +54,8 @@ def test_result_carries_its_provenance() -> None:
 
 def test_upper_limit_has_observed_and_expected_band() -> None:
     result = execute(prepare("upper-limit", {}, [ws_input("simple_workspace.json")]), None)
-    observed, band = ns.upper_limit(ns.from_pyhf(shared("workspaces", "simple_workspace.json").read_text()), method="root")
+    model = ns.from_pyhf(shared("workspaces", "simple_workspace.json").read_text())
+    observed, band = ns.upper_limit(model, method="root")
     assert result["observed"] == observed
     assert list(result["expected"].values()) == band
     assert band[0] < result["expected"]["median"] < band[4]
@@ -205,7 +206,8 @@ def test_pk_nlme_on_generated_dataset() -> None:
     ("csv", "message"),
     [
         ("subject,time,conc,dose\nA,1,2,100\n", "lacks column\\(s\\) concentration"),
-        ("subject,time,concentration,dose\nA,x,2,100\nB,1,1,100\n", "line 2: time, concentration and dose must be numbers"),
+        ("subject,time,concentration,dose\nA,x,2,100\nB,1,1,100\n",
+         "line 2: time, concentration and dose must be numbers"),
         ("subject,time,concentration,dose\nA,1,2,100\n", "at least two subjects"),
         ("subject,time,concentration,dose\nA,1,2,100\nA,2,2,50\nB,1,1,1\n", "more than one dose"),
     ],

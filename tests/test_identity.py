@@ -34,7 +34,7 @@ def test_login_and_authenticate(instance: Instance) -> None:
 def test_wrong_passwords_lock_the_account_and_are_audited(instance: Instance) -> None:
     add_user(instance, "vera", "viewer", OTHER)
     before = last_seq(instance)
-    for i in range(5):
+    for _ in range(5):
         with pytest.raises(AuthenticationError, match="wrong password"):
             auth.login(instance.db.transaction, instance.config.auth, "vera", "not-her-password")
     assert actions_after(instance, before) == ["auth.failed"] * 5 + ["user.locked"]

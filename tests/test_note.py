@@ -22,7 +22,8 @@ def example() -> tuple[Verifier, str]:
 def test_c2sp_example_verifies() -> None:
     verifier, note = example()
     assert open_note(note, [verifier]) == "This is an example message.\n"
-    assert str(verifier) == json.loads(shared("testdata", "signed-note", "c2sp-example.json").read_text())["verifier_key"]
+    expected = json.loads(shared("testdata", "signed-note", "c2sp-example.json").read_text())
+    assert str(verifier) == expected["verifier_key"]
 
 
 def test_every_single_byte_change_is_rejected() -> None:

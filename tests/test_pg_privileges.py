@@ -34,7 +34,8 @@ def test_application_role_cannot_rewrite_the_audit_tables(tmp_path: Path) -> Non
         owner = None
         with inst.db.transaction() as s:
             owner = s.execute(text("SELECT tableowner FROM pg_tables WHERE tablename = 'audit_events'")).scalar()
-            assert s.execute(text("SELECT rolcanlogin FROM pg_roles WHERE rolname = :r"), {"r": owner}).scalar() is False
+            can_login = s.execute(text("SELECT rolcanlogin FROM pg_roles WHERE rolname = :r"), {"r": owner}).scalar()
+            assert can_login is False
         assert owner == "nsp_audit_owner"
         for statement in ("UPDATE audit_events SET action = 'x'", "DELETE FROM audit_tree_nodes",
                           "TRUNCATE audit_checkpoints", "ALTER TABLE audit_events DISABLE TRIGGER ALL",

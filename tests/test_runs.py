@@ -80,7 +80,8 @@ def test_failed_task_is_a_failed_run_with_error_and_log(instance: Instance) -> N
 @pytest.mark.parametrize(
     ("make", "error"),
     [
-        (lambda: RunRequest("fit", "default", {}, None, [InputFile.from_bytes("workspace", "w.json", b"{")]), InputError),
+        (lambda: RunRequest("fit", "default", {}, None, [InputFile.from_bytes("workspace", "w.json", b"{")]),
+         InputError),
         (lambda: RunRequest("fit", "default", {"x": "1"}, None, request().inputs), ParamError),
         (lambda: RunRequest("fit", "nope", {}, None, request().inputs), NotFoundError),
         (lambda: RunRequest("fit", "default", {}, None, request().inputs, patch="p"), Exception),

@@ -255,7 +255,7 @@ def test_crashing_worker_is_retried_then_the_run_fails_with_the_shard(sqlite_ins
                                              shards=3, max_retries=2))
     backend = Crashing()
     assert coordinate(inst, ctx, run_id, backend=backend) == "failed"
-    assert [l for l in backend.launches if 1 in l] == [[0, 1, 2], [1], [1]]  # 1 try + 2 retries
+    assert [launch for launch in backend.launches if 1 in launch] == [[0, 1, 2], [1], [1]]  # 1 try + 2 retries
     with inst.db.transaction() as s:
         run = get_run(s, run_id)
         assert "shard(s) failed after retries: 1: worker exited with signal 9" in run.error

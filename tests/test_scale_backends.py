@@ -12,8 +12,8 @@ import kubernetes_validate
 import pytest
 
 from nextstat_pro.engine import InputFile
-from nextstat_pro.identity.actors import RequestContext
 from nextstat_pro.examples import histfactory_workspace, signal_patchset
+from nextstat_pro.identity.actors import RequestContext
 from nextstat_pro.instance import Instance
 from nextstat_pro.scale import SubmitRequest, coordinate, submit
 from nextstat_pro.scale.backends.base import Launch
@@ -112,14 +112,15 @@ def test_local_workers_fork_only_from_a_single_threaded_process() -> None:
     import subprocess
     import sys
 
+    workspace = str(shared("workspaces", "simple_workspace.json"))
     probe = (
         "import threading, time, nextstat as ns\n"
         "from nextstat_pro.scale.backends.local import start_method as m\n"
         "print(m())\n"
-        "model = ns.from_pyhf(open(%r).read())\n"
+        f"model = ns.from_pyhf(open({workspace!r}).read())\n"
         "ns.fit_toys(model, list(ns.fit(model).parameters), n_toys=4, seed=1)\n"
         "print(m())\n"
-    ) % str(shared("workspaces", "simple_workspace.json"))
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["fork", "spawn"]
     thread = subprocess.run([sys.executable, "-c", "import threading, time\n"

@@ -70,7 +70,7 @@ def lock_log(session: Session) -> None:
 
 
 def _tail(session: Session) -> tuple[int, str]:
-    cached = session.info.get(_TAIL)
+    cached: tuple[int, str] | None = session.info.get(_TAIL)
     if cached is not None:
         return cached
     # The lock and the read must be two statements: in PostgreSQL a statement's snapshot is

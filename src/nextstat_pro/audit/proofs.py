@@ -40,7 +40,8 @@ def event_leaf(event: dict[str, Any]) -> bytes:
     return merkle.leaf_hash(data)
 
 
-def inclusion_document(event: dict[str, Any], proof: list[bytes], checkpoint_note: str, key: Verifier) -> dict[str, Any]:
+def inclusion_document(event: dict[str, Any], proof: list[bytes], checkpoint_note: str,
+                       key: Verifier) -> dict[str, Any]:
     return {
         "type": INCLUSION,
         "log_key": str(key),

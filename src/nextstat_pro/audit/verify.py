@@ -168,10 +168,10 @@ def _check_checkpoints(
                 )
             if source == "witnessed":
                 last_good = cp.size
-    for size, note in stored.items():
+    for size, row in stored.items():
         if witness is not None and size not in witnessed:
             report.warnings.append(f"checkpoint at size {size} is in the database but not at the witness")
-        elif size in witnessed and witnessed[size] != note.note:
+        elif size in witnessed and witnessed[size] != row.note:
             return report.fail(None, f"stored and witnessed checkpoints at size {size} differ")
     report.checkpoints = len(stored)
     report.witnessed = len(witnessed)

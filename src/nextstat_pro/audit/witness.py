@@ -81,7 +81,8 @@ class S3Witness:
             raise ConfigError(f"cannot write to witness {self.url}: {exc}") from None
 
     def read(self, name: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+        data: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+        return data
 
     def names(self) -> list[str]:
         prefix = f"{self.prefix}/" if self.prefix else ""

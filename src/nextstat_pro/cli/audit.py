@@ -80,7 +80,7 @@ def checkpoints(ctx: typer.Context, as_json: bool = JsonOption) -> None:
         return
     table = Table("tree size", "root (hex)", "signed at")
     for r in rows:
-        table.add_row(str(r["size"]), r["root"], r["created_at"])
+        table.add_row(str(r["size"]), str(r["root"]), str(r["created_at"]))
     console.print(table)
 
 
@@ -134,9 +134,9 @@ def log(
     """Query the audit log (oldest first; page with --after LAST_SEQ)."""
     f = service.EventFilter(actor, action, target_type, target_id, project, since, until, text)
     st = state(ctx)
-    actor = st.context()
+    request = st.context()
     with st.instance().db.transaction() as session:
-        events = service.read_events(session, actor, f, after_seq=after, limit=limit)
+        events = service.read_events(session, request, f, after_seq=after, limit=limit)
     if as_json:
         print_json(events)
         return

@@ -17,7 +17,7 @@ from ..projects import get_project
 from ..runs import RunRequest, export_run, list_runs, read_manifest, read_run, run_task
 from ..runs.records import versions_of
 from ..runs.references import resolve_inputs
-from ..runs.service import RESULT_NAME
+from ..runs.service import RESULT_NAME, VersionUse
 from .common import JsonOption, ProjectOption, console, print_json, state
 
 runs_app = typer.Typer(help="Recorded runs: list, show, artifacts, export.", no_args_is_help=True)
@@ -49,7 +49,7 @@ def run(
         if path is not None
     ]
     actor = st.context()
-    versions = []
+    versions: list[VersionUse] = []
     if model is not None or (dataset is not None and dataset_file is None):
         refs = [("patchset" if "#" in model else "model", model)] if model else []
         if dataset is not None and dataset_file is None:
@@ -86,7 +86,8 @@ def summary(result: dict[str, Any]) -> str:
     elif "cls" in result:
         parts.append(f"CLs({result['mu_tested']:g}) = {result['cls']:.4g}")
     elif result["task"] == "pk-nlme":
-        parts.append(", ".join(f"{p['name']}={p['value']:.4g}" for p in result["parameters"]) + f", OFV={result['ofv']:.4g}")
+        parts.append(", ".join(f"{p['name']}={p['value']:.4g}" for p in result["parameters"])
+                     + f", OFV={result['ofv']:.4g}")
     elif "toys" in result:
         parts.append(f"{result['n_converged']}/{result['n_toys']} toys converged, POI mean {result['poi_mean']}")
     if "poi" in result and result["task"] != "pk-nlme":
@@ -151,7 +152,8 @@ def list_(
     for r in rows:
         seconds = ""
         if r["finished_at"] and r["started_at"]:
-            seconds = f"{(datetime.fromisoformat(r['finished_at']) - datetime.fromisoformat(r['started_at'])).total_seconds():.2f}"
+            elapsed = datetime.fromisoformat(r["finished_at"]) - datetime.fromisoformat(r["started_at"])
+            seconds = f"{elapsed.total_seconds():.2f}"
         colour = {"succeeded": "green", "failed": "red"}.get(r["status"], "yellow")
         fit = {True: "ok", False: "[red]NOT ok[/]", None: "-"}[r["fit_ok"]]
         defaults = TASKS[r["task"]].params().model_dump() if r["task"] in TASKS else {}
@@ -179,8 +181,8 @@ def show(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
     if as_json:
         print_json({**row, "manifest": manifest})
         return
-    for key in ("run_id", "project", "task", "status", "fit_ok", "seed", "patch", "created_at", "started_at", "finished_at",
-                "error", "manifest_digest"):
+    for key in ("run_id", "project", "task", "status", "fit_ok", "seed", "patch", "created_at", "started_at",
+                "finished_at", "error", "manifest_digest"):
         console.print(f"[bold]{key:>16}[/] {row[key]}")
     console.print(f"[bold]{'params':>16}[/] {json.dumps(row['params'])}")
     for i in row["inputs"]:
@@ -211,7 +213,7 @@ def artifacts(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> N
         return
     table = Table("artifact", "digest", "bytes", "type")
     for r in rows:
-        table.add_row(r["name"], r["digest"], str(r["size"] or ""), r["media_type"])
+        table.add_row(str(r["name"]), str(r["digest"]), str(r["size"] or ""), str(r["media_type"]))
     console.print(table)
 
 

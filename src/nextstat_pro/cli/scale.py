@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -11,10 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..engine import InputFile, parse_pairs
 from ..errors import UsageError
 from ..runs.references import resolve_inputs
+from ..runs.service import VersionUse
 from ..scale import service
 from ..scale.worker import run_shard_uri
 from . import credentials
-from .common import ProjectOption, console, print_json, state
+from .common import ProjectOption, State, console, print_json, state
 
 SHOWN = 30  # rows of the merged table printed after --wait
 
@@ -44,7 +46,7 @@ def submit(
     st = state(ctx)
     inst, actor = st.instance(), st.context()
     inputs = [InputFile.read(role, p) for role, p in (("workspace", workspace), ("patchset", patchset)) if p]
-    versions = []
+    versions: list[VersionUse] = []
     if model:
         kinds = [("patchset" if task == "grid" else "model", ref) for ref in model]
         files, versions, _ = resolve_inputs(inst, actor, st.project(project), kinds)
@@ -63,7 +65,7 @@ def submit(
         console.print(f"coordinating in the background (log: {log}); follow with: nextstat-pro runs show {run_id}")
 
 
-def _wait(st, run_id: str) -> None:  # type: ignore[no-untyped-def]
+def _wait(st: State, run_id: str) -> None:
     inst, actor = st.instance(), st.context()
     start = time.perf_counter()
     # Refreshed by the coordinator's callback (at least every 0.2 s), not by Rich's own
@@ -88,7 +90,7 @@ def _wait(st, run_id: str) -> None:  # type: ignore[no-untyped-def]
         raise typer.Exit(8)
 
 
-def _print_summary(summary: dict) -> None:  # type: ignore[type-arg]
+def _print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     rows = summary["points"]

@@ -22,25 +22,25 @@ class TaskParams(BaseModel):
     # NaN and infinity are no parameter values (a NaN POI tests nothing; an infinite bound
     # would be recorded as a result that no JSON reader can take back).
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-    grad_tol: float = Field(0.1, gt=0, description="fit-quality tolerance on the projected gradient norm")
+    grad_tol: float = Field(default=0.1, gt=0, description="fit-quality tolerance on the projected gradient norm")
 
 
 class FitParams(TaskParams):
-    covariance: bool = Field(False, description="also report the free parameters' covariance matrix")
+    covariance: bool = Field(default=False, description="also report the free parameters' covariance matrix")
 
 
 class HypotestParams(TaskParams):
-    mu: float = Field(1.0, description="POI value tested")
+    mu: float = Field(default=1.0, description="POI value tested")
 
 
 class UpperLimitParams(TaskParams):
-    alpha: float = Field(0.05, gt=0, lt=1, description="1 - confidence level")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="1 - confidence level")
 
 
 class ScanParams(TaskParams):
     mu_min: float = 0.0
     mu_max: float = 3.0
-    points: int = Field(31, ge=2, le=10_000)
+    points: int = Field(default=31, ge=2, le=10_000)
 
 
 class RankingParams(TaskParams):
@@ -48,8 +48,8 @@ class RankingParams(TaskParams):
 
 
 class ToysParams(TaskParams):
-    n_toys: int = Field(100, ge=1, le=10_000_000)
-    mu: float | None = Field(None, description="POI value toys are generated at (default: best fit)")
+    n_toys: int = Field(default=100, ge=1, le=10_000_000)
+    mu: float | None = Field(default=None, description="POI value toys are generated at (default: best fit)")
 
 
 class PkNlmeParams(TaskParams):
@@ -57,7 +57,7 @@ class PkNlmeParams(TaskParams):
     omega_init: FloatList = Field(default_factory=lambda: [0.3, 0.3, 0.3])
     method: Literal["foce", "focei"] = "focei"
     error_model: Literal["proportional", "additive", "combined"] = "proportional"
-    sigma: float = Field(0.1, gt=0)
+    sigma: float = Field(default=0.1, gt=0)
 
 
 SEED_LIMIT = 2**63  # the engine's seeds are signed 64-bit; toy k uses seed + k

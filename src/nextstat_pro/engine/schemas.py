@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,13 +35,13 @@ def schema_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "schemas" / "1.0.0"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schemas() -> dict[str, Any]:
     documents = (json.loads(p.read_text()) for p in sorted(schema_dir().glob("*.json")))
     return {d["$id"]: d for d in documents}
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(kind: Kind) -> jsonschema_rs.Draft6Validator:
     # jsonschema-rs: ~1000x faster than python-jsonschema on a 249-parameter workspace
     # (0.6 ms vs 440 ms measured here), which keeps validation out of the run overhead.

@@ -49,7 +49,8 @@ TASKS: dict[str, TaskSpec] = {
     for t in (
         TaskSpec("fit", "histfactory", FitParams, histfactory.fit, "maximum-likelihood fit"),
         TaskSpec("hypotest", "histfactory", HypotestParams, histfactory.hypotest, "asymptotic CLs at mu"),
-        TaskSpec("upper-limit", "histfactory", UpperLimitParams, histfactory.upper_limit, "observed + expected CLs limit"),
+        TaskSpec("upper-limit", "histfactory", UpperLimitParams, histfactory.upper_limit,
+                 "observed + expected CLs limit"),
         TaskSpec("scan", "histfactory", ScanParams, histfactory.scan, "profile likelihood scan of the POI"),
         TaskSpec("ranking", "histfactory", RankingParams, histfactory.ranking, "nuisance-parameter impacts on the POI"),
         TaskSpec("toys", "histfactory", ToysParams, histfactory.toys, "fits of Poisson toys (toy k: seed+k)"),

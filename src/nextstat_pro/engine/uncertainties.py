@@ -17,10 +17,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nextstat as ns
-import numpy as np
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Forward differences of the analytic gradient with a step of 1e-6 * max(|value|, 1): on
 # tttt-prod they agree with central differences (steps of 1e-4 of each uncertainty) to
@@ -76,6 +78,10 @@ def free_covariance(model: Any, values: Sequence[float], fixed: Sequence[bool]) 
     """The inverse of the free parameters' Hessian of the NLL at ``values``, and whether that
     Hessian is positive definite (when not, the inverse is returned all the same and the fit
     is marked: uncertainties there mean little)."""
+    # Imported here, not with the module: numpy starts its BLAS threads on import, and a
+    # process with threads cannot fork its local workers safely (scale/backends/local.py).
+    import numpy as np
+
     x = np.asarray(values, dtype=float)
     free = np.flatnonzero(~np.asarray(fixed, dtype=bool))
     g0 = np.asarray(model.grad_nll(x.tolist()))[free]

@@ -54,7 +54,7 @@ def histfactory_workspace(seed: int = 20261127) -> dict[str, Any]:
         ttbar = _falling(rng, n_bins, 120.0 if name != "CR_wjets" else 30.0, 0.35)
         wjets = _falling(rng, n_bins, 60.0 if name != "CR_ttbar" else 15.0, 0.45)
         other = _falling(rng, n_bins, 12.0, 0.25)
-        samples = []
+        samples: list[dict[str, Any]] = []
         signal = _signal(1400.0, 200.0, name, n_bins) if name in SIGNAL_CHANNELS else None
         if signal is not None:
             samples.append(

@@ -85,7 +85,8 @@ def dataset_content(inp: InputFile) -> Content:
         header = rows[0]
         bad = [i + 2 for i, r in enumerate(rows[1:]) if len(r) != len(header)]
         if bad:
-            raise InputError(f"dataset {inp.name} line {bad[0]} has {len(rows[bad[0] - 1])} fields, header has {len(header)}")
+            raise InputError(f"dataset {inp.name} line {bad[0]} has {len(rows[bad[0] - 1])} fields, "
+                             f"header has {len(header)}")
         meta = {"format": "csv", "columns": header, "rows": len(rows) - 1}
         return Content(inp.data, inp.digest, "text/csv", meta)
     if name.endswith(".json"):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import JSON, String, and_, any_, bindparam, func, insert, or_, select, type_coerce
+from sqlalchemy import JSON, BindParameter, String, and_, any_, bindparam, func, insert, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
@@ -85,7 +85,7 @@ def _resolve_statements() -> dict[str, Any]:
     base = (select(HubItem, HubVersion).join(HubVersion, HubVersion.item_id == HubItem.id)
             .where(HubItem.project_id == bindparam("project_id"), HubItem.kind == bindparam("kind"),
                    HubItem.name == bindparam("name")))
-    value = bindparam("value")
+    value: BindParameter[str] = bindparam("value")
     return {
         "semver": base.where(HubVersion.semver == value).limit(2),
         # Prefixes are hex digits only (refs.DIGEST_PREFIX): nothing in them for LIKE to escape.
@@ -265,7 +265,7 @@ def _clashes(session: Session, project: Project, kind: str, requests: list[PushR
     """The requests' items, each with its versions holding one of the requests' contents or
     labels (a superset: ``_plan`` matches them per request), 500 requests per query."""
     statement = _clash_statement(session.get_bind().dialect.name == "postgresql")
-    rows = []
+    rows: list[Any] = []
     for start in range(0, len(requests), 500):
         chunk = range(start, min(start + 500, len(requests)))
         rows.extend(session.execute(statement, {
@@ -371,7 +371,8 @@ def set_alias(instance: Instance, ctx: RequestContext, project_name: str, kind: 
                                  updated_at=utcnow()))
         else:
             row.version_id, row.updated_at = target.version.id, utcnow()
-        append_event(session, ctx, action="hub.alias.moved", target=(f"hub_{kind}_alias", f"{target.item.name}@{alias}"),
+        append_event(session, ctx, action="hub.alias.moved",
+                     target=(f"hub_{kind}_alias", f"{target.item.name}@{alias}"),
                      project=project.name, before={"version_id": before},
                      after={"version_id": target.version.id, "digest": target.version.digest,
                             "semver": target.version.semver, "protected": protected}, reason=reason)
@@ -391,8 +392,9 @@ def edit(instance: Instance, ctx: RequestContext, project_name: str, kind: str, 
             if key not in new_tags:
                 raise NotFoundError(f"{target.label} has no tag {key!r}")
             del new_tags[key]
+        new_description = v.description if description is None else description
         before = {"tags": old_tags, "description": v.description}
-        after = {"tags": new_tags, "description": v.description if description is None else description}
+        after = {"tags": new_tags, "description": new_description}
         if before == after:
             raise ConflictError("nothing to change")
         for tag in list(session.scalars(select(HubTag).where(HubTag.version_id == v.id))):
@@ -400,7 +402,7 @@ def edit(instance: Instance, ctx: RequestContext, project_name: str, kind: str, 
         session.flush()
         for key, value in new_tags.items():
             session.add(HubTag(version_id=v.id, key=key, value=value))
-        v.description = after["description"]
+        v.description = new_description
         append_event(session, ctx, action=f"hub.{kind}.edited", target=(f"hub_{kind}", v.id),
                      project=project.name, before=before, after=after, reason=reason)
 

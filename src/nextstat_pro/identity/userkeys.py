@@ -23,7 +23,7 @@ from ..errors import AuthenticationError, ConflictError
 from ..signing.keys import KeyPair
 
 # OWASP's argon2id minimum (19 MiB, 2 passes): a signing must stay interactive.
-KDF = {"kdf": "argon2id", "t": 2, "m": 19456, "p": 1}
+KDF: dict[str, int | str] = {"kdf": "argon2id", "t": 2, "m": 19456, "p": 1}
 
 
 def key_id_of(public_raw: bytes) -> str:

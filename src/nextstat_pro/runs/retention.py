@@ -69,7 +69,8 @@ def status(session: Session, ctx: RequestContext, policy: RetentionPolicy,
     authorize(session, ctx, "retention.read")
     now = now or datetime.now(UTC)
     purged = _purged_runs(session)
-    rows = session.execute(select(Run, Project.name).join(Project, Project.id == Run.project_id).order_by(Run.created_at))
+    rows = session.execute(
+        select(Run, Project.name).join(Project, Project.id == Run.project_id).order_by(Run.created_at))
     return [assess(run, name, policy, run.id in purged, now) for run, name in rows]
 
 
@@ -94,14 +95,14 @@ def purge(instance: Instance, ctx: RequestContext, run_ids: list[str], reason: s
                 raise ConflictError(f"run {run.id} cannot be purged: {item.rule}")
             targets.append((run, project.name))
         keep = _digests_of_runs_not_in(session, {r.id for r, _ in targets})
-        for run, project in targets:
+        for run, project_name in targets:
             for artifact in run.artifacts:
                 if artifact.name not in PURGEABLE or artifact.digest in already or artifact.digest in keep:
                     continue
                 session.execute(insert(PurgedObject), [{"digest": artifact.digest, "purged_at": utcnow(),
                                                         "reason": reason, "actor_id": ctx.actor.id}])
                 append_event(session, ctx, action="artifact.purged", target=("artifact", artifact.digest),
-                             project=project, reason=reason,
+                             project=project_name, reason=reason,
                              before={"run_id": run.id, "name": artifact.name, "digest": artifact.digest,
                                      "size": artifact.size},
                              after=None)

@@ -103,7 +103,8 @@ def run_task(instance: Instance, ctx: RequestContext, request: RunRequest) -> Ru
         authorize(session, ctx, "run.create", project)
         # Inputs are stored only once the project is known: bad input writes nothing.
         inputs = [
-            FileEntry(i.name, instance.store.put(i.data, i.digest).digest, len(i.data), role=i.role) for i in request.inputs
+            FileEntry(i.name, instance.store.put(i.data, i.digest).digest, len(i.data), role=i.role)
+            for i in request.inputs
         ]
         run = create_run(session, ctx, project, request.task, params, request.seed, inputs, request.patch, start=True)
         add_versions(session, run.run_id, [u.link for u in request.versions])

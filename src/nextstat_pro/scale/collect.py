@@ -108,8 +108,8 @@ def merge(store: ObjectStore, spec: JobSpec, verified: dict[str, ShardResult] | 
         raise CollectError(f"shards were computed with different engines: {sorted(engines)}")
     points = join_arrays(parts)
     data = splice({
-        "schema": MERGED_SCHEMA, "computation_digest": spec.computation_digest, "task": spec.task, "point_task": spec.point_task,
-        "params": spec.params, "seed": spec.seed, "n_items": len(spec.items), "engine": json.loads(engines.pop()),
-        "failed_points": failed,
+        "schema": MERGED_SCHEMA, "computation_digest": spec.computation_digest, "task": spec.task,
+        "point_task": spec.point_task, "params": spec.params, "seed": spec.seed, "n_items": len(spec.items),
+        "engine": json.loads(engines.pop()), "failed_points": failed,
     }, "points", points)
     return Merged(data, points, failed, sorted(columns))

@@ -72,7 +72,8 @@ def plan_items(req: SubmitRequest) -> tuple[list[Any], dict[str, Any]]:
     roles = {i.role: i for i in req.inputs}
     if req.task == "grid":
         if set(roles) != {"workspace", "patchset"}:
-            raise UsageError("grid needs a workspace and a patchset (--model PATCHSET_REF, or --workspace and --patchset)")
+            raise UsageError("grid needs a workspace and a patchset "
+                             "(--model PATCHSET_REF, or --workspace and --patchset)")
         patchset = parse_json(roles["patchset"])
         names = [p["metadata"]["name"] for p in patchset["patches"]]
         if req.patches:
@@ -120,7 +121,8 @@ def submit(instance: Instance, ctx: RequestContext, req: SubmitRequest) -> str:
     with instance.db.transaction() as session:
         project = get_project(session, req.project)
         authorize(session, ctx, "run.create", project)
-        entries = [FileEntry(i.name, instance.store.put(i.data, i.digest).digest, len(i.data), role=i.role) for i in req.inputs]
+        entries = [FileEntry(i.name, instance.store.put(i.data, i.digest).digest, len(i.data), role=i.role)
+                   for i in req.inputs]
         run_params = {"job": req.task, "point_task": req.point_task, "params": params, "shards": req.shards,
                       "backend": req.backend, "items": len(items)}
         run = create_run(session, ctx, project, req.task, run_params, req.seed, entries)
@@ -197,22 +199,26 @@ def coordinate(instance: Instance, ctx: RequestContext, run_id: str,
                     return "cancelled"
                 shards = {s.shard: s for s in session.scalars(select(ScaleShard).where(ScaleShard.run_id == run.id))}
             refs = shard_status(instance.store, spec)
-            fresh = [i for i, s in shards.items() if s.status == "pending" and refs.get(i)]
+            # Pending shards whose result is in the store, with its digest.
+            fresh: dict[int, str] = {}
+            for i, shard in shards.items():
+                if shard.status == "pending" and (ref := refs.get(i)):
+                    fresh[i] = ref
             if fresh:
                 with instance.db.transaction() as session:
-                    for i in fresh:
-                        verified[refs[i]] = read_shard(instance.store, spec, i, refs[i])  # before it counts
+                    for i, digest in fresh.items():
+                        verified[digest] = read_shard(instance.store, spec, i, digest)  # before it counts
                         # Locked: a second coordinator (a resume racing the background one)
                         # waits here and then sees the shard done, so it is counted once.
                         s = session.get(ScaleShard, (run.id, i), with_for_update=True)
                         assert s is not None
                         if s.status == "done":
                             continue  # another coordinator counted it
-                        s.status, s.result_digest, s.updated_at = "done", refs[i], utcnow()
+                        s.status, s.result_digest, s.updated_at = "done", digest, utcnow()
                         append_event(session, ctx, action="job.shard_done", target=("run", run.id), project=project,
-                                     after={"shard": i, "result_digest": refs[i], "points": len(ranges[i])})
+                                     after={"shard": i, "result_digest": digest, "points": len(ranges[i])})
                         shards[i].status = "done"
-                        note(f"shard {i} done: {refs[i]}")
+                        note(f"shard {i} done: {digest}")
             pending = sorted(i for i, s in shards.items() if s.status == "pending")
             failures = {i: why for i, why in backend.failures().items() if i in pending and not refs.get(i)}
             if failures:

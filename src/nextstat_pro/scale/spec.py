@@ -23,7 +23,7 @@ class InputRef(BaseModel):
 
 class JobSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    schema_: str = Field(SPEC_SCHEMA, alias="schema")
+    schema_: str = Field(default=SPEC_SCHEMA, alias="schema")
     run_id: str
     task: JobTask
     point_task: str = "upper-limit"  # grid: what to compute per patch (upper-limit, hypotest, fit)
@@ -32,7 +32,7 @@ class JobSpec(BaseModel):
     inputs: list[InputRef]  # grid: workspace + patchset; scan/toys: workspace; fit-many: one per item
     items: list[Any]  # grid: patch names; scan: mu values; toys: toy indices; fit-many: input names
     shards: int = Field(ge=1)
-    max_retries: int = Field(2, ge=0)
+    max_retries: int = Field(default=2, ge=0)
 
     # Cached: a frozen spec of 10^4 items is asked for its digest on every poll of every shard.
     @cached_property

@@ -106,8 +106,9 @@ def compute(job: LoadedJob, indices: range) -> list[dict[str, Any]]:
     out = []
     for k in indices:
         name = spec.items[k]
-        out.append({"index": k, "item": name, **_point(lambda: execute(prepare("fit", spec.params, [by_name[name]]),
-                                                                        spec.seed))})
+        # The loop variable is bound as a default (ruff B023), though _point calls the lambda at once.
+        out.append({"index": k, "item": name,
+                     **_point(lambda name=name: execute(prepare("fit", spec.params, [by_name[name]]), spec.seed))})
     return out
 
 
@@ -128,7 +129,7 @@ def _grid(ws: InputFile, patches: dict[str, dict[str, Any]], spec: JobSpec, indi
         name = spec.items[k]
         patch = patches[name]
 
-        def one() -> dict[str, Any]:
+        def one(patch: dict[str, Any] = patch) -> dict[str, Any]:
             # A fresh parse is ~10x cheaper than the deep copy jsonpatch makes of the base.
             doc = jsonpatch.apply_patch(json.loads(base_text), patch["patch"], in_place=True)
             model = load_model(Workspace(doc))
@@ -145,7 +146,7 @@ def _scan(ws: InputFile, spec: JobSpec, indices: range) -> list[dict[str, Any]]:
         mu = spec.items[k]
         # One point per call: the engine warm-starts along a scan, which would make the
         # numbers depend on how points are grouped into shards.
-        out.append({"index": k, "item": mu, **_point(lambda: ns.profile_scan(model, [mu])["points"][0])})
+        out.append({"index": k, "item": mu, **_point(lambda mu=mu: ns.profile_scan(model, [mu])["points"][0])})
     return out
 
 

@@ -82,10 +82,10 @@ def sign_run(instance: Instance, ctx: RequestContext, run_ref: str, meaning: str
             why = check_policy(meaning, decision, user.id, run.created_by, run.status, existing,
                                instance.config.approval_policy(project.name))
             if why is not None:
-                err = ConflictError(f"signature refused: {why}")
-                err.security_event = {"ctx": ctx, "action": "signature.refused", "target": ("run", run.id),
-                                      "project": project.name, "after": {"meaning": meaning, "why": why}}
-                raise err
+                refused = ConflictError(f"signature refused: {why}")
+                refused.security_event = {"ctx": ctx, "action": "signature.refused", "target": ("run", run.id),
+                                          "project": project.name, "after": {"meaning": meaning, "why": why}}
+                raise refused
             key, keys = unlock(session, user, password)
             signed_at = rfc3339(utcnow())
             payload = signature_payload(run.id, run.manifest_digest, user, meaning, decision, reason, signed_at)

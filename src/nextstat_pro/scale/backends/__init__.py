@@ -19,6 +19,6 @@ __all__ = ["BACKENDS", "Backend", "Launch", "get_backend"]
 
 def get_backend(name: str) -> Backend:
     try:
-        return BACKENDS[name]()  # type: ignore[abstract,no-any-return]
+        return BACKENDS[name]()
     except KeyError:
         raise UsageError(f"unknown backend {name!r} (backends: {', '.join(BACKENDS)})") from None

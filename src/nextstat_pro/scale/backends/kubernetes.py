@@ -8,7 +8,7 @@ Kubernetes batch/v1 Job schema in the tests."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from ...errors import ConfigError
 from .base import Launch, PollingWait
@@ -69,7 +69,10 @@ class KubernetesBackend(PollingWait):
                 raise ConfigError("no Kubernetes configuration (kubeconfig or in-cluster): cannot apply "
                                   f"{job.workdir / 'job.json'}") from None
         try:
-            client.BatchV1Api().create_namespaced_job(self.namespace, manifest)
+            # The client takes the manifest as a plain dict (releases before the pydantic-based ones send it as
+            # is, those validate it into a V1Job, which serialises back to the same JSON); its annotation names
+            # only the model class.
+            client.BatchV1Api().create_namespaced_job(self.namespace, cast("client.V1Job", manifest))
         except Exception as exc:
             raise ConfigError(f"the Kubernetes API refused the job: {exc}") from None
         self.name_ = manifest["metadata"]["name"]

@@ -42,6 +42,7 @@ class RayBackend:
     def _ready(self) -> list[Any]:
         if self.ray is None or not self.refs:
             return []
+        ready: list[Any]
         ready, _ = self.ray.wait(list(self.refs.values()), num_returns=len(self.refs), timeout=0)
         return ready
 
