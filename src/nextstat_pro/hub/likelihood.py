@@ -27,17 +27,14 @@ import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from ..audit.events import append_event, batched_appends
-from ..db.models import HubItem, HubTag, HubVersion, Project
-from ..db.session import core_connection
+from ..db.models import Project
 from ..engine import InputFile
 from ..engine.schemas import Kind, validate
 from ..errors import InputError, NSPError, UsageError
@@ -46,7 +43,7 @@ from ..instance import Instance
 from ..projects.service import authorized_project
 from .content import Content, model_content, patchset_content
 from .refs import NAME
-from .service import _VERSION_COLUMNS, BatchEntryError, PushRequest, Resolved, _Plan, _plan, check_request, read_source
+from .service import BatchEntryError, PushRequest, Resolved, check_request, push_in, read_source
 
 # The bound on an archive's bytes once decompressed (the tar stream; a zip's members): a few
 # kilobytes of gzip can hold gigabytes of zeros, and an import holds the archive in memory. The
@@ -129,8 +126,10 @@ def import_likelihood(instance: Instance, ctx: RequestContext, project_name: str
     model_c = model_content(model.inp)
     workspace_doc = json.loads(model.inp.data)
     contents = [patchset_content(p.inp, workspace_doc, model_c.digest) for p in patchsets]
-    pushed_model, pushed_patchsets = _push_linked(instance, ctx, project_name, (model, model_c),
-                                                  list(zip(patchsets, contents, strict=True)))
+    with instance.db.transaction() as session:  # the model and its patchsets: both or neither
+        project = authorized_project(session, ctx, project_name, "hub.push")
+        pushed_model, pushed_patchsets = _push_linked(instance, session, ctx, project, (model, model_c),
+                                                      list(zip(patchsets, contents, strict=True)))
     return ImportedLikelihood(likelihood.sha256, pushed_model, tuple(pushed_patchsets))
 
 
@@ -168,32 +167,24 @@ def _stem(path: str) -> str:
     return re.sub(r"[^a-z0-9_.-]+", "-", stem.lower()).strip("-.") or "patchset"
 
 
-def _push_linked(instance: Instance, ctx: RequestContext, project_name: str, model: tuple[PushRequest, Content],
-                 patchsets: list[tuple[PushRequest, Content]]) -> tuple[Pushed, list[Pushed]]:
-    """The model and its patchsets in one transaction. ``service.push_many`` is one kind per
-    transaction, so this is its body for two kinds: its planning (``_plan``) and the same
-    statements and events; it should move to the service once it takes a session."""
-    with instance.db.transaction() as session:
-        project = authorized_project(session, ctx, project_name, "hub.push")
-        model_plan = _plan_one_kind(session, ctx, project, "model", [model])
-        base, created = model_plan.results[0]
-        if not created:
-            patchsets = _against_stored(instance, base, model[0].inp, patchsets)
-        requests = [req for req, _ in patchsets]
-        patch_plan = _plan_one_kind(session, ctx, project, "patchset", patchsets)
-        _write(session, ctx, project.id, project.name, "model", [model[0]], model_plan)
-        _write(session, ctx, project.id, project.name, "patchset", requests, patch_plan)
-        # Every object durable before the rows that name them commit (as push_many does).
-        instance.store.put_many(model_plan.objects + patch_plan.objects)
+def _push_linked(instance: Instance, session: Session, ctx: RequestContext, project: Project,
+                 model: tuple[PushRequest, Content], patchsets: list[tuple[PushRequest, Content]]
+                 ) -> tuple[Pushed, list[Pushed]]:
+    """The model, then its patchsets against the model version it became, in the caller's transaction."""
+    base, created = _push_kind(instance, session, ctx, project, "model", [model])[0]
+    if not created:
+        patchsets = _against_stored(instance, base, model[0].inp, patchsets)
+    requests = [replace(req, content=content) for req, content in patchsets]
+    results = _push_kind(instance, session, ctx, project, "patchset", [(r, r.content) for r in requests])
     pushed_model = Pushed("model", model[0].inp.name, base, created)
     return pushed_model, [Pushed("patchset", req.inp.name, r, new)
-                          for req, (r, new) in zip(requests, patch_plan.results, strict=True)]
+                          for req, (r, new) in zip(requests, results, strict=True)]
 
 
-def _plan_one_kind(session: Session, ctx: RequestContext, project: Project, kind: str,
-                   pairs: list[tuple[PushRequest, Content]]) -> _Plan:
+def _push_kind(instance: Instance, session: Session, ctx: RequestContext, project: Project, kind: str,
+               pairs: list[tuple[PushRequest, Content | None]]) -> list[tuple[Resolved, bool]]:
     try:
-        return _plan(session, ctx, project, kind, [req for req, _ in pairs], [c for _, c in pairs])
+        return push_in(instance, session, ctx, project, kind, [replace(req, content=c) for req, c in pairs])
     except BatchEntryError as exc:  # a label taken by other content: the version's own error
         raise exc.error from None
 
@@ -211,29 +202,6 @@ def _against_stored(instance: Instance, base: Resolved, workspace: InputFile,
     except InputError as exc:
         raise InputError(f"{exc.message} (model {base.label} holds this workspace already, pushed from a file "
                          "whose pyhf digest differs; nothing was imported)") from None
-
-
-def _write(session: Session, ctx: RequestContext, project_id: str, project_name: str, kind: str,
-           requests: list[PushRequest], plan: _Plan) -> None:
-    """The rows and events of a plan: what ``service.push_many`` writes for one kind."""
-    conn = core_connection(session)
-    if plan.items:
-        conn.execute(insert(HubItem), [{"id": i.id, "project_id": project_id, "kind": kind, "name": i.name,
-                                        "created_at": i.created_at} for i in plan.items])
-    if plan.versions:
-        conn.execute(insert(HubVersion), [{c: getattr(v, c) for c in _VERSION_COLUMNS} for v, _ in plan.versions])
-    tag_maps = [check_request(req.name, req.semver, req.tags) for req in requests]
-    tag_rows = [{"version_id": v.id, "key": k, "value": val}
-                for v, i in plan.versions for k, val in tag_maps[i].items()]
-    if tag_rows:
-        conn.execute(insert(HubTag), tag_rows)
-    with batched_appends(session):
-        for version, i in plan.versions:
-            req = requests[i]
-            append_event(session, ctx, action=f"hub.{kind}.pushed", target=(f"hub_{kind}", version.id),
-                         project=project_name,
-                         after={"name": req.name, "digest": version.digest, "semver": req.semver,
-                                "description": req.description, "tags": tag_maps[i], "meta": version.meta})
 
 
 def read_likelihood(archive: Path, max_bytes: int = MAX_BYTES) -> Likelihood:

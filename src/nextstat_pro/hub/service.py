@@ -154,44 +154,58 @@ def push_many(instance: Instance, ctx: RequestContext, project_name: str, kind: 
     content an earlier entry or version holds already is that version, not a new one."""
     if kind not in KINDS:
         raise UsageError(f"unknown kind {kind!r} ({', '.join(KINDS)})")
+    for i, req in enumerate(requests):  # well-formed before any query
+        try:
+            check_request(req.name, req.semver, req.tags)
+        except NSPError as exc:
+            raise BatchEntryError(i, exc) from None
+    with instance.db.transaction() as session:
+        project = authorized_project(session, ctx, project_name, "hub.push")
+        return push_in(instance, session, ctx, project, kind, requests)
+
+
+def push_in(instance: Instance, session: Session, ctx: RequestContext, project: Project, kind: str,
+            requests: list[PushRequest]) -> list[tuple[Resolved, bool]]:
+    """The database function of ``push_many``: validate, plan and write the versions with their
+    events, and store their objects, in the caller's transaction (which has authorized
+    ``hub.push`` in ``project``). Operations that push several kinds together (a HEPData
+    likelihood's model and patchsets) call it once per kind inside one transaction."""
     tag_maps = []
     for i, req in enumerate(requests):
         try:
             tag_maps.append(check_request(req.name, req.semver, req.tags))
         except NSPError as exc:
             raise BatchEntryError(i, exc) from None
-    with instance.db.transaction() as session:
-        project = authorized_project(session, ctx, project_name, "hub.push")
-        contents = []
-        for i, req in enumerate(requests):
-            try:
-                contents.append(req.content or _check(instance, session, project, kind, req.inp, req.base_ref))
-            except NSPError as exc:
-                raise BatchEntryError(i, exc) from None
-        plan = _plan(session, ctx, project, kind, requests, contents)
-        conn = core_connection(session)
-        # Core statements, one per table for the whole batch, not an ORM flush: a push is the
-        # registry's hot path.
-        if plan.items:
-            conn.execute(insert(HubItem), [{"id": i.id, "project_id": i.project_id, "kind": kind, "name": i.name,
-                                            "created_at": i.created_at} for i in plan.items])
-        if plan.versions:
-            conn.execute(insert(HubVersion), [{c: getattr(v, c) for c in _VERSION_COLUMNS} for v, _ in plan.versions])
-        tag_rows = [{"version_id": v.id, "key": k, "value": val}
-                    for v, i in plan.versions for k, val in tag_maps[i].items()]
-        if tag_rows:
-            conn.execute(insert(HubTag), tag_rows)
-        with batched_appends(session):
-            for version, i in plan.versions:
-                req = requests[i]
-                append_event(session, ctx, action=f"hub.{kind}.pushed", target=(f"hub_{kind}", version.id),
-                             project=project.name,
-                             after={"name": req.name, "digest": version.digest, "semver": req.semver,
-                                    "description": req.description, "tags": tag_maps[i], "meta": version.meta})
-        # Every object durable before the rows that name them commit: one writeback for the
-        # whole batch (see files.atomic_write_many).
-        instance.store.put_many(plan.objects)
-        return plan.results
+    contents = []
+    for i, req in enumerate(requests):
+        try:
+            contents.append(req.content or _check(instance, session, project, kind, req.inp, req.base_ref))
+        except NSPError as exc:
+            raise BatchEntryError(i, exc) from None
+    plan = _plan(session, ctx, project, kind, requests, contents)
+    conn = core_connection(session)
+    # Core statements, one per table for the whole batch, not an ORM flush: a push is the
+    # registry's hot path.
+    if plan.items:
+        conn.execute(insert(HubItem), [{"id": i.id, "project_id": i.project_id, "kind": kind, "name": i.name,
+                                        "created_at": i.created_at} for i in plan.items])
+    if plan.versions:
+        conn.execute(insert(HubVersion), [{c: getattr(v, c) for c in _VERSION_COLUMNS} for v, _ in plan.versions])
+    tag_rows = [{"version_id": v.id, "key": k, "value": val}
+                for v, i in plan.versions for k, val in tag_maps[i].items()]
+    if tag_rows:
+        conn.execute(insert(HubTag), tag_rows)
+    with batched_appends(session):
+        for version, i in plan.versions:
+            req = requests[i]
+            append_event(session, ctx, action=f"hub.{kind}.pushed", target=(f"hub_{kind}", version.id),
+                         project=project.name,
+                         after={"name": req.name, "digest": version.digest, "semver": req.semver,
+                                "description": req.description, "tags": tag_maps[i], "meta": version.meta})
+    # Every object durable before the rows that name them commit: one writeback for the
+    # whole batch (see files.atomic_write_many).
+    instance.store.put_many(plan.objects)
+    return plan.results
 
 
 def check_request(name: str, semver: str | None, tags: tuple[str, ...] | list[str]) -> dict[str, str]:
