@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from .errors import ConfigError
+from .permissions import FilePolicy, modes_for
 
 CONFIG_NAME = "config.json"
 DEFAULT_HOME = ".nextstat-pro"
@@ -24,13 +25,16 @@ class RetentionPolicy(BaseModel):
 
 
 class AuthPolicy(BaseModel):
-    min_password_length: int = Field(12, ge=8)
-    max_password_age_days: int = Field(365, ge=1)
-    lockout_attempts: int = Field(5, ge=1)
-    session_hours: float = Field(12, gt=0)
+    min_password_length: int = Field(default=12, ge=8)
+    # The zxcvbn score (0-4) a new password must reach; 3 resists an offline attack on a slow
+    # hash (10^8 guesses and more). See docs/security.md.
+    min_password_score: int = Field(default=3, ge=0, le=4)
+    max_password_age_days: int = Field(default=365, ge=1)
+    lockout_attempts: int = Field(default=5, ge=1)
+    session_hours: float = Field(default=12, gt=0)
     # 21 CFR 11.200: after this long without signing, a signature needs username and password again.
-    signing_idle_minutes: float = Field(15, gt=0)
-    token_max_days: int = Field(365, ge=1)
+    signing_idle_minutes: float = Field(default=15, gt=0)
+    token_max_days: int = Field(default=365, ge=1)
 
 
 class ApprovalPolicy(BaseModel):
@@ -38,7 +42,7 @@ class ApprovalPolicy(BaseModel):
     by distinct people, none of them the run's author; ``min_approvals`` approval signatures."""
 
     sequence: list[str] = Field(default_factory=lambda: ["review", "approval"])
-    min_approvals: int = Field(1, ge=1)
+    min_approvals: int = Field(default=1, ge=1)
     distinct_people: bool = True
     author_may_approve: bool = False
 
@@ -58,14 +62,20 @@ class InstanceConfig(BaseModel):
     archive_url: str | None = None
     # A new checkpoint is signed when the newest is older than this, at the end of any command.
     checkpoint_interval_s: int = 3600
+    # An in-process run renews its lease every third of this; a running run whose lease has
+    # expired was abandoned by its process (runs/lease.py). Long enough to ride out a stalled
+    # database connection, short enough that a killed run is seen within a minute.
+    run_lease_s: float = Field(default=30.0, gt=0, le=86_400)
     retention: RetentionPolicy = Field(default_factory=lambda: RetentionPolicy())
     auth: AuthPolicy = Field(default_factory=lambda: AuthPolicy())
     # Aliases only an admin may move (per instance), and the minimum age before a registry
     # version may be purged.
     protected_aliases: list[str] = Field(default_factory=lambda: ["production", "validated"])
-    hub_min_years: float = Field(10.0, ge=0)
+    hub_min_years: float = Field(default=10.0, ge=0)
     # Per project; projects without an entry use the default policy.
     approval: dict[str, ApprovalPolicy] = Field(default_factory=dict)
+    # Who may read the instance's files: the owner only, or also the group chosen at init.
+    permissions: FilePolicy = Field(default_factory=lambda: FilePolicy())
 
     def approval_policy(self, project: str) -> ApprovalPolicy:
         return self.approval.get(project, ApprovalPolicy())
@@ -94,10 +104,18 @@ def load_config(home: Path) -> InstanceConfig:
 
 
 def write_config(home: Path, config: InstanceConfig) -> None:
-    """Write atomically and readable by the owner only (it may name a database password)."""
+    """Write atomically, readable by the owner only (it may name a database password), or also
+    by the shared group of an instance that has one."""
+    modes = modes_for(config.permissions)
     fd, tmp = tempfile.mkstemp(dir=home, prefix=".config-")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(config.model_dump(), fh, indent=2)
-        fh.write("\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, config_path(home))
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(config.model_dump(), fh, indent=2)
+            fh.write("\n")
+        os.chmod(tmp, modes.file)
+        if modes.gid is not None and os.stat(tmp).st_gid != modes.gid:
+            os.chown(tmp, -1, modes.gid)
+        os.replace(tmp, config_path(home))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

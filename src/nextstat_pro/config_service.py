@@ -22,6 +22,9 @@ SETTABLE = (
     "retention.min_years",
     "retention.legal_hold_projects",
     "retention.legal_hold_runs",
+    "run_lease_s",
+    "auth.min_password_length",
+    "auth.min_password_score",
 )
 
 

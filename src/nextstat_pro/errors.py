@@ -12,7 +12,8 @@
     ├── PermissionDeniedError     RBAC refused (exit 6, HTTP 403)
     │   └── AuthenticationError   no valid credential (exit 10, HTTP 401)
     ├── IntegrityError            stored bytes or records do not match their digest (exit 7, HTTP 500)
-    │   └── DigestMismatchError
+    │   ├── DigestMismatchError
+    │   └── VerificationError     offline verification failed, naming what (``verify/errors.py``)
     ├── TaskFailedError           the engine raised while running a task (exit 8, HTTP 422)
     ├── ConfigError               the instance is missing or misconfigured (exit 9, HTTP 500)
     └── PartError                 one part of a larger operation refused (a batch entry, an
@@ -120,3 +121,9 @@ class PartError(NSPError):
         super().__init__(message)
         self.error = error
         self.exit_code, self.http_status = error.exit_code, error.http_status
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised by an adapter's signal handler so that work in progress can end as
+    cancelled (like KeyboardInterrupt for SIGINT); a BaseException, so no ``except Exception``
+    swallows it."""

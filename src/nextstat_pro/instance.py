@@ -21,6 +21,17 @@ from .errors import InstanceExistsError, NotFoundError, PermissionDeniedError
 from .identity.actors import Interface, RequestContext
 from .identity.users import actor_for, check_new_user, create_user
 from .ids import new_id
+from .permissions import (
+    SQLITE_SIDECARS,
+    FilePolicy,
+    apply_umask,
+    enforce,
+    make_file,
+    make_folder,
+    modes_for,
+    secure,
+    sqlite_path,
+)
 from .projects.service import create_project
 from .signing.keys import KeyPair, load_or_create_keypair, load_or_create_secret
 from .store import ObjectStore, S3Store, open_store
@@ -39,10 +50,22 @@ class Instance:
     _run_keys: KeyPair | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    def open(cls, home: Path) -> Instance:
+    def open(cls, home: Path, check_permissions: bool = True) -> Instance:
+        """Open the instance at ``home``. Refuses (InsecurePermissionsError, one line) when its
+        home, config, keys, SQLite file or object folders are wider than its policy or not the
+        caller's; ``check_permissions=False`` is for ``audit verify``, which lists them all."""
         config = load_config(home)
-        seal = load_or_create_secret(home / SEAL_KEY_FILE)
-        return cls(home, config, Database(config.db_url, seal_key=seal), open_store(config.store_url))
+        modes = modes_for(config.permissions)
+        apply_umask(modes)
+        db = Database(config.db_url)  # no connection yet: the check comes first
+        if check_permissions:
+            try:
+                enforce(home, config.db_url, db.engine.url.database, config.store_url, config.archive_url, modes)
+            except BaseException:
+                db.dispose()
+                raise
+        db.seal_key = load_or_create_secret(home / SEAL_KEY_FILE)
+        return cls(home, config, db, open_store(config.store_url))
 
     def __post_init__(self) -> None:
         self.db.security_recorder = self._record_security_event
@@ -106,31 +129,54 @@ def init_instance(
     store_url: str | None = None,
     witness_url: str | None = None,
     admin_db_url: str | None = None,
+    permissions: FilePolicy | None = None,
 ) -> Instance:
     """Create an instance: schema (Alembic), first admin, ``default`` project, config file.
 
     Refuses to touch an existing instance: a config file in ``home`` or a database that
-    already holds one. The database work is one transaction with its audit events.
+    already holds one. The database work is one transaction with its audit events. The home,
+    the SQLite file and the object folder get the modes of ``permissions`` (default: owner-only)
+    before anything is written into them.
     """
-    check_new_user(admin, password)
+    permissions = permissions or FilePolicy()
+    modes = modes_for(permissions)
+    check_new_user(admin, password, printed_name=printed_name)
     if config_path(home).exists():
         raise InstanceExistsError(f"an instance exists already at {home}; nothing was changed")
+    apply_umask(modes)
     created_home = not home.exists()
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        make_folder(home, modes)
+    except BaseException:
+        if created_home:
+            shutil.rmtree(home, ignore_errors=True)
+        raise
     db_url = db_url or f"sqlite:///{home / 'nextstat-pro.db'}"
     store_url = store_url or str(home / "objects")
     witness_url = witness_url or str(home / "witness")
     db = Database(db_url)
+    db_file = sqlite_path(db.engine.url.database) if db.dialect == "sqlite" else None
+    store_root = None if store_url.startswith("s3://") else \
+        Path(store_url[len("file://"):] if store_url.startswith("file://") else store_url)
+    created_store = store_root is not None and not store_root.exists()
     try:
+        if db_file is not None and not db_file.exists() and db_file.parent.is_dir():
+            make_file(db_file, modes)  # before SQLite creates it: its -wal and -shm copy this mode
         if "instance_info" in inspect(db.engine).get_table_names():
             with db.transaction() as session:
                 if session.scalar(select(InstanceInfo.instance_id)) is not None:
                     raise InstanceExistsError(
                         f"the database {db_url!r} holds an instance already; nothing was changed"
                     )
+        if db_file is not None:  # a database file the caller made, holding no instance: ours now
+            for path in (db_file, *(db_file.with_name(db_file.name + s) for s in SQLITE_SIDECARS)):
+                if path.exists():
+                    secure(path, modes, folder=False)
         store = open_store(store_url)
         if isinstance(store, S3Store):
             store.ensure_bucket()
+        elif store_root is not None:
+            make_folder(store_root, modes)
         if admin_db_url:
             admin_db = Database(admin_db_url)
             try:
@@ -170,16 +216,16 @@ def init_instance(
             create_project(session, ctx, "default", "Default project created by init")
         config = InstanceConfig(
             instance_id=instance_id, db_url=db_url, store_url=store_url, admin=admin,
-            log_origin=origin, witness_url=witness_url,
+            log_origin=origin, witness_url=witness_url, permissions=permissions,
         )
         write_config(home, config)
     except BaseException:
         db.dispose()
         if created_home:
             shutil.rmtree(home, ignore_errors=True)
+        if created_store and store_root is not None:
+            shutil.rmtree(store_root, ignore_errors=True)
         raise
-    if not isinstance(store, S3Store):
-        Path(store_url).mkdir(parents=True, exist_ok=True)
     return Instance(home, config, db, store)
 
 

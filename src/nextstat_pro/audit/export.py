@@ -4,6 +4,10 @@ event and the log's public key, verifiable offline with ``audit verify --bundle`
 Layout: ``events.jsonl`` (the hashed events, one per line: the verifiable record),
 ``events.csv`` or ``events.json`` when asked (for people and spreadsheets), ``checkpoint.note``,
 ``proofs.jsonl`` (``{"seq", "proof"}``), ``log.pub`` and ``bundle.json``.
+
+``events.csv`` is written by ``csvsafe.write_csv``: a cell a spreadsheet would run as a formula
+gets a leading apostrophe (docs/audit.md). It is a view: the verifier checks that it is exactly
+the rendering of the verified events, and the events themselves keep their exact text.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
+from ..csvsafe import write_csv
 from ..errors import InputError, UsageError
 from ..files import place_folder, require_empty
 from ..identity.actors import RequestContext
@@ -33,17 +38,32 @@ CSV_COLUMNS = ("seq", "event_id", "ts", "actor_id", "actor_name", "action", "tar
 BUNDLE = "nextstat-pro/audit-bundle/v1"
 
 
+def _csv_row(e: dict[str, Any]) -> list[object]:
+    return [
+        e["seq"], e["event_id"], e["ts"], e["actor"]["id"], e["actor"]["name"], e["action"], e["target"]["type"],
+        e["target"]["id"], e["project"] or "", e["reason"] or "", e["context"]["interface"],
+        e["context"]["client"] or "", json.dumps(e["before"]), json.dumps(e["after"]), e["prev_hash"], e["hash"],
+    ]
+
+
 def _csv(events: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for e in events:
-        writer.writerow([
-            e["seq"], e["event_id"], e["ts"], e["actor"]["id"], e["actor"]["name"], e["action"], e["target"]["type"],
-            e["target"]["id"], e["project"] or "", e["reason"] or "", e["context"]["interface"],
-            e["context"]["client"] or "", json.dumps(e["before"]), json.dumps(e["after"]), e["prev_hash"], e["hash"],
-        ])
-    return out.getvalue()
+    return write_csv(CSV_COLUMNS, (_csv_row(e) for e in events))
+
+
+def _cells(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def _csv_check(text: str, events: list[dict[str, Any]]) -> str:
+    """Check that events.csv shows exactly the verified events, cell by cell; return a warning
+    for a bundle written before cells were neutralised whose cells a spreadsheet would run."""
+    cells = _cells(text)
+    if cells == _cells(_csv(events)):
+        return ""
+    if cells != [list(CSV_COLUMNS), *([str(c) for c in _csv_row(e)] for e in events)]:
+        raise ProofVerificationError("events.csv differs from the verified events")
+    return ("; warning: its events.csv predates formula neutralisation and holds cells a spreadsheet would run "
+            "as formulas: read events.jsonl, or export again")
 
 
 def export_bundle(
@@ -113,6 +133,12 @@ def _verify_bundle(folder: Path, key_text: str | None) -> str:
         except FileNotFoundError:
             raise InputError(f"bundle {folder} lacks {name}") from None
 
+    def read_exact(name: str) -> str:  # without newline translation: a CSV cell may hold a CR
+        try:
+            return (folder / name).read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            raise InputError(f"bundle {folder} lacks {name}") from None
+
     own_key = read("log.pub").strip()
     try:
         key = Verifier.parse(key_text if key_text is not None else own_key)
@@ -129,7 +155,8 @@ def _verify_bundle(folder: Path, key_text: str | None) -> str:
         if e["seq"] not in proofs:
             raise ProofVerificationError(f"bundle has no proof for event {e['seq']}")
         try:
-            merkle.verify_inclusion(e["seq"] - 1, cp.size, leaf, [base64.b64decode(p) for p in proofs[e["seq"]]], cp.root)
+            path = [base64.b64decode(p) for p in proofs[e["seq"]]]
+            merkle.verify_inclusion(e["seq"] - 1, cp.size, leaf, path, cp.root)
         except merkle.ProofError as exc:
             raise ProofVerificationError(f"event {e['seq']}: {exc}") from None
         if previous is not None and e["seq"] == previous["seq"] + 1 and e["prev_hash"] != previous["hash"]:
@@ -138,11 +165,11 @@ def _verify_bundle(folder: Path, key_text: str | None) -> str:
     summary = json.loads(read("bundle.json"))
     if summary.get("events") != len(events):
         raise ProofVerificationError("bundle.json counts another number of events than events.jsonl holds")
+    warning = ""
     if summary.get("format") == "csv":
-        rows = list(csv.DictReader(io.StringIO(read("events.csv"))))
-        if [(int(r["seq"]), r["hash"], r["action"]) for r in rows] != [(e["seq"], e["hash"], e["action"]) for e in events]:
-            raise ProofVerificationError("events.csv differs from the verified events")
+        # Every cell, not only the keys: a view must show what the verified events say.
+        warning = _csv_check(read_exact("events.csv"), events)
     elif summary.get("format") == "json":
         if json.loads(read("events.json")) != events:
             raise ProofVerificationError("events.json differs from the verified events")
-    return f"{len(events)} events verified against the checkpoint at tree size {cp.size} of {cp.origin}"
+    return f"{len(events)} events verified against the checkpoint at tree size {cp.size} of {cp.origin}{warning}"

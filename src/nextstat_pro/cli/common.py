@@ -29,19 +29,30 @@ class State:
     home: Path
     _instance: Instance | None = field(default=None, repr=False)
 
-    def instance(self) -> Instance:
+    def instance(self, check_permissions: bool = True) -> Instance:
+        """The instance of this invocation, opened once. It refuses to open when its files are
+        wider than configured; ``check_permissions=False`` is for ``audit verify``, which
+        reports them (``permissions.check_home_permissions``) instead."""
         if self._instance is None:
-            self._instance = Instance.open(self.home)
+            self._instance = Instance.open(self.home, check_permissions=check_permissions)
         return self._instance
 
-    def context(self, allow_password_change: bool = False) -> RequestContext:
-        """The authenticated caller (a ``login`` session or ``$NSP_TOKEN``)."""
+    def context(self, allow_password_change: bool = False, recover: bool = True) -> RequestContext:
+        """The authenticated caller (a ``login`` session or ``$NSP_TOKEN``); with ``recover``,
+        runs abandoned by a dead process are recorded as such first."""
         inst = self.instance()
         token = credentials.load(inst.config.instance_id)
         if token is None:
             raise AuthenticationError("not logged in: run `nextstat-pro login` (or set NSP_TOKEN)")
         with inst.db.transaction() as session:
-            return authenticate(session, token, "cli", allow_password_change)
+            ctx = authenticate(session, token, "cli", allow_password_change)
+        # A run whose process died is recorded as abandoned by whichever command comes next
+        # (runs/lease.py): one indexed read when there is nothing to do.
+        from ..runs.lease import has_expired_leases, recover_abandoned  # not for verify's imports
+
+        if recover and has_expired_leases(inst):
+            recover_abandoned(inst, ctx)
+        return ctx
 
     def project(self, name: str | None) -> str:
         return name or self.instance().config.default_project

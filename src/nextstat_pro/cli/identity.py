@@ -73,7 +73,8 @@ def whoami(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     if as_json:
         print_json(doc)
     else:
-        console.print(f"{doc['printed_name']} ({doc['username']}){' — instance admin' if doc['instance_admin'] else ''}")
+        admin = " — instance admin" if doc["instance_admin"] else ""
+        console.print(f"{doc['printed_name']} ({doc['username']}){admin}")
         for project, role in roles.items():
             console.print(f"  {project}: {role}")
 
@@ -86,9 +87,10 @@ def user_create(ctx: typer.Context, username: str, printed_name: str = typer.Opt
     st = state(ctx)
     actor = st.context()
     password = secret(f"Password for {username}", env="NSP_NEW_PASSWORD", confirm=True)
-    with st.instance().db.transaction() as session:
+    inst = st.instance()
+    with inst.db.transaction() as session:
         create_user(session, actor, username=username, printed_name=printed_name, password=password, email=email,
-                    instance_admin=instance_admin)
+                    instance_admin=instance_admin, policy=inst.config.auth)
     console.print(f"created user {username}")
 
 
@@ -124,8 +126,9 @@ def user_reset(ctx: typer.Context, username: str, reason: str = typer.Option(...
     st = state(ctx)
     actor = st.context()
     temporary = secret(f"Temporary password for {username}", env="NSP_NEW_PASSWORD", confirm=True)
-    with st.instance().db.transaction() as session:
-        reset_password(session, actor, username, temporary, reason)
+    inst = st.instance()
+    with inst.db.transaction() as session:
+        reset_password(session, actor, username, temporary, reason, policy=inst.config.auth)
     console.print(f"reset the password of {username}; they must change it at next sign-in")
 
 

@@ -15,6 +15,7 @@ from ..engine import TASKS, InputFile, parse_pairs
 from ..errors import UsageError
 from ..projects import get_project
 from ..runs import RunRequest, export_run, list_runs, read_manifest, read_run, run_task
+from ..runs.lease import recover_abandoned
 from ..runs.records import versions_of
 from ..runs.references import resolve_inputs
 from ..runs.service import RESULT_NAME, VersionUse
@@ -215,6 +216,19 @@ def artifacts(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> N
     for r in rows:
         table.add_row(str(r["name"]), str(r["digest"]), str(r["size"] or ""), str(r["media_type"]))
     console.print(table)
+
+
+@runs_app.command("recover")
+def recover(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """Mark runs whose process died (their lease expired) failed, reason abandoned. Every command
+    does this on its way; this one says what it found."""
+    st = state(ctx)
+    recovered = recover_abandoned(st.instance(), st.context(recover=False))
+    if as_json:
+        print_json(recovered)
+        return
+    listed = ": " + " ".join(recovered) if recovered else ""
+    console.print(f"{len(recovered)} abandoned run(s) marked failed{listed}")
 
 
 @runs_app.command("export")

@@ -13,6 +13,7 @@ from ..db.session import Database
 from ..errors import UsageError
 from ..identity.auth import login
 from ..instance import init_instance
+from ..permissions import FilePolicy, shared_group_policy
 from . import credentials
 from .common import console, state
 
@@ -29,9 +30,13 @@ def init(
         "--db role keeps only SELECT/INSERT on the audit tables."),
     admin: str = typer.Option("admin", "--admin", help="Username of the first administrator."),
     printed_name: str | None = typer.Option(None, "--printed-name", help="Printed name of the administrator."),
+    shared_group: str | None = typer.Option(
+        None, "--shared-group", help="Let this Unix group read the instance's files (folders 2750, files 0640); "
+        "default: owner-only (0700/0600)."),
 ) -> None:
     """Create an instance: database schema, object store, first admin and the `default` project."""
     home_path = resolve_home(home) if home else state(ctx).home
+    permissions = shared_group_policy(shared_group) if shared_group else FilePolicy()
     password = os.environ.get("NSP_PASSWORD")
     if password is None:
         if not os.isatty(0):
@@ -39,7 +44,7 @@ def init(
         password = typer.prompt(f"Password for {admin}", hide_input=True, confirmation_prompt=True)
     instance = init_instance(
         home_path, admin=admin, password=password, printed_name=printed_name, db_url=db, store_url=store,
-        admin_db_url=admin_db,
+        admin_db_url=admin_db, permissions=permissions,
     )
     # The administrator just proved the password: sign them in.
     cred = login(instance.db.transaction, instance.config.auth, admin, password)
@@ -48,6 +53,7 @@ def init(
     console.print(f"  home     {home_path}")
     console.print(f"  database {instance.db.dialect}")
     console.print(f"  store    {instance.store.url}")
+    console.print(f"  files    {'readable by group ' + shared_group if shared_group else 'owner-only'}")
     console.print(f"  admin    {admin} (signed in); project [bold]default[/]")
     console.print(f"  log key  {instance.log_verifier()}")
     instance.close()

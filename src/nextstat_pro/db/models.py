@@ -64,8 +64,11 @@ class Run(Base):
     fit_ok: Mapped[bool | None] = mapped_column(Boolean)
     manifest_digest: Mapped[str | None] = mapped_column(String(71))
     envelope_digest: Mapped[str | None] = mapped_column(String(71))
+    # Renewed while an in-process run executes; expired on a running run: the process died.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     inputs: Mapped[list[RunInput]] = relationship(order_by="RunInput.id")
     artifacts: Mapped[list[RunArtifact]] = relationship(order_by="RunArtifact.id")
+    __table_args__ = (Index("ix_runs_status_lease", "status", "lease_until"),)  # migration 0006
 
 
 class RunInput(Base):

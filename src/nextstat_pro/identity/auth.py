@@ -24,8 +24,9 @@ from ..db.types import utcnow
 from ..errors import AuthenticationError, UsageError
 from ..ids import new_id
 from .actors import Interface, RequestContext
-from .passwords import check_policy, hash_password, verify_password
+from .passwords import check_policy, hash_password, normalize, verify_password
 from .rbac import ROLES, authorize
+from .strength import context_words
 from .userkeys import active_key, create_key, reencrypt
 from .users import actor_for
 
@@ -210,9 +211,10 @@ def change_password(session: Session, ctx: RequestContext, policy: AuthPolicy, o
     assert user is not None
     if not verify_password(user.password_hash, old):
         raise AuthenticationError("the current password is wrong")
-    check_policy(new, policy.min_password_length)
-    if new == old:
+    if normalize(new) == normalize(old):
         raise UsageError("the new password must differ from the current one")
+    check_policy(new, policy.min_password_length, min_score=policy.min_password_score,
+                 context=context_words(user.username, user.printed_name, user.email))
     if active_key(session, user) is None:
         create_key(session, user, new)
     else:

@@ -33,6 +33,7 @@ PERMISSIONS: dict[str, str] = {
     "audit.verify": "authenticated",
     "audit.prove": "authenticated",
     "audit.checkpoint": "authenticated",
+    "run.recover": "authenticated",
     "retention.read": "instance-admin",
     "retention.purge": "instance-admin",
     # project

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..audit.events import append_event
+from ..config import AuthPolicy
 from ..db.models import Project, RoleBinding, User
 from ..db.types import utcnow
 from ..errors import ConflictError, NotFoundError, UsageError
@@ -15,6 +16,7 @@ from ..ids import new_id
 from .actors import Actor, RequestContext
 from .passwords import check_policy, hash_password
 from .rbac import ROLES, authorize
+from .strength import context_words
 from .userkeys import create_key, retire
 
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
@@ -29,11 +31,13 @@ def create_user(
     password: str,
     email: str | None = None,
     instance_admin: bool = False,
+    policy: AuthPolicy | None = None,
 ) -> User:
-    """Create a user with a signing key. ``ctx=None`` only for the first admin (init)."""
+    """Create a user with a signing key. ``ctx=None`` only for the first admin (init).
+    ``policy`` is the instance's (``config.auth``): its password length and strength."""
     if ctx is not None:
         authorize(session, ctx, "user.create")
-    check_new_user(username, password)
+    check_new_user(username, password, printed_name=printed_name, email=email, policy=policy)
     if not printed_name.strip():
         raise UsageError("a printed name is required (it is shown on signatures)")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
@@ -84,13 +88,16 @@ def disable_user(session: Session, ctx: RequestContext, username: str, reason: s
     return user
 
 
-def reset_password(session: Session, ctx: RequestContext, username: str, temporary: str, reason: str) -> User:
+def reset_password(session: Session, ctx: RequestContext, username: str, temporary: str, reason: str,
+                   policy: AuthPolicy | None = None) -> User:
     """An administrator's reset: a temporary password the user must change at next sign-in,
     the lockout cleared, and the old signing key retired. The new key pair is made when the
     user sets their own password, so the administrator never holds a key of theirs."""
     authorize(session, ctx, "user.reset_password")
     user = get_user(session, username)
-    check_policy(temporary)
+    policy = policy or AuthPolicy()
+    check_policy(temporary, policy.min_password_length, min_score=policy.min_password_score,
+                 context=context_words(user.username, user.printed_name, user.email))
     user.password_hash = hash_password(temporary)
     user.password_changed_at = utcnow()
     user.must_change_password = True
@@ -139,13 +146,17 @@ def list_users(session: Session, ctx: RequestContext) -> list[User]:
     return list(session.scalars(select(User).order_by(User.username)))
 
 
-def check_new_user(username: str, password: str) -> None:
-    """Refuse a bad username or password before anything is written."""
+def check_new_user(username: str, password: str, *, printed_name: str | None = None, email: str | None = None,
+                   policy: AuthPolicy | None = None) -> None:
+    """Refuse a bad username or password before anything is written; the account's names are
+    context words of the password check (default policy: ``AuthPolicy()``)."""
     if not USERNAME.match(username):
         raise UsageError(
             f"invalid username {username!r}: lowercase letters, digits, '.', '_' or '-', starting with a letter"
         )
-    check_policy(password)
+    policy = policy or AuthPolicy()
+    check_policy(password, policy.min_password_length, min_score=policy.min_password_score,
+                 context=context_words(username, printed_name, email))
 
 
 def actor_for(user: User) -> Actor:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from ..audit.events import append_event
 from ..db.models import HubItem, HubVersion, Project, Run, RunArtifact, RunInput, RunVersion
 from ..db.session import core_connection
-from ..db.types import utcnow
+from ..db.types import rfc3339, utcnow
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..identity.actors import RequestContext
 from ..identity.rbac import authorize
@@ -22,6 +22,7 @@ from .manifest import FileEntry
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIONS = {"running": "run.started"}
 RESUMED = "run.resumed"
+ABANDONED = "abandoned"  # the reason of a run failed because its lease expired
 _TRANSITIONS = {
     "queued": {"running", "cancelled", "failed"},
     "running": {"succeeded", "failed", "cancelled"},
@@ -57,6 +58,7 @@ def create_run(
     patch: str | None = None,
     *,
     start: bool = False,
+    lease_until: datetime | None = None,
 ) -> NewRun:
     """Record a queued run with its inputs (and, with ``start``, move it to running at once:
     both events, one row). Written as Core statements, not an ORM unit of work: a run is
@@ -68,7 +70,7 @@ def create_run(
     conn.execute(insert(Run), {
         "id": run_id, "project_id": project.id, "task": task, "status": "running" if start else "queued",
         "params": params, "seed": seed, "patch": patch, "created_by": ctx.actor.id, "created_at": created_at,
-        "started_at": started_at,
+        "started_at": started_at, "lease_until": lease_until,
     })
     if inputs:
         conn.execute(insert(RunInput), [
@@ -134,6 +136,26 @@ def finish(
                      after={"run_id": run_id, **entry.as_json()})
     _status_event(session, ctx, run_id, project, "running", status, error=error,
                   extra={**digests, "fit_quality_ok": fit_ok})
+
+
+def abandon_expired(session: Session, ctx: RequestContext, now: datetime) -> list[str]:
+    """Mark running runs whose lease expired before ``now`` failed, reason ``abandoned``, each
+    with its event (runs/lease.py); the UPDATE's own condition keeps a late finisher or a second
+    recoverer from both passing. Returns the runs' ids."""
+    conn = core_connection(session)
+    expired = conn.execute(select(Run.id, Run.lease_until, Project.name).join(Project, Project.id == Run.project_id)
+                           .where(Run.status == "running", Run.lease_until < now)).all()
+    recovered = []
+    for run_id, until, project in expired:
+        assert until is not None  # selected by lease_until < now
+        error = f"abandoned: its process stopped renewing the run's lease, which expired at {rfc3339(until)}"
+        done = conn.execute(update(Run).where(Run.id == run_id, Run.status == "running", Run.lease_until < now)
+                            .values(status="failed", finished_at=now, error=error))
+        if done.rowcount == 1:
+            _status_event(session, ctx, run_id, project, "running", "failed", error=error, reason=ABANDONED,
+                          extra={"lease_until": rfc3339(until)})
+            recovered.append(run_id)
+    return recovered
 
 
 def add_versions(session: Session, run_id: str, uses: list[tuple[str, str, str]]) -> None:

@@ -22,13 +22,14 @@ from ..canonical import canonical_json, digest_of
 from ..db.types import rfc3339, utcnow
 from ..engine import InputFile, PreparedTask, engine_info, execute, platform_info, prepare
 from ..engine.params import check_seed
-from ..errors import NSPError
+from ..errors import NSPError, Terminated
 from ..identity.actors import RequestContext
 from ..identity.rbac import authorize
 from ..instance import Instance
 from ..projects.service import get_project
 from ..signing.attestation import run_statement
 from ..signing.dsse import sign_statement
+from .lease import lease_until, run_leased
 from .manifest import FileEntry, RunRecord, build_manifest
 from .records import add_versions, create_run, finish
 
@@ -106,7 +107,8 @@ def run_task(instance: Instance, ctx: RequestContext, request: RunRequest) -> Ru
             FileEntry(i.name, instance.store.put(i.data, i.digest).digest, len(i.data), role=i.role)
             for i in request.inputs
         ]
-        run = create_run(session, ctx, project, request.task, params, request.seed, inputs, request.patch, start=True)
+        run = create_run(session, ctx, project, request.task, params, request.seed, inputs, request.patch, start=True,
+                         lease_until=lease_until(instance))
         add_versions(session, run.run_id, [u.link for u in request.versions])
         run_id, created_at, started_at = run.run_id, run.created_at, run.started_at
     assert started_at is not None
@@ -139,7 +141,16 @@ def _execute_and_finish(
         result: dict[str, Any] | None = None
         error: str | None = None
         try:
-            result = execute(prepared, request.seed)
+            result = run_leased(instance, run_id, lambda: execute(prepared, request.seed))
+        except (KeyboardInterrupt, Terminated) as exc:
+            # Interrupted (SIGINT, or SIGTERM as the adapter raises it): the run ends as
+            # cancelled now, its log and manifest recorded, and the interruption goes on up.
+            signal_name = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+            log.error("run cancelled: %s received while the task executed", signal_name)
+            log.removeHandler(capture)
+            finish_run(instance, ctx, _record(run_id, request, params, inputs, created_at, started_at), [],
+                       capture.text(), "cancelled", f"cancelled: {signal_name} received", None)
+            raise
         except NSPError as exc:
             error = exc.message
             log.error("task failed: %s", error)
@@ -162,11 +173,15 @@ def _execute_and_finish(
         outputs.append(FileEntry(RESULT_NAME, digest_of(data), len(data), media_type="application/json"))
         unstored.append(data)
     status = "succeeded" if error is None else "failed"
-    manifest_digest = finish_run(
-        instance, ctx, RunRecord(run_id, request.project, request.task, params, request.seed, request.patch, inputs,
-                                 [v.as_json() for v in request.versions], created_at, started_at),
-        outputs, capture.text(), status, error, quality_ok, unstored=unstored)
+    manifest_digest = finish_run(instance, ctx, _record(run_id, request, params, inputs, created_at, started_at),
+                                 outputs, capture.text(), status, error, quality_ok, unstored=unstored)
     return RunOutcome(run_id, status, manifest_digest, result, error)
+
+
+def _record(run_id: str, request: RunRequest, params: dict[str, Any], inputs: list[FileEntry], created_at: datetime,
+            started_at: datetime) -> RunRecord:
+    return RunRecord(run_id, request.project, request.task, params, request.seed, request.patch, inputs,
+                     [v.as_json() for v in request.versions], created_at, started_at)
 
 
 def finish_run(instance: Instance, ctx: RequestContext, run: RunRecord, outputs: list[FileEntry], log: bytes,

@@ -1,12 +1,16 @@
-"""Object store in a local (or shared network) folder."""
+"""Object store in a local (or shared network) folder.
+
+Objects and refs are read-only files as open as their folder lets them be (``files.reach``):
+0400 in an owner-only instance, 0440 in a group-shared one, whatever the umask."""
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from ..canonical import digest_of
-from ..files import atomic_write, atomic_write_many
+from ..files import atomic_write, atomic_write_many, ensure_folder, reach
 from .base import StoredObject, check_ref_name, checked_digest, missing, object_key, verified
 
 
@@ -63,9 +67,15 @@ class LocalStore:
 
     def put_ref(self, name: str, digest: str) -> bool:
         path = self._ref_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(digest)
+        folder = ensure_folder(path.parent)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.unlink(missing_ok=True)  # left read-only by a crashed writer of the same pid
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, digest.encode())
+            os.fchmod(fd, 0o444 & reach(folder))
+        finally:
+            os.close(fd)
         try:
             os.link(tmp, path)
             return True
