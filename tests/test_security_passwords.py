@@ -153,3 +153,45 @@ def test_nothing_logs_or_echoes_a_refused_password(cli, tmp_path: Path, caplog: 
         assert password not in everything
     listed = cli("--home", home, "user", "list").out
     assert "alice" not in listed and "vera" not in listed  # nothing was created
+
+
+def test_signing_key_opens_with_the_password_in_either_unicode_form() -> None:
+    import unicodedata
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from nextstat_pro.errors import AuthenticationError
+    from nextstat_pro.identity.userkeys import decrypt_private, encrypt_private
+
+    composed = "Kl\u00e4ger-Passphrase-f\u00fcr-Signaturen"  # NFC
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert composed != decomposed
+    key = Ed25519PrivateKey.generate()
+    blob = encrypt_private(key, decomposed)
+    raw = key.private_bytes_raw()
+    assert decrypt_private(blob, composed).private_bytes_raw() == raw
+    assert decrypt_private(blob, decomposed).private_bytes_raw() == raw
+    with pytest.raises(AuthenticationError, match="wrong password"):
+        decrypt_private(blob, composed + "x")
+
+
+def test_a_signing_key_encrypted_before_normalisation_still_opens() -> None:
+    import base64
+    import json
+    import os
+    import unicodedata
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from nextstat_pro.identity.userkeys import KDF, _derive, decrypt_private
+
+    typed = unicodedata.normalize("NFD", "Kl\u00e4ger-Passphrase-f\u00fcr-Signaturen")
+    key = Ed25519PrivateKey.generate()
+    salt, nonce = os.urandom(16), os.urandom(12)
+    # As the code before NFC wrote it: the password's bytes as typed.
+    ct = AESGCM(_derive(typed, salt, KDF, normalise=False)).encrypt(nonce, key.private_bytes_raw(),
+                                                                     b"nextstat-pro user signing key")
+    blob = json.dumps({**KDF, "salt": base64.b64encode(salt).decode(), "nonce": base64.b64encode(nonce).decode(),
+                       "ct": base64.b64encode(ct).decode()})
+    assert decrypt_private(blob, typed).private_bytes_raw() == key.private_bytes_raw()

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import unicodedata
 
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
@@ -30,8 +31,11 @@ def key_id_of(public_raw: bytes) -> str:
     return hashlib.sha256(public_raw).hexdigest()
 
 
-def _derive(password: str, salt: bytes, params: dict[str, int | str]) -> bytes:
-    return hash_secret_raw(password.encode(), salt, time_cost=int(params["t"]), memory_cost=int(params["m"]),
+def _derive(password: str, salt: bytes, params: dict[str, int | str], normalise: bool = True) -> bytes:
+    # NFC, as the login hash takes it (identity/passwords.py): the same password typed in
+    # another Unicode form must open the signing key too.
+    text = unicodedata.normalize("NFC", password) if normalise else password
+    return hash_secret_raw(text.encode(), salt, time_cost=int(params["t"]), memory_cost=int(params["m"]),
                            parallelism=int(params["p"]), hash_len=32, type=Type.ID)
 
 
@@ -46,12 +50,16 @@ def encrypt_private(private: Ed25519PrivateKey, password: str) -> str:
 
 def decrypt_private(blob: str, password: str) -> Ed25519PrivateKey:
     doc = json.loads(blob)
-    try:
-        raw = AESGCM(_derive(password, base64.b64decode(doc["salt"]), doc)).decrypt(
-            base64.b64decode(doc["nonce"]), base64.b64decode(doc["ct"]), b"nextstat-pro user signing key")
-    except InvalidTag:
-        raise AuthenticationError("wrong password for the signing key") from None
-    return Ed25519PrivateKey.from_private_bytes(raw)
+    salt, nonce, ct = (base64.b64decode(doc[k]) for k in ("salt", "nonce", "ct"))
+    # Keys encrypted before passwords were normalised took the password as typed.
+    forms = [True] if unicodedata.normalize("NFC", password) == password else [True, False]
+    for normalise in forms:
+        try:
+            raw = AESGCM(_derive(password, salt, doc, normalise)).decrypt(nonce, ct, b"nextstat-pro user signing key")
+        except InvalidTag:
+            continue
+        return Ed25519PrivateKey.from_private_bytes(raw)
+    raise AuthenticationError("wrong password for the signing key")
 
 
 def active_key(session: Session, user: User) -> UserKey | None:
