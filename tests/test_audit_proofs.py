@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from nextstat_pro.audit.export import export_bundle, verify_bundle
-from nextstat_pro.audit.proofs import ProofVerificationError, trusted_key, verify_document
+from nextstat_pro.audit.export import export_bundle
 from nextstat_pro.audit.service import consistency, make_checkpoint, prove, verify
 from nextstat_pro.audit.witness import checkpoint_name
 from nextstat_pro.errors import NotFoundError
 from nextstat_pro.instance import Instance
 from nextstat_pro.projects import create_project
+from nextstat_pro.verify.bundle import verify_bundle
+from nextstat_pro.verify.proofs import ProofVerificationError, trusted_key, verify_document
 
 
 def grow(inst: Instance, n: int, prefix: str = "g") -> None:

@@ -9,15 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from nextstat_pro.audit.merkle import (
-    MemoryTree,
-    ProofError,
-    consistency_proof,
-    inclusion_proof,
-    leaf_hash,
-    verify_consistency,
-    verify_inclusion,
-)
+from nextstat_pro.audit.merkle import MemoryTree, consistency_proof, inclusion_proof
+from nextstat_pro.errors import UsageError
+from nextstat_pro.verify.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
 
 from .conftest import shared
 
@@ -88,3 +82,12 @@ def test_tampered_proofs_fail() -> None:
         verify_inclusion(13, 37, leaves[13], bad, tree.root())
     with pytest.raises(ProofError):
         verify_inclusion(14, 37, leaves[13], proof, tree.root())
+
+
+def test_builder_refuses_impossible_proofs() -> None:
+    """Asking the builder for a proof outside the tree is a usage error, not a failed verification."""
+    tree = MemoryTree([leaf_hash(b"a"), leaf_hash(b"b")])
+    with pytest.raises(UsageError, match="outside a tree of size 2"):
+        inclusion_proof(tree.node, 2, 2)
+    with pytest.raises(UsageError, match="no consistency proof"):
+        consistency_proof(tree.node, 3, 2)

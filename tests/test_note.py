@@ -7,8 +7,9 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from nextstat_pro.audit.note import Checkpoint, NoteError, Verifier, open_checkpoint, open_note, sign_checkpoint
 from nextstat_pro.signing.keys import KeyPair
+from nextstat_pro.signing.notes import sign_checkpoint
+from nextstat_pro.verify.note import Checkpoint, NoteError, Verifier, open_checkpoint, open_note
 
 from .conftest import shared
 

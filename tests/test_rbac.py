@@ -21,16 +21,21 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "rbac.md"
 # Service modules: each public function either authorizes or says here why it need not.
 SERVICE_MODULES = ["projects/service.py", "runs/service.py", "runs/records.py", "runs/export.py",
                    "runs/retention.py", "audit/service.py", "audit/export.py", "identity/users.py",
-                   "identity/auth.py", "signing/esignatures.py", "config_service.py", "hub/service.py",
-                   "hub/retention.py", "hub/imports.py", "hub/likelihood.py", "runs/references.py",
+                   "identity/auth.py", "runs/esignatures.py", "config_service.py", "hub/service.py",
+                   "hub/retention.py", "hub/imports.py", "hub/likelihood.py", "runs/references.py", "runs/lease.py",
                    "scale/service.py"]
 EXEMPT = {
     "get_project": "a lookup used inside authorized operations",
+    "lease_until": "pure: a lease's end from the instance's lease length",
+    "renew": "housekeeping of a run the caller's operation started (run_task authorized it); not audited",
+    "run_leased": "runs an operation's own work while renewing its lease (inside run_task)",
+    "has_expired_leases": "a read that only tells whether recover_abandoned has work (which authorizes)",
     "push_in": "database function of push_many and import_likelihood (authorized there)",
     "read_likelihood": "pure: reads an archive's members in memory (no database)",
     "patchset_names": "pure: names the versions an archive's patchsets become",
     "authorized_project": "get_project + authorize, counted as an authorize call",
     "create_run": "database function of run_task (authorized there)",
+    "abandon_expired": "database function of recover_abandoned (authorized there)",
     "transition": "database function of run_task",
     "finish": "database function of finish_run",
     "version_docs": "pure formatting of versions read after an authorized lookup",

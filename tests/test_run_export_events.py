@@ -13,19 +13,20 @@ from typing import Any
 import pytest
 from sqlalchemy import func, or_, select
 
-from nextstat_pro.audit import merkle, tree
+from nextstat_pro.audit import tree
 from nextstat_pro.audit.events import append_event
-from nextstat_pro.audit.note import Verifier, open_checkpoint
-from nextstat_pro.audit.proofs import event_leaf
 from nextstat_pro.audit.service import EventFilter, make_checkpoint, query_events
 from nextstat_pro.db.models import AuditEvent
 from nextstat_pro.engine import InputFile
 from nextstat_pro.errors import IntegrityError
 from nextstat_pro.instance import Instance
 from nextstat_pro.runs import RunRequest, export_run, get_run, read_manifest, run_task
+from nextstat_pro.runs.esignatures import sign_run
 from nextstat_pro.scale import SubmitRequest, coordinate, submit
-from nextstat_pro.signing.esignatures import sign_run
-from nextstat_pro.signing.verify_export import VerificationFailed, verify_run_folder
+from nextstat_pro.verify import VerificationError, verify_run_folder
+from nextstat_pro.verify.merkle import verify_inclusion
+from nextstat_pro.verify.note import Verifier, open_checkpoint
+from nextstat_pro.verify.proofs import event_leaf
 
 from .conftest import shared
 from .identity_helpers import add_user, session_for
@@ -87,7 +88,7 @@ def check_every_proof(folder: Path) -> int:
     proofs = {p["seq"]: [base64.b64decode(h) for h in p["proof"]] for p in lines(folder, "audit/proofs.jsonl")}
     events = lines(folder, "audit/events.jsonl")
     for e in events:
-        merkle.verify_inclusion(e["seq"] - 1, cp.size, event_leaf(e), proofs[e["seq"]], cp.root)
+        verify_inclusion(e["seq"] - 1, cp.size, event_leaf(e), proofs[e["seq"]], cp.root)
     assert sorted(proofs) == [e["seq"] for e in events]
     return len(events)
 
@@ -156,7 +157,7 @@ def test_jobs_sharing_an_output_export_only_their_own_events(instance: Instance,
                  if json.loads(line)["target"]["id"] == results[0])
     write_lines(folders[0], "audit/events.jsonl", [*lines(folders[0], "audit/events.jsonl"), other])
     resum(folders[0])
-    with pytest.raises(VerificationFailed, match=f"audit event {other['seq']} is about another record"):
+    with pytest.raises(VerificationError, match=f"audit event {other['seq']} is about another record"):
         verify_run_folder(folders[0])
 
 
@@ -199,7 +200,7 @@ def test_a_deleted_event_line_is_named(signed_export: tuple[Instance, str, Path]
     _, _, dest = signed_export
     copy = Path(shutil.copytree(dest, tmp_path / "copy"))
     drop_event(copy, lambda e: not leave_out(e))
-    with pytest.raises(VerificationFailed, match=message):
+    with pytest.raises(VerificationError, match=message):
         verify_run_folder(copy)
 
 
@@ -209,7 +210,7 @@ def test_a_missing_or_wrong_proof_is_named(signed_export: tuple[Instance, str, P
     missing = Path(shutil.copytree(dest, tmp_path / "missing"))
     write_lines(missing, "audit/proofs.jsonl", [p for p in lines(missing, "audit/proofs.jsonl") if p["seq"] != seq])
     resum(missing)
-    with pytest.raises(VerificationFailed, match=f"audit event {seq} \\(artifact.stored\\) has no inclusion proof"):
+    with pytest.raises(VerificationError, match=f"audit event {seq} \\(artifact.stored\\) has no inclusion proof"):
         verify_run_folder(missing)
 
     wrong = Path(shutil.copytree(dest, tmp_path / "wrong"))
@@ -218,14 +219,14 @@ def test_a_missing_or_wrong_proof_is_named(signed_export: tuple[Instance, str, P
     target["proof"][0] = base64.b64encode(bytes(32)).decode()
     write_lines(wrong, "audit/proofs.jsonl", proofs)
     resum(wrong)
-    with pytest.raises(VerificationFailed, match=f"audit event {seq}: "):
+    with pytest.raises(VerificationError, match=f"audit event {seq}: "):
         verify_run_folder(wrong)
 
     twice = Path(shutil.copytree(dest, tmp_path / "twice"))
     events = lines(twice, "audit/events.jsonl")
     write_lines(twice, "audit/events.jsonl", [*events, events[0]])
     resum(twice)
-    with pytest.raises(VerificationFailed, match=f"audit event {events[0]['seq']} appears twice"):
+    with pytest.raises(VerificationError, match=f"audit event {events[0]['seq']} appears twice"):
         verify_run_folder(twice)
 
 

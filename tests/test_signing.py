@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from securesystemslib.dsse import Envelope
-from securesystemslib.exceptions import VerificationError
+from securesystemslib.exceptions import VerificationError as SSlibVerificationError
 from securesystemslib.signer import SSlibKey
 from sqlalchemy import select
 
@@ -23,9 +23,9 @@ from nextstat_pro.errors import AuthenticationError, ConflictError, UsageError
 from nextstat_pro.identity.users import disable_user
 from nextstat_pro.instance import Instance
 from nextstat_pro.runs import RunRequest, export_run, run_task
-from nextstat_pro.signing.dsse import key_id
-from nextstat_pro.signing.esignatures import sign_run
-from nextstat_pro.signing.verify_export import VerificationFailed, verify_run_folder
+from nextstat_pro.runs.esignatures import sign_run
+from nextstat_pro.verify import VerificationError, verify_run_folder
+from nextstat_pro.verify.dsse import key_id
 
 from .audit_helpers import actions_after, last_seq
 from .conftest import shared
@@ -68,9 +68,9 @@ def test_envelope_verifies_with_securesystemslib(sqlite_instance: Instance) -> N
     assert {s["name"] for s in statement["subject"]} == {"outputs/result.json", "outputs/run.log", "manifest.json"}
     assert statement["predicate"]["manifest_digest"] == out.manifest_digest
     tampered = dict(env, payload=base64.b64encode(base64.b64decode(env["payload"]).replace(b"fit", b"fat")).decode())
-    with pytest.raises(VerificationError):
+    with pytest.raises(SSlibVerificationError):
         Envelope.from_dict(copy.deepcopy(tampered)).verify([key], 1)
-    from nextstat_pro.signing.dsse import EnvelopeError, open_envelope
+    from nextstat_pro.verify.dsse import EnvelopeError, open_envelope
 
     with pytest.raises(EnvelopeError, match="signature does not verify"):
         open_envelope(tampered, keys.public, keys.public_raw)
@@ -213,13 +213,13 @@ def test_signature_is_bound_to_its_run_and_manifest(team: Instance, tmp_path: Pa
     # Move the signature to the other run (and fix the checksums): it no longer verifies.
     shutil.copy(a / "signatures.json", b / "signatures.json")
     resum(b)
-    with pytest.raises(VerificationFailed, match="over another run"):
+    with pytest.raises(VerificationError, match="over another run"):
         verify_run_folder(b)
     # One byte of the manifest changed (checksums fixed): attestation and signature fail.
     manifest = (a / "manifest.json").read_bytes()
     (a / "manifest.json").write_bytes(manifest.replace(b'"task":"fit"', b'"task":"fiT"'))
     resum(a)
-    with pytest.raises(VerificationFailed, match="another run or manifest|not the artifact"):
+    with pytest.raises(VerificationError, match="another run or manifest|not the artifact"):
         verify_run_folder(a)
 
 
@@ -237,7 +237,7 @@ def test_verify_names_the_first_failure(sqlite_instance: Instance, tmp_path: Pat
     out = fit(sqlite_instance)
     dest = export_run(sqlite_instance, sqlite_instance.context(), out.run_id, tmp_path / "e")
     damage(dest)
-    with pytest.raises(VerificationFailed, match=message):
+    with pytest.raises(VerificationError, match=message):
         verify_run_folder(dest)
 
 
@@ -248,7 +248,7 @@ def test_pinned_keys(sqlite_instance: Instance, tmp_path: Path) -> None:
 
     stranger = Ed25519PrivateKey.generate().public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    with pytest.raises(VerificationFailed):
+    with pytest.raises(VerificationError):
         verify_run_folder(dest, stranger)
     log_key = (sqlite_instance.home / "witness" / "log.pub").read_text()
     assert verify_run_folder(dest, None, log_key).log_key_pinned

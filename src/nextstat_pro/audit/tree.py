@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session
 from ..db.models import AuditCheckpoint, AuditEvent, AuditTreeNode
 from ..db.types import utcnow
 from ..errors import NotFoundError, UsageError
+from ..signing.notes import sign_checkpoint
+from ..verify.merkle import leaf_hash, node_hash
+from ..verify.note import Checkpoint, Verifier
 from . import merkle
 from .events import lock_log
-from .note import Checkpoint, Verifier, sign_checkpoint
 from .witness import Witness, checkpoint_name
 
 T = TypeVar("T")
@@ -72,12 +74,12 @@ def integrate(session: Session) -> int:
         for seq, body in rows:
             if seq != size + 1:
                 raise UsageError(f"audit log has a gap before seq {seq}: run `nextstat-pro audit verify`")
-            h = merkle.leaf_hash(body.encode())
+            h = leaf_hash(body.encode())
             level, index = 0, size
             known[(0, index)] = h
             new.append({"level": 0, "idx": index, "hash": h.hex()})
             while index & 1:
-                h = merkle.node_hash(known[(level, index - 1)], h)
+                h = node_hash(known[(level, index - 1)], h)
                 level, index = level + 1, index >> 1
                 known[(level, index)] = h
                 new.append({"level": level, "idx": index, "hash": h.hex()})

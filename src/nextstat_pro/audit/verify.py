@@ -21,9 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..db.models import AuditCheckpoint, AuditEvent, AuditTreeNode
-from . import merkle
+from ..verify.merkle import leaf_hash
+from ..verify.note import NoteError, Verifier, open_checkpoint
 from .events import GENESIS_HASH
-from .note import NoteError, Verifier, open_checkpoint
+from .merkle import MemoryTree
 from .witness import PREFIX, Witness
 
 
@@ -62,7 +63,7 @@ def verify_log(
     session: Session, verifier: Verifier, origin: str, seal_key: bytes, witness: Witness | None, batch: int = 10_000
 ) -> VerifyReport:
     report = VerifyReport()
-    tree = merkle.MemoryTree()
+    tree = MemoryTree()
     t = AuditEvent.__table__.c
     # Plain column tuples, not ORM objects: loading a million entities would double the time.
     rows = session.execute(
@@ -91,7 +92,7 @@ def verify_log(
     return _check_checkpoints(session, tree, verifier, origin, witness, report)
 
 
-def _check_events(rows: Any, tree: merkle.MemoryTree, seal_key: bytes, report: VerifyReport) -> VerifyReport | None:
+def _check_events(rows: Any, tree: MemoryTree, seal_key: bytes, report: VerifyReport) -> VerifyReport | None:
     """Return the failed report at the first problem, None when every event holds."""
     prev, expected = GENESIS_HASH, 1
     for seq, body_text, row_hash, row_mac, row_prev, *columns in rows:
@@ -114,12 +115,12 @@ def _check_events(rows: Any, tree: merkle.MemoryTree, seal_key: bytes, report: V
         mac = hmac.new(seal_key, bytes.fromhex(digest), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(mac, row_mac):
             return report.fail(seq, "seal mismatch: the event was not written by this instance (forged or rehashed)")
-        tree.append(merkle.leaf_hash(data))
+        tree.append(leaf_hash(data))
         prev, expected = digest, expected + 1
     return None
 
 
-def _check_nodes(nodes: Any, tree: merkle.MemoryTree, report: VerifyReport) -> VerifyReport | None:
+def _check_nodes(nodes: Any, tree: MemoryTree, report: VerifyReport) -> VerifyReport | None:
     for level, idx, value in nodes:
         if level >= len(tree.levels) or idx >= len(tree.levels[level]):
             return report.fail(None, f"tree node ({level}, {idx}) covers events that do not exist (truncated log)")
@@ -132,7 +133,7 @@ def _check_nodes(nodes: Any, tree: merkle.MemoryTree, report: VerifyReport) -> V
 
 
 def _check_checkpoints(
-    session: Session, tree: merkle.MemoryTree, verifier: Verifier, origin: str, witness: Witness | None,
+    session: Session, tree: MemoryTree, verifier: Verifier, origin: str, witness: Witness | None,
     report: VerifyReport,
 ) -> VerifyReport:
     stored = {c.size: c for c in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size))}

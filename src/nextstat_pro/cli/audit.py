@@ -1,4 +1,5 @@
-"""``audit``: verify, checkpoints, proofs, the log, history, export, retention."""
+"""``audit``: checkpoints, proofs, the log, history, export, retention (``audit verify`` and
+``audit verify-proof`` are in ``cli.verify``)."""
 
 from __future__ import annotations
 
@@ -9,54 +10,16 @@ import typer
 from rich.table import Table
 
 from ..audit import service
-from ..audit.export import export_bundle, verify_bundle
-from ..audit.proofs import ProofVerificationError, trusted_key, verify_document
-from ..errors import InputError, IntegrityError
+from ..audit.export import export_bundle
+from ..errors import InputError
 from ..runs import retention
-from .common import JsonOption, ProjectOption, console, err_console, print_json, state
+from .common import JsonOption, ProjectOption, console, print_json, state
 
+# The commands of the audit group that open the instance; cli.main composes the group with the
+# verification commands of cli.verify (``audit verify``, ``audit verify-proof``).
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 retention_app = typer.Typer(help="Retention of run artifacts.", no_args_is_help=True)
 audit_app.add_typer(retention_app, name="retention")
-
-
-def _read_key(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read key file {path}: {exc.strerror}") from None
-
-
-@audit_app.command("verify")
-def verify(
-    ctx: typer.Context,
-    bundle: Path | None = typer.Option(None, "--bundle", help="Verify an exported bundle offline instead."),
-    key: Path | None = typer.Option(None, "--key", help="The log's verifier key (trusted) for --bundle."),
-    as_json: bool = JsonOption,
-) -> None:
-    """Re-derive the chain, the Merkle tree and every checkpoint; exit 0 only when all hold."""
-    if bundle is not None:
-        try:
-            console.print(f"[green]bundle verified[/]: {verify_bundle(bundle, _read_key(key))}")
-        except ProofVerificationError as exc:
-            raise IntegrityError(f"bundle does NOT verify: {exc}") from None
-        return
-    st = state(ctx)
-    report = service.verify(st.instance(), st.context())
-    if as_json:
-        print_json(report.__dict__ | {"unwitnessed": report.unwitnessed})
-    if not report.ok:
-        raise IntegrityError(f"audit trail BROKEN at seq {report.first_bad_seq}: {report.problem}")
-    if not as_json:
-        console.print(
-            f"[green]audit trail verified[/]: {report.events} events, chain and seals intact, tree of "
-            f"{report.tree_size} re-derived, {report.checkpoints} stored and {report.witnessed} witnessed "
-            f"checkpoints match; {report.unwitnessed} event(s) after the latest witnessed checkpoint"
-        )
-        for warning in report.warnings:
-            err_console.print(f"warning: {warning}")
 
 
 @audit_app.command("checkpoint")
@@ -96,24 +59,6 @@ def consistency(ctx: typer.Context, size1: int, size2: int) -> None:
     """Print a consistency proof (JSON) between the checkpoints at SIZE1 and SIZE2."""
     st = state(ctx)
     print_json(service.consistency(st.instance(), size1, size2, st.context()))
-
-
-@audit_app.command("verify-proof")
-def verify_proof(
-    proof: Path = typer.Argument(..., help="A proof from `audit prove` or `audit consistency`."),
-    key: Path = typer.Option(..., "--key", help="The log's verifier key (e.g. witness/log.pub)."),
-) -> None:
-    """Verify a proof offline: no instance, no database, no network."""
-    try:
-        doc = json.loads(proof.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read proof {proof}: {exc}") from None
-    try:
-        doc_key = doc.get("log_key") if isinstance(doc, dict) else None
-        message = verify_document(doc, trusted_key(doc_key, _read_key(key)))
-    except ProofVerificationError as exc:
-        raise IntegrityError(f"proof does NOT verify: {exc}") from None
-    console.print(f"[green]proof verified[/]: {message}")
 
 
 @audit_app.command("log")

@@ -1,37 +1,71 @@
-"""The ``nextstat-pro`` command: command groups composed, errors turned into exit codes."""
+"""The ``nextstat-pro`` command: command groups composed, errors turned into exit codes.
+
+Command modules are imported when their command runs (``cli.lazy``): ``verify``, ``audit
+verify-proof`` and ``audit verify --bundle`` import no database or S3 driver, and no command pays
+for the imports of the others. ``--help`` imports every module, to list each command's help.
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
+from functools import cache
 from pathlib import Path
 
 import click
 import typer
 import typer._click.exceptions as typer_click
-from rich.table import Table
+from rich.console import Console
 
-from ..config import resolve_home
-from ..config_service import set_config
-from ..engine import TASKS
-from ..errors import InputError, NSPError
-from ..examples import write_examples
-from ..identity.rbac import authorize
-from .audit import audit_app
-from .common import State, console, err_console, print_json, state
-from .hub import hub_app
-from .identity import login, logout, passwd, role_app, token_app, user_app, whoami
-from .projects import project_app
-from .runs import run, runs_app
-from .scale import cancel, resume, shards, submit, worker_app
-from .setup import db_app, init
-from .signing import sign, verify
+from ..errors import InputError, NSPError, Terminated
+from .lazy import HOME_KEY, attr, lazy_group, open_state
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@cache
+def _runs_app() -> typer.Typer:
+    """``runs``: the group of cli.runs with resume, cancel and shards of cli.scale."""
+    from .runs import runs_app
+    from .scale import cancel, resume, shards
+
+    runs_app.command("resume")(resume)
+    runs_app.command("cancel")(cancel)
+    runs_app.command("shards")(shards)
+    return runs_app
+
 
 app = typer.Typer(
     name="nextstat-pro",
     help="NextStat Pro: audited, reproducible NextStat runs for regulated and large organisations.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # The commands, in the order --help lists them; the module of each is imported when it runs.
+    cls=lazy_group({
+        "init": attr(".setup", "init"),
+        "login": attr(".identity", "login"),
+        "logout": attr(".identity", "logout"),
+        "passwd": attr(".identity", "passwd"),
+        "whoami": attr(".identity", "whoami"),
+        "run": attr(".runs", "run"),
+        "sign": attr(".signing", "sign"),
+        "submit": attr(".scale", "submit"),
+        "worker": attr(".scale", "worker_app"),
+        "verify": attr(".verify", "verify"),
+        "crosscheck": attr(".crosscheck", "crosscheck"),
+        "user": attr(".identity", "user_app"),
+        "role": attr(".identity", "role_app"),
+        "token": attr(".identity", "token_app"),
+        "db": attr(".setup", "db_app"),
+        "project": attr(".projects", "project_app"),
+        "runs": _runs_app,
+        "audit": lambda: _audit_app(),
+        "hub": attr(".hub", "hub_app"),
+    }),
 )
+# The root callback opens this invocation's instance state for every command but these: verify
+# needs none, and the audit group opens it for the commands that do (see _audit).
+_NO_STATE_HERE = ("verify", "audit")
 
 
 @app.callback()
@@ -39,40 +73,43 @@ def _root(
     ctx: typer.Context,
     home: Path | None = typer.Option(None, "--home", help="Instance folder (default: $NSP_HOME or ./.nextstat-pro)."),
 ) -> None:
-    ctx.obj = State(resolve_home(home))
-    ctx.call_on_close(ctx.obj.close)
+    ctx.meta[HOME_KEY] = home
+    if ctx.invoked_subcommand not in _NO_STATE_HERE:
+        open_state(ctx)
 
 
-app.command("init")(init)
-app.command("login")(login)
-app.command("logout")(logout)
-app.command("passwd")(passwd)
-app.command("whoami")(whoami)
-app.command("run")(run)
-app.command("sign")(sign)
-app.command("submit")(submit)
-runs_app.command("resume")(resume)
-runs_app.command("cancel")(cancel)
-runs_app.command("shards")(shards)
-app.add_typer(worker_app, name="worker")
-app.command("verify")(verify)
-app.add_typer(user_app, name="user")
-app.add_typer(role_app, name="role")
-app.add_typer(token_app, name="token")
-app.add_typer(db_app, name="db")
-app.add_typer(project_app, name="project")
-app.add_typer(runs_app, name="runs")
-app.add_typer(audit_app, name="audit")
-app.add_typer(hub_app, name="hub")
+# audit: its verification commands (cli.verify) and the others (cli.audit) are imported apart.
+audit_app = typer.Typer(
+    help="The tamper-evident audit trail.", no_args_is_help=True,
+    cls=lazy_group({"verify": attr(".verify", "audit_verify"), "verify-proof": attr(".verify", "verify_proof")},
+                   rest=attr(".audit", "audit_app")),
+)
+
+
+def _audit_app() -> typer.Typer:
+    return audit_app
+
+
+@audit_app.callback()
+def _audit(ctx: typer.Context) -> None:
+    # audit verify opens the instance itself unless it verifies a bundle; verify-proof never does.
+    if ctx.invoked_subcommand not in ("verify", "verify-proof"):
+        open_state(ctx)
 
 
 @app.command("tasks")
 def tasks() -> None:
     """List the engine tasks and their parameters."""
+    from rich.table import Table
+
+    from ..engine import TASKS
+    from .common import console
+
     table = Table("task", "inputs", "parameters (--param key=value)", "what")
     for spec in TASKS.values():
         inputs = "--workspace [--patchset --patch]" if spec.kind == "histfactory" else "--dataset"
-        params = ", ".join(f"{k}={f.default!r}" if f.default is not None else k for k, f in spec.params.model_fields.items())
+        params = ", ".join(f"{k}={f.default!r}" if f.default is not None else k
+                           for k, f in spec.params.model_fields.items())
         table.add_row(spec.name, inputs, params, spec.summary)
     console.print(table)
 
@@ -84,6 +121,9 @@ app.add_typer(config_app, name="config")
 @config_app.command("show")
 def config_show(ctx: typer.Context) -> None:
     """Print the instance configuration."""
+    from ..identity.rbac import authorize
+    from .common import print_json, state
+
     st = state(ctx)
     actor = st.context()
     with st.instance().db.transaction() as session:
@@ -94,6 +134,9 @@ def config_show(ctx: typer.Context) -> None:
 @config_app.command("set")
 def config_set(ctx: typer.Context, key: str, value: str, reason: str = typer.Option(..., "--reason")) -> None:
     """Set KEY to VALUE (JSON); the change and its reason go into the audit trail."""
+    from ..config_service import set_config
+    from .common import console, state
+
     st = state(ctx)
     set_config(st.instance(), st.context(), key, value, reason)
     console.print(f"{key} = {value}")
@@ -106,13 +149,16 @@ app.add_typer(examples_app, name="examples")
 @examples_app.command("write")
 def examples_write(folder: Path, signal_points: int = typer.Option(125, "--signal-points")) -> None:
     """Write the example workspace, signal patchset and PK dataset into FOLDER."""
+    from ..examples import write_examples
+    from .common import console
+
     for role, path in write_examples(folder, signal_points).items():
         console.print(f"{role:>9}  {path}")
 
 
 # typer 0.29 parses with its own copy of click: its exceptions are not click's, so both are caught.
 _USAGE_ERRORS = (click.UsageError, typer_click.UsageError)
-_CLICK_ERRORS = (click.ClickException, typer_click.ClickException, typer_click.TyperException)
+_CLICK_ERRORS = (click.ClickException, typer_click.ClickException, typer.TyperException)
 _ABORTS = (click.exceptions.Abort, typer.Abort)
 
 
@@ -120,9 +166,22 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM as an exception, so that a run in progress ends as cancelled, recorded
+    # (runs/service.py), instead of the process vanishing mid-write.
+    raise Terminated()
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)
+    except KeyboardInterrupt:
+        err_console.print("error: interrupted (SIGINT)")
+        sys.exit(130)
+    except Terminated:
+        err_console.print("error: terminated (SIGTERM)")
+        sys.exit(143)
     except NSPError as exc:
         err_console.print(f"error: {exc.message}", markup=False)
         sys.exit(exc.exit_code)
@@ -143,3 +202,7 @@ def main() -> None:
         err_console.print("error: the input is nested too deeply to read", markup=False)
         sys.exit(InputError.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":  # ``python -m nextstat_pro.cli.main``, the workers' fallback (scale/backends/base.py)
+    main()

@@ -1,15 +1,12 @@
-"""``sign RUN`` (electronic signatures) and ``verify PATH`` (offline check of an exported run)."""
+"""``sign RUN``: electronic signatures (``verify PATH``, the offline check of an export, is in ``cli.verify``)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import typer
 
-from ..errors import InputError, IntegrityError
-from ..signing.esignatures import sign_run
-from ..signing.verify_export import VerificationFailed, verify_run_folder
+from ..runs.esignatures import sign_run
 from .common import console, state
 from .identity import secret
 
@@ -34,30 +31,3 @@ def sign(
     console.print(f"[green]signed[/] {p['signer']['printed_name']}, {p['signed_at']}, meaning: {p['meaning']}"
                   f" ({p['decision']}), reason: {p['reason']}; run is now [bold]{result.approval_state}[/]")
 
-
-def verify(
-    path: Path,
-    key: Path | None = typer.Option(None, "--key", help="Pin the instance's run-signing public key (PEM)."),
-    log_key: Path | None = typer.Option(None, "--log-key", help="Pin the audit log's verifier key."),
-) -> None:
-    """Verify an exported run folder offline: artifacts, DSSE signature, e-signatures, audit proofs."""
-    try:
-        pem = key.read_bytes() if key else None
-        log = log_key.read_text() if log_key else None
-    except OSError as exc:
-        raise InputError(f"cannot read key: {exc}") from None
-    try:
-        r = verify_run_folder(path, pem, log)
-    except VerificationFailed as exc:
-        raise IntegrityError(f"verification FAILED: {exc}") from None
-    console.print(f"[green]✔ verified[/] run {r.run_id} ({r.status})")
-    console.print(f"  ✔ {r.files} files match SHA256SUMS")
-    console.print(f"  ✔ DSSE/in-toto attestation signed by run key {r.run_key_id[:16]}…"
-                  + ("" if r.run_key_pinned else " (the exported key: pin it with --key)"))
-    for p in r.signatures:
-        console.print(f"  ✔ signed by [bold]{p['signer']['printed_name']}[/] at {p['signed_at']} — "
-                      f"meaning: {p['meaning']} ({p['decision']}); reason: {p['reason']}")
-    if not r.signatures:
-        console.print("  · no electronic signatures")
-    console.print(f"  ✔ {r.events} audit events of the run included in the log at tree size {r.checkpoint_size}"
-                  + ("" if r.log_key_pinned else " (the exported log key: pin it with --log-key)"))

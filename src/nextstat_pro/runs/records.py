@@ -109,6 +109,7 @@ def finish(
     outputs: list[FileEntry],
     digests: dict[str, str],
     fit_ok: bool | None,
+    reason: str | None = None,
 ) -> None:
     """End a running run: its outputs, ``digests`` (manifest_digest, envelope_digest), fit
     quality and final status with their events. The status check is the UPDATE's own
@@ -134,7 +135,7 @@ def finish(
     for entry in outputs:
         append_event(session, ctx, action="artifact.stored", target=("artifact", entry.digest), project=project,
                      after={"run_id": run_id, **entry.as_json()})
-    _status_event(session, ctx, run_id, project, "running", status, error=error,
+    _status_event(session, ctx, run_id, project, "running", status, error=error, reason=reason,
                   extra={**digests, "fit_quality_ok": fit_ok})
 
 

@@ -149,7 +149,8 @@ def _execute_and_finish(
             log.error("run cancelled: %s received while the task executed", signal_name)
             log.removeHandler(capture)
             finish_run(instance, ctx, _record(run_id, request, params, inputs, created_at, started_at), [],
-                       capture.text(), "cancelled", f"cancelled: {signal_name} received", None)
+                       capture.text(), "cancelled", f"cancelled: {signal_name} received", None,
+                       reason=f"{signal_name} received while the task executed")
             raise
         except NSPError as exc:
             error = exc.message
@@ -186,7 +187,8 @@ def _record(run_id: str, request: RunRequest, params: dict[str, Any], inputs: li
 
 def finish_run(instance: Instance, ctx: RequestContext, run: RunRecord, outputs: list[FileEntry], log: bytes,
                status: str, error: str | None, quality_ok: bool | None,
-               extra_versions: list[VersionUse] | None = None, unstored: list[bytes] | None = None) -> str:
+               extra_versions: list[VersionUse] | None = None, unstored: list[bytes] | None = None,
+               reason: str | None = None) -> str:
     """Store the log, the manifest and its signed attestation, then record outputs and the
     final status with their events in one transaction. Returns the manifest digest (the
     run's content hash). Shared by in-process runs and collected jobs. ``unstored``: bytes
@@ -205,7 +207,8 @@ def finish_run(instance: Instance, ctx: RequestContext, run: RunRecord, outputs:
     instance.store.put_many([*(unstored or []), log, manifest_bytes, envelope_bytes])
     with instance.db.transaction() as session:
         finish(session, ctx, run.run_id, run.project, status, at=finished_at, error=error, outputs=outputs,
-               digests={"manifest_digest": manifest_digest, "envelope_digest": envelope_digest}, fit_ok=quality_ok)
+               digests={"manifest_digest": manifest_digest, "envelope_digest": envelope_digest}, fit_ok=quality_ok,
+               reason=reason)
         add_versions(session, run.run_id, [u.link for u in extra_versions or []])
     return manifest_digest
 

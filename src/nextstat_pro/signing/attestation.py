@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..canonical import parse_digest
-from .dsse import STATEMENT_TYPE
+from ..verify.dsse import STATEMENT_TYPE
 
 PREDICATE_TYPE = "https://nextstat.pro/attestations/run/v1"
 

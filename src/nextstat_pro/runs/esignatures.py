@@ -2,10 +2,10 @@
 
 A signature binds the signer (user id, printed name), the UTC time, the meaning and the
 reason to one run manifest digest, signed with the signer's own Ed25519 key (unlocked by
-their password, so nobody else can produce it). Verification recomputes the payload
-from the record it is attached to: moved to another run, or over a changed manifest, it
-fails. Re-authentication: the first signing of a session (or the first after
-``signing_idle_minutes``) needs username and password; later ones the password only.
+their password, so nobody else can produce it). Verification (``verify.esignatures``)
+recomputes the payload from the record it is attached to: moved to another run, or over a
+changed manifest, it fails. Re-authentication: the first signing of a session (or the first
+after ``signing_idle_minutes``) needs username and password; later ones the password only.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from ..identity.auth import PendingAuthFailure, check_password
 from ..identity.userkeys import unlock
 from ..ids import new_id
 from ..instance import Instance
-from ..runs.records import read_run
-from .approval import DECISIONS, MEANINGS, SignatureFact, approval_state, check_policy
-from .records import signature_payload
+from ..signing.approval import DECISIONS, MEANINGS, SignatureFact, approval_state, check_policy
+from ..signing.records import signature_payload
+from .records import read_run
 
 
 @dataclass(frozen=True)

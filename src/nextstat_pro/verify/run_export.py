@@ -1,4 +1,4 @@
-"""``nextstat-pro verify PATH``: check an exported run folder offline (no database, no network).
+"""``nextstat-pro verify PATH``: check an exported run folder (``runs export``) offline: no database, no network.
 
 Checks, stopping at the first failure (which it names): every file against SHA256SUMS and
 no unlisted file; the DSSE envelope's signature by the run-signing key (pinned with --key,
@@ -24,15 +24,12 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ..audit import merkle
-from ..audit.note import NoteError, Verifier, open_checkpoint
-from ..audit.proofs import ProofVerificationError, event_leaf
 from .dsse import EnvelopeError, key_id, open_envelope
-from .records import verify_signature
-
-
-class VerificationFailed(Exception):
-    pass
+from .errors import VerificationError
+from .esignatures import verify_signature
+from .merkle import ProofError, verify_inclusion
+from .note import NoteError, Verifier, open_checkpoint
+from .proofs import ProofVerificationError, event_leaf
 
 
 @dataclass
@@ -52,7 +49,7 @@ def _read(folder: Path, name: str) -> bytes:
     try:
         return (folder / name).read_bytes()
     except FileNotFoundError:
-        raise VerificationFailed(f"{name} is missing") from None
+        raise VerificationError(f"{name} is missing") from None
 
 
 def _check_sums(folder: Path) -> dict[str, str]:
@@ -60,15 +57,15 @@ def _check_sums(folder: Path) -> dict[str, str]:
     for line in _read(folder, "SHA256SUMS").decode().splitlines():
         digest, _, name = line.partition("  ")
         if not name:
-            raise VerificationFailed(f"malformed SHA256SUMS line {line!r}")
+            raise VerificationError(f"malformed SHA256SUMS line {line!r}")
         actual = hashlib.sha256(_read(folder, name)).hexdigest()
         if actual != digest:
-            raise VerificationFailed(f"{name}: digest mismatch (file changed)")
+            raise VerificationError(f"{name}: digest mismatch (file changed)")
         sums[name] = digest
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"SHA256SUMS"}
     extra = sorted(present - sums.keys())
     if extra:
-        raise VerificationFailed(f"{extra[0]} is not listed in SHA256SUMS")
+        raise VerificationError(f"{extra[0]} is not listed in SHA256SUMS")
     return sums
 
 
@@ -77,18 +74,18 @@ MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 
 def verify_run_folder(folder: Path, run_key_pem: bytes | None = None, log_key: str | None = None) -> RunVerification:
     """Verify an exported run folder; any failure, malformed content included, is a
-    VerificationFailed naming what is wrong (never a traceback)."""
+    VerificationError naming what is wrong (never a traceback)."""
     try:
         return _verify_run_folder(folder, run_key_pem, log_key)
-    except VerificationFailed:
+    except VerificationError:
         raise
     except MALFORMED as exc:
-        raise VerificationFailed(f"malformed export ({type(exc).__name__}: {exc})") from None
+        raise VerificationError(f"malformed export ({type(exc).__name__}: {exc})") from None
 
 
 def _verify_run_folder(folder: Path, run_key_pem: bytes | None, log_key: str | None) -> RunVerification:
     if not folder.is_dir():
-        raise VerificationFailed(f"{folder} is not a folder")
+        raise VerificationError(f"{folder} is not a folder")
     sums = _check_sums(folder)
     manifest_bytes = _read(folder, "manifest.json")
     manifest = json.loads(manifest_bytes)
@@ -97,36 +94,33 @@ def _verify_run_folder(folder: Path, run_key_pem: bytes | None, log_key: str | N
     pem = run_key_pem if run_key_pem is not None else _read(folder, "keys/run-signing.pub")
     public = serialization.load_pem_public_key(pem)
     if not isinstance(public, Ed25519PublicKey):
-        raise VerificationFailed("the run-signing key is not an Ed25519 key")
+        raise VerificationError("the run-signing key is not an Ed25519 key")
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     if run_key_pem is not None and _read(folder, "keys/run-signing.pub") != run_key_pem:
-        raise VerificationFailed("the export carries another run-signing key than the pinned one")
+        raise VerificationError("the export carries another run-signing key than the pinned one")
     try:
         envelope = json.loads(_read(folder, "run.intoto.jsonl").decode().splitlines()[0])
         statement = open_envelope(envelope, public, raw)
     except (EnvelopeError, ValueError, IndexError) as exc:
-        raise VerificationFailed(f"run.intoto.jsonl: {exc}") from None
+        raise VerificationError(f"run.intoto.jsonl: {exc}") from None
     for subject in statement["subject"]:
         if sums.get(subject["name"]) != subject["digest"]["sha256"]:
-            raise VerificationFailed(f"{subject['name']}: not the artifact the attestation signed")
+            raise VerificationError(f"{subject['name']}: not the artifact the attestation signed")
     predicate = statement["predicate"]
     if predicate.get("manifest_digest") != manifest_digest or predicate.get("run_id") != manifest["run_id"]:
-        raise VerificationFailed("the attestation is over another run or manifest")
+        raise VerificationError("the attestation is over another run or manifest")
 
     result = RunVerification(manifest["run_id"], manifest["status"], key_id(raw), run_key_pem is not None,
                              log_key is not None, len(sums))
     records = json.loads(_read(folder, "signatures.json"))
     for record in records:
-        try:
-            result.signatures.append(verify_signature(record, manifest["run_id"], manifest_digest))
-        except ValueError as exc:
-            raise VerificationFailed(str(exc)) from None
+        result.signatures.append(verify_signature(record, manifest["run_id"], manifest_digest))
 
     try:
         verifier = Verifier.parse(log_key if log_key is not None else _read(folder, "audit/log.pub").decode())
         cp = open_checkpoint(_read(folder, "audit/checkpoint.note").decode(), verifier)
     except NoteError as exc:
-        raise VerificationFailed(f"audit checkpoint: {exc}") from None
+        raise VerificationError(f"audit checkpoint: {exc}") from None
     proofs = {p["seq"]: p["proof"] for p in map(json.loads, _read(folder, "audit/proofs.jsonl").decode().splitlines())}
     run_id = manifest["run_id"]
     artifacts = {entry["digest"] for entry in [*manifest["outputs"], *manifest["inputs"]]}
@@ -135,19 +129,18 @@ def _verify_run_folder(folder: Path, run_key_pem: bytes | None, log_key: str | N
         event = json.loads(line)
         seq = event["seq"]
         if not _about_this_run(event, run_id, artifacts):
-            raise VerificationFailed(f"audit event {seq} is about another record")
+            raise VerificationError(f"audit event {seq} is about another record")
         if seq in events:
-            raise VerificationFailed(f"audit event {seq} appears twice")
+            raise VerificationError(f"audit event {seq} appears twice")
         if seq not in proofs:
-            raise VerificationFailed(f"audit event {seq} ({event['action']}) has no inclusion proof")
+            raise VerificationError(f"audit event {seq} ({event['action']}) has no inclusion proof")
         try:
-            merkle.verify_inclusion(seq - 1, cp.size, event_leaf(event),
-                                    [base64.b64decode(p) for p in proofs[seq]], cp.root)
-        except (merkle.ProofError, ProofVerificationError) as exc:
-            raise VerificationFailed(f"audit event {seq}: {exc}") from None
+            verify_inclusion(seq - 1, cp.size, event_leaf(event), [base64.b64decode(p) for p in proofs[seq]], cp.root)
+        except (ProofError, ProofVerificationError) as exc:
+            raise VerificationError(f"audit event {seq}: {exc}") from None
         events[seq] = event
     if not events:
-        raise VerificationFailed("the export holds no audit events of the run")
+        raise VerificationError("the export holds no audit events of the run")
     _check_complete(list(events.values()), manifest, manifest_digest, records)
     result.events = len(events)
     result.checkpoint_size = cp.size
@@ -178,10 +171,10 @@ def _check_complete(events: list[dict[str, Any]], manifest: dict[str, Any], mani
             by_action.setdefault(event["action"], []).append(event)
     for action in ("run.created", "run.started"):
         if action not in by_action:
-            raise VerificationFailed(f"the run's {action} audit event is missing from the export")
+            raise VerificationError(f"the run's {action} audit event is missing from the export")
     end = f"run.{manifest['status']}"
     if not any(_side(e, "after").get("manifest_digest") == manifest_digest for e in by_action.get(end, [])):
-        raise VerificationFailed(f"the run's {end} audit event (recording this manifest) is missing from the export")
+        raise VerificationError(f"the run's {end} audit event (recording this manifest) is missing from the export")
 
     stored: set[str] = set()
     for event in events:
@@ -191,7 +184,7 @@ def _check_complete(events: list[dict[str, Any]], manifest: dict[str, Any], mani
             stored.add(event["target"]["id"])
     for entry in manifest["outputs"]:
         if entry["digest"] not in stored:
-            raise VerificationFailed(f"outputs/{entry['name']} ({entry['digest']}): its artifact.stored audit "
+            raise VerificationError(f"outputs/{entry['name']} ({entry['digest']}): its artifact.stored audit "
                                      "event is missing from the export")
     # An input is stored when the run is created, and the run.created event records it with its
     # digest; an artifact.stored event of this run attests it as well where the instance wrote one.
@@ -199,13 +192,13 @@ def _check_complete(events: list[dict[str, Any]], manifest: dict[str, Any], mani
                for e in by_action["run.created"] for i in _side(e, "after").get("inputs", [])}
     for entry in manifest["inputs"]:
         if entry["digest"] not in stored and (entry["name"], entry["digest"]) not in created:
-            raise VerificationFailed(f"inputs/{entry.get('role')}/{entry['name']} ({entry['digest']}): no audit "
+            raise VerificationError(f"inputs/{entry.get('role')}/{entry['name']} ({entry['digest']}): no audit "
                                      "event of the export records it (artifact.stored or run.created)")
 
     signed = {_side(e, "after").get("signature_id") for e in by_action.get("run.signed", [])}
     for record in signatures:
         if record["id"] not in signed:
-            raise VerificationFailed(f"signature {record['id']}: its run.signed audit event is missing from the export")
+            raise VerificationError(f"signature {record['id']}: its run.signed audit event is missing from the export")
 
 
 def _side(event: dict[str, Any], side: str) -> dict[str, Any]:
