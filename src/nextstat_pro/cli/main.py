@@ -173,7 +173,14 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _main()
+    finally:  # the entry point called in-process (tests, an embedding program) leaves SIGTERM as it was
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main() -> None:
     try:
         code = app(standalone_mode=False)
     except KeyboardInterrupt:

@@ -75,15 +75,23 @@ def audit_verify(
             raise VerificationError(f"bundle does NOT verify: {exc}") from None
         return
     from ..audit import service
+    from ..permissions import InsecurePermissionsError, check_home_permissions
     from .common import print_json, state
 
     open_state(ctx)
     st = state(ctx)
-    report = service.verify(st.instance(), st.context())
+    # Opened without the permission check that refuses every other command: audit verify
+    # reports wide modes beside the trail's own findings instead of refusing to look.
+    instance = st.instance(check_permissions=False)
+    report = service.verify(instance, st.context())
+    file_problems = check_home_permissions(instance)
     if as_json:
-        print_json(report.__dict__ | {"unwitnessed": report.unwitnessed})
+        print_json(report.__dict__ | {"unwitnessed": report.unwitnessed, "file_permissions": file_problems})
     if not report.ok:
         raise IntegrityError(f"audit trail BROKEN at seq {report.first_bad_seq}: {report.problem}")
+    if file_problems:
+        raise InsecurePermissionsError("audit trail intact, but instance files are too open: "
+                                       + "; ".join(file_problems))
     if not as_json:
         console.print(
             f"[green]audit trail verified[/]: {report.events} events, chain and seals intact, tree of "
