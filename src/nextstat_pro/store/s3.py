@@ -107,7 +107,7 @@ class S3Store:
 
     def get_ref(self, name: str) -> str | None:
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._ref_key(name))["Body"].read()
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._ref_key(name))["Body"].read()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
