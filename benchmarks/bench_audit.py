@@ -143,7 +143,7 @@ def measure(label: str, db_url: str | None, raw: Any, args: argparse.Namespace) 
               f"raw driver INSERT {raw_rate:,.0f} rows/s, ratio {service / raw_rate:.2f}")
         bulk_load(inst, args.events - args.appends - 3)
         t0 = time.perf_counter()
-        cp = make_checkpoint(inst)
+        cp = make_checkpoint(inst, inst.context())
         integrate_s = time.perf_counter() - t0
         rng = random.Random(1)
         times = []

@@ -61,7 +61,7 @@ def test_every_operation_has_exactly_its_events(instance: Instance, tmp_path: Pa
     expect(["hub.model.pushed", "hub.model.pushed"], lambda: push_many(instance, ctx, "default", "model", [
         PushRequest("m", InputFile.read("workspace", shared("workspaces", name)))
         for name in ("simple_workspace.json", "tHu_workspace.json")]))
-    expect([], lambda: make_checkpoint(instance))  # log metadata, not a record change
+    expect([], lambda: make_checkpoint(instance, instance.context()))  # log metadata, not a record change
     expect(["audit.exported"], lambda: export_bundle(instance, ctx, tmp_path / "bundle", "csv"))
     expect(["config.changed"], lambda: set_config(instance, ctx, "retention.min_years", '{"run_artifacts": 0}',
                                                   "study closed"))
@@ -75,7 +75,7 @@ def test_every_operation_has_exactly_its_events(instance: Instance, tmp_path: Pa
         with pytest.raises(NSPError):
             bad()
         assert last_seq(instance) == before
-    assert verify(instance).ok
+    assert verify(instance, instance.context()).ok
 
 
 def test_events_match_the_published_schema(instance: Instance) -> None:
@@ -94,7 +94,7 @@ def test_a_rolled_back_change_leaves_no_event(instance: Instance) -> None:
         raise RuntimeError("crash before commit")
     with instance.db.transaction() as s:
         assert s.scalar(select(AuditEvent).where(AuditEvent.project == "doomed")) is None
-    assert verify(instance).ok
+    assert verify(instance, instance.context()).ok
 
 
 def test_batched_appends_chain_like_single_ones_and_vanish_with_their_block(instance: Instance) -> None:
@@ -117,7 +117,7 @@ def test_batched_appends_chain_like_single_ones_and_vanish_with_their_block(inst
         rows = s.scalars(select(AuditEvent).where(AuditEvent.seq > before).order_by(AuditEvent.seq)).all()
     assert [r.target_id for r in rows] == ["one", "b0", "b1", "b2", "b3", "after"]
     assert [r.hash for r in rows[1:5]] == [e.hash for e in appended]
-    assert verify(instance).ok
+    assert verify(instance, instance.context()).ok
     # A failed block caught inside its transaction: the chain goes on from the last inserted event.
     before = last_seq(instance)
     with instance.db.transaction() as s:
@@ -129,7 +129,7 @@ def test_batched_appends_chain_like_single_ones_and_vanish_with_their_block(inst
     with instance.db.transaction() as s:
         rows = s.scalars(select(AuditEvent).where(AuditEvent.seq > before).order_by(AuditEvent.seq)).all()
     assert [(r.seq, r.target_id) for r in rows] == [(before + 1, "kept-1"), (before + 2, "kept-2")]
-    assert verify(instance).ok
+    assert verify(instance, instance.context()).ok
 
 
 def last_seq_in(s) -> int:  # type: ignore[no-untyped-def]
@@ -150,11 +150,11 @@ def test_no_event_without_the_seal_key(instance: Instance) -> None:
 @pytest.mark.parametrize("table", ["audit_events", "audit_tree_nodes", "audit_checkpoints"])
 @pytest.mark.parametrize("verb", ["UPDATE {t} SET {c} = {c}", "DELETE FROM {t}"])
 def test_database_refuses_update_and_delete(instance: Instance, table: str, verb: str) -> None:
-    make_checkpoint(instance)
+    make_checkpoint(instance, instance.context())
     column = {"audit_events": "action", "audit_tree_nodes": "hash", "audit_checkpoints": "note"}[table]
     with pytest.raises(DBAPIError, match="append-only"), instance.db.transaction() as s:
         s.execute(text(verb.format(t=table, c=column)))
-    assert verify(instance).ok
+    assert verify(instance, instance.context()).ok
 
 
 def test_history_shows_every_before_and_after(instance: Instance) -> None:
@@ -207,7 +207,7 @@ def test_eight_concurrent_threads_keep_the_chain_linear(instance: Instance) -> N
     for t in threads:
         t.join()
     assert errors == []
-    report = verify(instance)
+    report = verify(instance, instance.context())
     assert report.ok and report.events == 3 + 80
 
 
@@ -228,8 +228,8 @@ def test_eight_concurrent_processes_keep_the_chain_linear(instance: Instance) ->
     for p in procs:
         p.join(120)
     assert [p.exitcode for p in procs] == [0] * 8
-    make_checkpoint(instance)
-    report = verify(instance)
+    make_checkpoint(instance, instance.context())
+    report = verify(instance, instance.context())
     assert report.ok and report.events == 3 + 64 and report.tree_size == 67
 
 

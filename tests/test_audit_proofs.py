@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from nextstat_pro.audit.export import export_bundle
 from nextstat_pro.audit.service import consistency, make_checkpoint, prove, verify
 from nextstat_pro.audit.witness import checkpoint_name
+from nextstat_pro.db.models import AuditEvent, User
 from nextstat_pro.errors import NotFoundError
 from nextstat_pro.instance import Instance
 from nextstat_pro.projects import create_project
@@ -30,17 +33,17 @@ def key_of(inst: Instance) -> str:
 
 
 def test_checkpoints_are_stored_and_witnessed(instance: Instance) -> None:
-    cp = make_checkpoint(instance)
+    cp = make_checkpoint(instance, instance.context())
     assert cp.size == 3
     assert (instance.home / "witness" / checkpoint_name(3)).read_text() == cp.note
-    assert make_checkpoint(instance).size == 3  # nothing new: the same checkpoint
+    assert make_checkpoint(instance, instance.context()).size == 3  # nothing new: the same checkpoint
     grow(instance, 5)
-    assert make_checkpoint(instance).size == 8
+    assert make_checkpoint(instance, instance.context()).size == 8
 
 
 def test_inclusion_proof_verifies_offline_and_tampering_fails(instance: Instance) -> None:
     grow(instance, 9)
-    doc = json.loads(json.dumps(prove(instance, "5")))
+    doc = json.loads(json.dumps(prove(instance, instance.context(), "5")))
     key = trusted_key(doc["log_key"], key_of(instance))
     assert "event 5" in verify_document(doc, key)
     for mutate in (
@@ -57,7 +60,7 @@ def test_inclusion_proof_verifies_offline_and_tampering_fails(instance: Instance
 
 
 def test_proof_with_another_key_is_refused(instance: Instance, tmp_path: Path) -> None:
-    doc = prove(instance, "1")
+    doc = prove(instance, instance.context(), "1")
     from nextstat_pro.instance import init_instance
 
     other = init_instance(tmp_path / "other", admin="admin", password="another-password-1")
@@ -69,16 +72,16 @@ def test_proof_with_another_key_is_refused(instance: Instance, tmp_path: Path) -
 
 
 def test_consistency_between_checkpoints(instance: Instance) -> None:
-    first = make_checkpoint(instance).size
+    first = make_checkpoint(instance, instance.context()).size
     grow(instance, 11)
-    second = make_checkpoint(instance).size
-    doc = consistency(instance, first, second)
+    second = make_checkpoint(instance, instance.context()).size
+    doc = consistency(instance, instance.context(), first, second)
     assert "extends" in verify_document(doc, trusted_key(None, key_of(instance)))
     doc["checkpoint1"], doc["checkpoint2"] = doc["checkpoint2"], doc["checkpoint1"]
     with pytest.raises(ProofVerificationError):
         verify_document(doc, trusted_key(None, key_of(instance)))
     with pytest.raises(NotFoundError, match="no checkpoint at tree size 5"):
-        consistency(instance, 5, second)
+        consistency(instance, instance.context(), 5, second)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
@@ -92,7 +95,7 @@ def test_bundle_round_trip_and_tampering(sqlite_instance: Instance, tmp_path: Pa
     (tmp_path / "b" / "events.jsonl").write_text(events)
     with pytest.raises(ProofVerificationError):
         verify_bundle(tmp_path / "b", key_of(sqlite_instance))
-    assert verify(sqlite_instance).ok
+    assert verify(sqlite_instance, sqlite_instance.context()).ok
 
 
 def test_csv_bundle_opens_as_one_row_per_event(sqlite_instance: Instance, tmp_path: Path) -> None:
@@ -103,3 +106,41 @@ def test_csv_bundle_opens_as_one_row_per_event(sqlite_instance: Instance, tmp_pa
         rows = list(csv.DictReader(fh))
     assert [r["action"] for r in rows] == ["user.created", "instance.initialized", "project.created"]
     assert json.loads(rows[2]["after"]) == {"name": "default", "description": "Default project created by init"}
+
+
+def test_proofs_are_scoped_to_what_the_caller_may_read(instance: Instance) -> None:
+    """A signed-in user with no role proved every project's events (the whole event document:
+    actor, target, reason, before/after). Now: a project's events to its viewers, instance events
+    to their subject and instance admins; everything else answers as a missing event does."""
+    from .identity_helpers import add_user, session_for
+
+    password = "nobody-has-this-role-7"
+    add_user(instance, "nora", None, password)  # no role anywhere
+    add_user(instance, "vic", "viewer", password)  # viewer of "default"
+    with instance.db.transaction() as s:
+        create_project(s, instance.context(), "secret-project", "only admins")
+    with instance.db.transaction() as s:
+        rows = {r.project: r.seq for r in s.scalars(select(AuditEvent).order_by(AuditEvent.seq))
+                if r.project in ("default", "secret-project")}
+        nora_id = s.scalar(select(User.id).where(User.username == "nora"))
+        about_nora = s.scalar(select(AuditEvent.seq).where(AuditEvent.target_id == nora_id))
+        admin_only = s.scalar(select(AuditEvent.seq).where(AuditEvent.project.is_(None),
+                                                            AuditEvent.target_id != nora_id).limit(1))
+    nora, vic = session_for(instance, "nora", password), session_for(instance, "vic", password)
+    missing = str(10**9)
+
+    def refusal(ctx: Any, ref: str) -> str:
+        with pytest.raises(NotFoundError) as info:
+            prove(instance, ctx, ref)
+        return str(info.value).replace(ref, "REF")
+
+    expected = refusal(nora, missing)
+    # nora: no project events, no other instance events; the refusal is the missing event's, word for word.
+    for seq in (rows["default"], rows["secret-project"], admin_only):
+        assert refusal(nora, str(seq)) == expected
+    assert prove(instance, nora, str(about_nora))["event"]["seq"] == about_nora  # her own account's event
+    # vic: his project's events, not another project's.
+    assert prove(instance, vic, str(rows["default"]))["event"]["seq"] == rows["default"]
+    assert refusal(vic, str(rows["secret-project"])) == expected
+    # The instance admin proves anything.
+    assert prove(instance, instance.context(), str(rows["secret-project"]))["event"]["seq"] == rows["secret-project"]

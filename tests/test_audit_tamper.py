@@ -111,7 +111,7 @@ def populated(instance: Instance) -> Instance:
     for i in range(N_EVENTS - 3):
         with instance.db.transaction() as s:
             create_project(s, ctx, f"x{i}", f"description {i}")
-    make_checkpoint(instance)
+    make_checkpoint(instance, instance.context())
     return instance
 
 

@@ -36,7 +36,7 @@ def test_a_transaction_opened_inside_another_before_it_begins(instance: Instance
             create_project(inner, ctx, "inner")
         create_project(outer, ctx, "outer")
     assert _projects(instance) == ["default", "inner", "outer"]
-    assert verify(instance).ok
+    assert verify(instance, instance.context()).ok
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_a_connection_the_server_killed_fails_one_transaction_then_is_replaced(p
         create_project(s, ctx, "kept")
         assert s.scalar(text("SELECT pg_backend_pid()")) != kept
     assert _projects(inst) == ["default", "kept"]
-    assert verify(inst).ok
+    assert verify(inst, inst.context()).ok
 
 
 def test_close_leaves_no_connection_open(pg_instance: Instance) -> None:
@@ -99,7 +99,7 @@ def test_threads_that_end_leave_no_connection_checked_out(instance: Instance) ->
     gc.collect()
     assert instance.db.engine.pool.checkedout() <= 1  # this thread's own kept connection
     assert len(_projects(instance)) == 7
-    assert verify(instance).ok
+    assert verify(instance, instance.context()).ok
 
 
 def _events_for(inst: Instance, target: str) -> int:
@@ -121,7 +121,7 @@ def test_an_append_before_orm_work_commits_with_it(instance: Instance) -> None:
         raise RuntimeError("the caller failed after both writes")
     assert _projects(instance) == ["default", "joined"]
     assert (_events_for(instance, "first"), _events_for(instance, "second")) == (1, 0)
-    assert verify(instance).ok
+    assert verify(instance, instance.context()).ok
 
 
 def test_a_failed_commit_commits_nothing_and_the_next_transaction_works(
@@ -136,7 +136,7 @@ def test_a_failed_commit_commits_nothing_and_the_next_transaction_works(
     with instance.db.transaction() as s:
         create_project(s, ctx, "after")
     assert _projects(instance) == ["after", "default"]
-    assert verify(instance).ok
+    assert verify(instance, instance.context()).ok
 
 
 def test_a_read_cannot_write_or_append(instance: Instance) -> None:

@@ -254,7 +254,7 @@ def test_archive_and_purge_follow_the_policy(instance: Instance) -> None:
         resolve_inputs(instance, ctx, "default", [("model", "example@1.0.0")])
     from nextstat_pro.audit.service import verify
 
-    assert verify(instance).ok
+    assert verify(instance, instance.context()).ok
 
 
 def test_dataset_formats_record_columns_and_rows(sqlite_instance: Instance, tmp_path: Path) -> None:

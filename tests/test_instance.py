@@ -29,7 +29,7 @@ def test_init_creates_admin_project_and_events(instance: Instance) -> None:
         from nextstat_pro.db.models import UserKey
 
         assert s.scalar(select(UserKey.user_id)) == admin.id  # the admin's signing key
-    assert verify(instance).ok
+    assert verify(instance, instance.context()).ok
     assert migrate.current_revision(instance.db.engine) == migrate.head_revision()
     assert (instance.home / "config.json").stat().st_mode & 0o777 == 0o600
 

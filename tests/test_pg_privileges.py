@@ -30,7 +30,7 @@ def test_application_role_cannot_rewrite_the_audit_tables(tmp_path: Path) -> Non
     try:
         with inst.db.transaction() as s:  # the application works as usual
             create_project(s, inst.context(), "ok")
-        make_checkpoint(inst)
+        make_checkpoint(inst, inst.context())
         owner = None
         with inst.db.transaction() as s:
             owner = s.execute(text("SELECT tableowner FROM pg_tables WHERE tablename = 'audit_events'")).scalar()
@@ -42,7 +42,7 @@ def test_application_role_cannot_rewrite_the_audit_tables(tmp_path: Path) -> Non
                           "SET session_replication_role = replica"):
             with pytest.raises(ProgrammingError, match="permission denied|must be owner"), inst.db.transaction() as s:
                 s.execute(text(statement))
-        assert verify(inst).ok
+        assert verify(inst, inst.context()).ok
         # The statistics refresh a registry import ends with: the application role does not own
         # the tables, so PostgreSQL skips them with a warning; the import is not failed by it.
         refresh_statistics(inst)

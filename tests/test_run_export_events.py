@@ -234,7 +234,7 @@ def test_an_event_past_the_checkpoint_fails_the_export_loudly(instance: Instance
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Were the checkpoint to predate some of the run's events, the export must refuse, not
     leave them out (the old export filtered them away silently)."""
-    stale = make_checkpoint(instance)
+    stale = make_checkpoint(instance, instance.context())
     run_id = fit(instance)
     import nextstat_pro.runs.export as export_module
 

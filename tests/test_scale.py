@@ -416,3 +416,158 @@ def test_cancel_a_running_job(sqlite_instance: Instance) -> None:
     with inst.db.transaction() as s:
         assert s.get(ScaleJob, run_id).result_digest is None
         assert get_run(s, run_id).status == "cancelled"
+
+
+# --- The coordinator is a service: a function call, never a re-launched CLI ---------------------
+
+
+def wait_for_end(inst: Instance, run_id: str, timeout: float = 180) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with inst.db.transaction() as s:
+            status = get_run(s, run_id).status
+        if status in ("succeeded", "failed", "cancelled"):
+            return status
+        time.sleep(0.2)
+    return status
+
+
+def test_submit_without_wait_starts_no_cli_and_hands_over_no_token(cli, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails on the old mechanism (``setsid -f nextstat-pro worker coordinate`` with NSP_TOKEN in
+    its environment): every process the command starts is recorded with its argv, environment
+    and stdin, and none may be the CLI or carry the caller's credential."""
+    from nextstat_pro.cli import credentials
+    from nextstat_pro.db.models import User
+
+    home = tmp_path / "home"
+    assert cli("--home", str(home), "init", env={"NSP_PASSWORD": PASSWORD}).code == 0
+    inst = Instance.open(home)
+    token = credentials.load(inst.config.instance_id)
+    assert token
+    started: list[dict[str, object]] = []
+    real = subprocess.Popen
+
+    class Recording(real):  # type: ignore[misc, valid-type]
+        def __init__(self, args, *a, **kw):  # type: ignore[no-untyped-def]
+            started.append({"args": [str(x) for x in args], "env": dict(kw.get("env") or os.environ), "stdin": b""})
+            super().__init__(args, *a, **kw)
+
+        def communicate(self, input=None, timeout=None):  # type: ignore[no-untyped-def]  # noqa: A002
+            started[-1]["stdin"] = input or b""
+            return super().communicate(input, timeout)
+
+    monkeypatch.setattr(subprocess, "Popen", Recording)
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:  # the command itself does not fork a coordinator either
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", counting_fork)
+    # The token in the caller's environment too, as an API token would be: it must not reach the child.
+    ws = str(shared("workspaces", "simple_workspace.json"))
+    r = cli("--home", str(home), "submit", "toys", "-w", ws, "--param", "n_toys=6", "--seed", "2", "--shards", "2",
+            env={"NSP_TOKEN": token})
+    assert r.code == 0, r.err
+    assert "coordinating in the background" in r.out
+    run_id = r.out.split()[2]
+    assert started, "no coordinator process was started"
+    assert forks == []
+    for proc in started:
+        argv = " ".join(proc["args"])  # type: ignore[arg-type]
+        assert "nextstat-pro" not in argv and "nextstat_pro.cli" not in argv, argv
+        assert token not in argv
+        env = proc["env"]
+        assert isinstance(env, dict) and "NSP_TOKEN" not in env and token not in env.values()
+        assert token.encode() not in proc["stdin"]  # type: ignore[operator]
+    assert [p["args"][1:] for p in started] == [["-m", "nextstat_pro.scale.runner"]]
+    ticket = json.loads(started[0]["stdin"])  # type: ignore[arg-type]
+    assert ticket["run_id"] == run_id and set(ticket["context"]) == {"user_id", "interface", "client", "extra",
+                                                                     "token_id"}
+    # The detached coordinator does the work, as the user who submitted, after the command returned.
+    assert wait_for_end(inst, run_id) == "succeeded"
+    with inst.db.transaction() as s:
+        actors = set(s.scalars(select(AuditEvent.actor_id).where(AuditEvent.target_id == run_id)))
+        admin_id = s.scalar(select(User.id).where(User.username == "admin"))
+    assert actors == {admin_id}
+    log = home / "jobs" / run_id / "coordinator.log"
+    deadline = time.time() + 60  # its last line follows the run's end
+    while f"run {run_id}: succeeded" not in log.read_text() and time.time() < deadline:
+        time.sleep(0.1)
+    assert f"coordinating run {run_id} for admin" in log.read_text()
+    assert f"run {run_id}: succeeded" in log.read_text()
+    inst.close()
+
+
+def test_coordination_is_a_function_call_with_a_request_context(instance: Instance) -> None:
+    """In this process (a call, a thread) and in a managed process, with no CLI and no token;
+    the caller is authorized before anything starts."""
+    from nextstat_pro.errors import PermissionDeniedError
+    from nextstat_pro.identity.actors import Actor, RequestContext
+    from nextstat_pro.identity.users import create_user, grant_role
+    from nextstat_pro.projects import get_project
+    from nextstat_pro.scale import start_process, start_thread
+
+    inst, ctx = instance, instance.context()
+    with inst.db.transaction() as s:
+        user = create_user(s, ctx, username="vera", printed_name="Vera Viewer", password=PASSWORD)
+        grant_role(s, ctx, "vera", get_project(s, "default"), "viewer", "test")
+        viewer = RequestContext(Actor(user.id, "vera", username="vera"))
+    runs = [submit(inst, ctx, toys(2, n=4, seed=k)) for k in range(3)]
+    for start in (coordinate, start_thread, start_process):
+        with pytest.raises(PermissionDeniedError, match="vera .*may not run.create"):
+            start(inst, viewer, runs[0])  # type: ignore[operator]
+    with inst.db.transaction() as s:
+        assert {get_run(s, r).status for r in runs} == {"queued"}
+    assert coordinate(inst, ctx, runs[0]) == "succeeded"
+    thread = start_thread(inst, ctx, runs[1])
+    thread.join(180)
+    assert (thread.status, thread.error) == ("succeeded", None)
+    proc = start_process(inst, ctx, runs[2], detach=False)
+    assert proc.process is not None and proc.process.wait(180) == 0
+    assert wait_for_end(inst, runs[2]) == "succeeded"
+    assert result_of(inst, runs[2]) != result_of(inst, runs[1])  # seeds differ: three real computations
+    from nextstat_pro.errors import ConflictError
+
+    with pytest.raises(ConflictError, match="succeeded: nothing to resume"):
+        start_process(inst, ctx, runs[2])
+
+
+def test_a_coordinator_process_rebuilds_the_context_and_refuses_a_revoked_one(
+        cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The ticket names ids; the process reads the user and the credential as they are now."""
+    from nextstat_pro.cli import credentials
+    from nextstat_pro.db.models import ApiToken, User
+    from nextstat_pro.db.types import utcnow
+    from nextstat_pro.errors import AuthenticationError
+    from nextstat_pro.identity.auth import authenticate
+    from nextstat_pro.scale.coordinator import start_process
+    from nextstat_pro.scale.runner import context_from
+
+    home = tmp_path / "home"
+    assert cli("--home", str(home), "init", env={"NSP_PASSWORD": PASSWORD}).code == 0
+    inst = Instance.open(home)
+    with inst.db.transaction() as s:
+        ctx = authenticate(s, credentials.load(inst.config.instance_id) or "", "cli")
+    assert ctx.token_id is not None
+    who = {"user_id": ctx.actor.id, "interface": "cli", "client": None, "extra": {}, "token_id": ctx.token_id}
+    with inst.db.transaction() as s:
+        assert context_from(s, who) == ctx
+        # A ticket cannot claim more than the database says.
+        assert not context_from(s, {**who, "token_id": None}).token_id
+    run_id = submit(inst, ctx, toys(2, n=4))
+    with inst.db.transaction() as s:
+        s.get(ApiToken, ctx.token_id).revoked_at = utcnow()
+    with inst.db.transaction() as s, pytest.raises(AuthenticationError, match="revoked or expired"):
+        context_from(s, who)
+    started = start_process(inst, ctx, run_id, detach=False)
+    assert started.process is not None and started.process.wait(120) == AuthenticationError.exit_code
+    assert "revoked or expired: the job was not coordinated" in started.log.read_text()
+    with inst.db.transaction() as s:
+        assert get_run(s, run_id).status == "queued"
+        s.get(User, ctx.actor.id).disabled = True
+    with inst.db.transaction() as s, pytest.raises(AuthenticationError, match="can no longer act"):
+        context_from(s, {**who, "token_id": None})
+    inst.close()

@@ -113,7 +113,7 @@ def test_csv_cells_are_inert_and_json_keeps_the_exact_text(sqlite_instance: Inst
         bodies = s.scalars(select(AuditEvent.body).where(AuditEvent.action == "role.granted")
                            .order_by(AuditEvent.seq)).all()
     assert [json.loads(b)["reason"] for b in bodies] == hostile["reasons"]  # the sealed, hashed text
-    assert verify(inst).ok
+    assert verify(inst, inst.context()).ok
     # Both bundles verify offline.
     assert "verified" in verify_bundle(tmp_path / "csv", key_of(inst))
     assert "warning" not in verify_bundle(tmp_path / "csv", key_of(inst))

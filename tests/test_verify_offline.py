@@ -101,7 +101,7 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         run_id = run_task(inst, inst.context(), req).run_id
         sign_run(inst, session_for(inst, "rita", PASSWORD), run_id, "review", "inputs checked", PASSWORD, "rita")
         folder = export_run(inst, inst.context(), run_id, base / "export")
-        (base / "proof.json").write_text(json.dumps(prove(inst, "1", ctx=inst.context())))
+        (base / "proof.json").write_text(json.dumps(prove(inst, inst.context(), "1")))
         export_bundle(inst, inst.context(), base / "bundle", "csv")
         key = inst.home / "witness" / "log.pub"
     finally:

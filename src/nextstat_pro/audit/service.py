@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import and_, false, or_, select
 from sqlalchemy.orm import Session
 
-from ..db.models import AuditCheckpoint, AuditEvent
+from ..db.models import AuditCheckpoint, AuditEvent, Project
 from ..errors import NotFoundError, UsageError
 from ..identity.actors import RequestContext
-from ..identity.rbac import authorize
+from ..identity.rbac import allowed, authorize
 from ..instance import Instance
 from . import tree
 from .events import event_document
@@ -21,10 +21,9 @@ from .proofs import consistency_document, inclusion_document
 from .verify import VerifyReport, verify_log
 
 
-def make_checkpoint(instance: Instance, ctx: RequestContext | None = None) -> tree.StoredCheckpoint:
+def make_checkpoint(instance: Instance, ctx: RequestContext) -> tree.StoredCheckpoint:
     with instance.db.transaction() as session:
-        if ctx is not None:
-            authorize(session, ctx, "audit.checkpoint")
+        authorize(session, ctx, "audit.checkpoint")
         return checkpoint_in(instance, session)
 
 
@@ -58,12 +57,16 @@ def find_event(session: Session, ref: str) -> AuditEvent:
     return row
 
 
-def prove(instance: Instance, ref: str, ctx: RequestContext | None = None) -> dict[str, Any]:
-    """Inclusion proof of one event against the latest checkpoint (signed now if needed)."""
+def prove(instance: Instance, ctx: RequestContext, ref: str) -> dict[str, Any]:
+    """Inclusion proof of one event against the latest checkpoint (signed now if needed). The
+    proof document holds the whole event, so only a caller who may read that event gets it:
+    a viewer of its project, or for an instance event its subject or an instance admin. Any
+    other caller is told exactly what a caller asking for a missing event is told."""
     with instance.db.transaction() as session:
-        if ctx is not None:
-            authorize(session, ctx, "audit.prove")
+        authorize(session, ctx, "audit.prove")
         row = find_event(session, ref)
+        if not _may_read(session, ctx, row):
+            raise NotFoundError(f"no audit event {ref!r} (give an event id or a seq)")
         latest = tree.latest_checkpoint(session)
         if latest is None or latest.size < row.seq:
             latest = checkpoint_in(instance, session)
@@ -71,21 +74,28 @@ def prove(instance: Instance, ref: str, ctx: RequestContext | None = None) -> di
         return inclusion_document(event_document(row), proof, latest.note, instance.log_verifier())
 
 
-def consistency(instance: Instance, size1: int, size2: int, ctx: RequestContext | None = None) -> dict[str, Any]:
+def _may_read(session: Session, ctx: RequestContext, row: AuditEvent) -> bool:
+    if row.project is not None:
+        project = session.scalar(select(Project).where(Project.name == row.project))
+        return project is not None and allowed(session, ctx, "audit.read_project", project)
+    about_caller = row.actor_id == ctx.actor.id or (row.target_type == "user" and row.target_id == ctx.actor.id)
+    return about_caller or allowed(session, ctx, "audit.read", None)
+
+
+def consistency(instance: Instance, ctx: RequestContext, size1: int, size2: int) -> dict[str, Any]:
+    """A consistency proof between two checkpoints: tree sizes and roots, no event content."""
     if not 0 < size1 <= size2:
         raise UsageError(f"need 0 < SIZE1 <= SIZE2 (got {size1}, {size2})")
     with instance.db.transaction() as session:
-        if ctx is not None:
-            authorize(session, ctx, "audit.prove")
+        authorize(session, ctx, "audit.consistency")
         cp1, cp2 = tree.get_checkpoint(session, size1), tree.get_checkpoint(session, size2)
         proof = tree.consistency(session, size1, size2)
         return consistency_document(cp1.note, cp2.note, proof, instance.log_verifier())
 
 
-def verify(instance: Instance, ctx: RequestContext | None = None) -> VerifyReport:
+def verify(instance: Instance, ctx: RequestContext) -> VerifyReport:
     with instance.db.transaction() as session:
-        if ctx is not None:
-            authorize(session, ctx, "audit.verify")
+        authorize(session, ctx, "audit.verify")
         return verify_log(
             session, instance.log_verifier(), instance.config.log_origin, instance.db.seal_key or b"",
             instance.witness(),

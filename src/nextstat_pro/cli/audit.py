@@ -51,14 +51,14 @@ def checkpoints(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 def prove(ctx: typer.Context, event: str = typer.Argument(..., help="Event id (or seq).")) -> None:
     """Print an inclusion proof (JSON) of EVENT against the latest checkpoint."""
     st = state(ctx)
-    print_json(service.prove(st.instance(), event, st.context()))
+    print_json(service.prove(st.instance(), st.context(), event))
 
 
 @audit_app.command("consistency")
 def consistency(ctx: typer.Context, size1: int, size2: int) -> None:
     """Print a consistency proof (JSON) between the checkpoints at SIZE1 and SIZE2."""
     st = state(ctx)
-    print_json(service.consistency(st.instance(), size1, size2, st.context()))
+    print_json(service.consistency(st.instance(), st.context(), size1, size2))
 
 
 @audit_app.command("log")

@@ -32,11 +32,13 @@ PERMISSIONS: dict[str, str] = {
     "audit.export": "instance-admin",
     "audit.verify": "authenticated",
     "audit.prove": "authenticated",
+    "audit.consistency": "authenticated",
     "audit.checkpoint": "authenticated",
     "run.recover": "authenticated",
     "retention.read": "instance-admin",
     "retention.purge": "instance-admin",
     # project
+    "audit.read_project": "viewer",
     "role.grant": "admin",
     "role.revoke": "admin",
     "run.create": "editor",
