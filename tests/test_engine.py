@@ -8,6 +8,7 @@ import nextstat as ns
 import pytest
 
 from nextstat_pro.engine import InputFile, execute, prepare
+from nextstat_pro.engine.histfactory import LIMIT_RTOL
 from nextstat_pro.engine.inputs import pyhf_digest
 from nextstat_pro.engine.quality import assess_fit
 from nextstat_pro.errors import (
@@ -55,7 +56,7 @@ def test_result_carries_its_provenance() -> None:
 def test_upper_limit_has_observed_and_expected_band() -> None:
     result = execute(prepare("upper-limit", {}, [ws_input("simple_workspace.json")]), None)
     model = ns.from_pyhf(shared("workspaces", "simple_workspace.json").read_text())
-    observed, band = ns.upper_limit(model, method="root")
+    observed, band = ns.upper_limit(model, method="root", rtol=LIMIT_RTOL)
     assert result["observed"] == observed
     assert list(result["expected"].values()) == band
     assert band[0] < result["expected"]["median"] < band[4]
