@@ -7,17 +7,19 @@ each through ``submit --backend local`` (full audit, signing, registry), against
 ``concurrent.futures.ProcessPoolExecutor`` loop over ``nextstat.fit`` on the same patched
 workspaces (chunked per process, like the shards); and Dask and Ray on (b). Both workspaces'
 measurements fix ``lumi``, so a run's fit also corrects the uncertainties (a free-parameter
-Hessian, engine/uncertainties.py): the loop's "same numbers" variant does that too, and is the
-baseline that measures NS-Scale's own cost; against ``nextstat.fit`` alone the ratio also
-carries the correction's cost.
+Hessian, engine/uncertainties.py): the loop's "same numbers" variant (orjson, plus that
+correction) does that too, and is the baseline that measures NS-Scale's own cost, on (a) and
+(b); against ``nextstat.fit`` alone the ratio also carries the correction's cost. Every row
+is interleaved with its baselines and repeated; medians are printed, with the machine's load.
 
-    .venv/bin/python benchmarks/bench_scale.py [--workers 2] [--only a|b]
+    .venv/bin/python benchmarks/bench_scale.py [--workers 2] [--only a|b] [--repeat 3] [--repeat-b 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -95,6 +97,11 @@ def ours(base: dict[str, Any], ps: dict[str, Any], workers: int, shards: int, ba
         return elapsed, ",".join(handles)
 
 
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min): others share it, and the figures move with it."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def line(label: str, n: int, seconds: float, baseline: float) -> None:
     rate = n / seconds
     print(f"{label:<44} {seconds:8.1f} s {rate:9.1f} fits/s {rate * 86400:14,.0f} fits/day  "
@@ -115,29 +122,38 @@ def main() -> None:
     global DIR
     DIR = args.dir
     w = args.workers
+    print(f"load at start: {load()} ({os.cpu_count()} CPUs)", flush=True)
     if args.only != "b":
         base = json.loads((SHARED / "example_bkgonly.json").read_text())
         ps = patchset(base, args.n_small, "/channels/0/samples/0/data", lambda i: [5.0 + i * 0.01, 2.0 + i * 0.005])
         # Interleaved repeats, medians: the machine's noise is ±20% between runs here.
         runs = [(raw(base, ps, w, chunks=16), raw(base, ps, w, chunks=16, fast_encoder=True),
+                 raw(base, ps, w, chunks=16, fast_encoder=True, same_numbers=True),
                  ours(base, ps, w, 16, "local")) for _ in range(args.repeat)]
         t_raw = statistics.median(r[0] for r in runs)
         t_fast = statistics.median(r[1] for r in runs)
-        t_ours = statistics.median(r[2][0] for r in runs)
+        t_same = statistics.median(r[2] for r in runs)
+        t_ours = statistics.median(r[3][0] for r in runs)
         print(f"(a) {args.n_small:,} fits of example_bkgonly.json + patch, {w} processes, medians of {args.repeat} "
-              f"(workers: {sorted({r[2][1] for r in runs})})")
+              f"(workers: {sorted({r[3][1] for r in runs})})")
         line("  raw ProcessPoolExecutor loop (json)", args.n_small, t_raw, t_raw)
         line("  submit --backend local (16 shards)", args.n_small, t_ours, t_raw)
         line("  raw loop re-encoding with orjson", args.n_small, t_fast, t_fast)
         line("  submit --backend local, against it", args.n_small, t_ours, t_fast)
+        line("  raw loop, the same numbers as a run", args.n_small, t_same, t_same)
+        line("  submit --backend local, vs same", args.n_small, t_ours, t_same)
     if args.only != "a":
         base = json.loads((SHARED / "tttt-prod_workspace.json").read_text())
         first = base["observations"][0]["data"][0]
         ps = patchset(base, args.n_tttt, "/observations/0/data/0", lambda i: first + i * 0.01)
         # Interleaved like (a): the rows used to run one after the other, and drift between
         # them decided the figure.
-        runs = [(raw(base, ps, w, chunks=8), raw(base, ps, w, chunks=8, fast_encoder=True, same_numbers=True),
-                 ours(base, ps, w, 8, "local")[0]) for _ in range(args.repeat_b)]
+        runs = []
+        for k in range(args.repeat_b):
+            runs.append((raw(base, ps, w, chunks=8), raw(base, ps, w, chunks=8, fast_encoder=True, same_numbers=True),
+                         ours(base, ps, w, 8, "local")[0]))
+            print(f"  (b) repeat {k + 1}: nextstat.fit {runs[-1][0]:.1f} s, same numbers {runs[-1][1]:.1f} s, "
+                  f"submit {runs[-1][2]:.1f} s ({runs[-1][1] / runs[-1][2]:.2f}); load {load()}", flush=True)
         t_raw = statistics.median(r[0] for r in runs)
         t_same = statistics.median(r[1] for r in runs)
         t_local = statistics.median(r[2] for r in runs)
@@ -150,7 +166,7 @@ def main() -> None:
         for backend in ("dask", "ray"):
             line(f"  submit --backend {backend} (8 shards), vs same", args.n_tttt, ours(base, ps, w, 8, backend)[0],
                  t_same)
-
+    print(f"load at end: {load()}")
 
 
 if __name__ == "__main__":

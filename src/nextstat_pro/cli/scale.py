@@ -1,4 +1,6 @@
-"""``submit``, ``runs resume``, ``runs cancel`` and the ``worker`` commands."""
+"""``submit``, ``runs resume``, ``runs cancel``, ``runs shards`` and ``worker run-shard``: adapters over
+``scale.service`` and ``scale.coordinator`` (the coordinator runs here with --wait, else in a process
+of the service's; this command never re-launches itself)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,8 @@ from ..engine import InputFile, parse_pairs
 from ..errors import UsageError
 from ..runs.references import resolve_inputs
 from ..runs.service import VersionUse
-from ..scale import service
+from ..scale import coordinator, service
 from ..scale.worker import run_shard_uri
-from . import credentials
 from .common import ProjectOption, State, console, print_json, state
 
 SHOWN = 30  # rows of the merged table printed after --wait
@@ -61,8 +62,11 @@ def submit(
     if wait:
         _wait(st, run_id)
     else:
-        log = service.spawn_coordinator(inst, run_id, credentials.load(inst.config.instance_id))
-        console.print(f"coordinating in the background (log: {log}); follow with: nextstat-pro runs show {run_id}")
+        # A coordinator process of the service's, handed this request's context (not the
+        # credential): it outlives this command.
+        started = coordinator.start_process(inst, actor, run_id)
+        console.print(f"coordinating in the background (pid {started.pid}, log: {started.log}); "
+                      f"follow with: nextstat-pro runs show {run_id}")
 
 
 def _wait(st: State, run_id: str) -> None:
@@ -74,12 +78,12 @@ def _wait(st: State, run_id: str) -> None:
                   TimeRemainingColumn(), console=console, transient=False, auto_refresh=False) as bar:
         task = bar.add_task("shards", total=None, rate="")
 
-        def show(p: service.Progress) -> None:
+        def show(p: coordinator.Progress) -> None:
             rate = p.points_done / max(time.perf_counter() - start, 1e-9)
             bar.update(task, total=p.shards_total, completed=p.shards_done,
                        rate=f"{p.points_done}/{p.points_total} fits, {rate:.1f} fits/s", refresh=True)
 
-        status = service.coordinate(inst, actor, run_id, show)
+        status = coordinator.coordinate(inst, actor, run_id, show)
     elapsed = time.perf_counter() - start
     colour = "green" if status == "succeeded" else "red"
     console.print(f"run {run_id} [{colour}]{status}[/] in {elapsed:.1f} s")
@@ -116,10 +120,8 @@ def resume(ctx: typer.Context, run_ref: str, wait: bool = typer.Option(True, "--
     if wait:
         _wait(st, run_ref)
     else:
-        inst = st.instance()
-        st.context()
-        log = service.spawn_coordinator(inst, run_ref, credentials.load(inst.config.instance_id))
-        console.print(f"resuming in the background (log: {log})")
+        started = coordinator.start_process(st.instance(), st.context(), run_ref)
+        console.print(f"resuming in the background (pid {started.pid}, log: {started.log})")
 
 
 def cancel(ctx: typer.Context, run_ref: str, reason: str = typer.Option(..., "--reason")) -> None:
@@ -144,11 +146,3 @@ def run_shard(spec: str = typer.Option(..., "--spec", help="STORE_URL#sha256:...
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     typer.echo(digest)
-
-
-@worker_app.command("coordinate")
-def coordinate(ctx: typer.Context, run_ref: str) -> None:
-    """Drive a job to its end without a terminal (what submit runs in the background)."""
-    st = state(ctx)
-    status = service.coordinate(st.instance(), st.context(), run_ref)
-    typer.echo(status)

@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .service import SubmitRequest, cancel, coordinate, submit
+    from .coordinator import coordinate, start_process, start_thread
+    from .service import SubmitRequest, cancel, submit
 
-__all__ = ["SubmitRequest", "cancel", "coordinate", "submit"]
+__all__ = ["SubmitRequest", "cancel", "coordinate", "start_process", "start_thread", "submit"]
+_WHERE = {"SubmitRequest": "service", "cancel": "service", "submit": "service",
+          "coordinate": "coordinator", "start_process": "coordinator", "start_thread": "coordinator"}
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: workers import nextstat_pro.scale.worker, which needs no database.
-    if name in __all__:
-        from . import service
+    if name in _WHERE:
+        from importlib import import_module
 
-        return getattr(service, name)
+        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

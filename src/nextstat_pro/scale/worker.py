@@ -7,11 +7,13 @@ none. A shard result holds no timing, so a rerun yields the same bytes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jsonpatch
 import nextstat as ns
+import orjson
 
 from ..canonical import canonical_json
 from ..engine import InputFile, execute, prepare
@@ -120,8 +122,21 @@ def _point(fn: Any) -> dict[str, Any]:
         return {"ok": False, "error": str(exc)}
 
 
+def _fresh_copy(data: bytes) -> Callable[[], Any]:
+    """A new document of the base workspace per point, to patch in place: parsed again, which
+    is cheaper than the deep copy jsonpatch would make (tttt-prod, 1.3 MB: orjson 1.7 ms, json
+    4.5 ms, deepcopy 9 ms). orjson reads every float to the same double as json; what it
+    refuses (NaN literals, integers beyond 64 bits) is parsed by json, as ``parse_json`` does."""
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        text = data.decode()
+        return lambda: json.loads(text)
+    return lambda: orjson.loads(data)
+
+
 def _grid(ws: InputFile, patches: dict[str, dict[str, Any]], spec: JobSpec, indices: range) -> list[dict[str, Any]]:
-    base_text = ws.data.decode()
+    fresh = _fresh_copy(ws.data)
     task = get_task(spec.point_task)
     params = build_params(task.params, task.name, spec.params)
     out = []
@@ -130,8 +145,7 @@ def _grid(ws: InputFile, patches: dict[str, dict[str, Any]], spec: JobSpec, indi
         patch = patches[name]
 
         def one(patch: dict[str, Any] = patch) -> dict[str, Any]:
-            # A fresh parse is ~10x cheaper than the deep copy jsonpatch makes of the base.
-            doc = jsonpatch.apply_patch(json.loads(base_text), patch["patch"], in_place=True)
+            doc = jsonpatch.apply_patch(fresh(), patch["patch"], in_place=True)
             model = load_model(Workspace(doc))
             return task.fn(model, params, spec.seed)
 

@@ -25,6 +25,11 @@ class Launch:
 
 class Backend(Protocol):
     name: str
+    # How long the coordinator lets ``wait`` block between two looks at the store and the
+    # database. A backend whose ``wait`` returns when a worker finishes can afford a long one
+    # (it bounds only how late a cancellation is noticed); one that cannot tell needs a
+    # short one (it bounds how late a finished shard is seen).
+    poll_interval: float
 
     def launch(self, job: Launch) -> str:
         """Start workers for ``job.shards``; return a handle (job id) for the record."""
@@ -62,6 +67,8 @@ def worker_command(options: dict[str, Any] | None = None) -> list[str]:
 
 class PollingWait:
     """``wait`` for batch schedulers, whose completions are only seen by polling."""
+
+    poll_interval = 0.2
 
     def wait(self, timeout: float) -> None:
         time.sleep(timeout)

@@ -33,6 +33,7 @@ def _local_cluster(local_cluster: Any, workers: int) -> Any:
 
 class DaskBackend:
     name = "dask"
+    poll_interval = 1.0  # wait() returns as soon as a worker finishes
 
     def __init__(self) -> None:
         self.client: Any = None
@@ -41,17 +42,19 @@ class DaskBackend:
 
     def launch(self, job: Launch) -> str:
         try:
-            from distributed import Client, LocalCluster
+            import distributed
         except ImportError:
             raise ConfigError("the dask backend needs `distributed` (pip install distributed)") from None
+        # distributed's functions are not annotated: used through Any under mypy --strict.
+        api: Any = distributed
         if self.client is None:
             address = job.options.get("address")
             try:
                 if address:
-                    self.client = Client(address, timeout="10s")
+                    self.client = api.Client(address, timeout="10s")
                 else:
-                    self.cluster = _local_cluster(LocalCluster, job.workers)
-                    self.client = Client(self.cluster)
+                    self.cluster = _local_cluster(api.LocalCluster, job.workers)
+                    self.client = api.Client(self.cluster)
             except OSError as exc:
                 raise ConfigError(f"cannot reach the Dask scheduler {address}: {exc}") from None
         for shard in job.shards:
@@ -70,10 +73,11 @@ class DaskBackend:
         if not running:
             time.sleep(timeout)
             return
-        from distributed import wait
+        import distributed
 
+        api: Any = distributed
         try:
-            wait(running, timeout=timeout, return_when="FIRST_COMPLETED")
+            api.wait(running, timeout=timeout, return_when="FIRST_COMPLETED")
         except TimeoutError:
             pass  # nothing finished yet: the coordinator looks again
 

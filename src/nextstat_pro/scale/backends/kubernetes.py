@@ -60,11 +60,12 @@ class KubernetesBackend(PollingWait):
         except ImportError:
             raise ConfigError("the kubernetes backend needs the `kubernetes` package") from None
         self.namespace = job.options.get("namespace", "default")
+        kube_config: Any = config  # its loaders are not annotated
         try:
-            config.load_kube_config()
+            kube_config.load_kube_config()
         except Exception:  # the client raises several types for a missing or bad config
             try:
-                config.load_incluster_config()
+                kube_config.load_incluster_config()
             except Exception:
                 raise ConfigError("no Kubernetes configuration (kubeconfig or in-cluster): cannot apply "
                                   f"{job.workdir / 'job.json'}") from None

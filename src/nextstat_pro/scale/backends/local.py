@@ -28,6 +28,7 @@ def start_method() -> str:
 
 class LocalBackend:
     name = "local"
+    poll_interval = 1.0  # wait() returns as soon as a worker finishes
 
     def __init__(self) -> None:
         self.pool: ProcessPoolExecutor | None = None

@@ -12,6 +12,7 @@ from .base import Launch
 
 class RayBackend:
     name = "ray"
+    poll_interval = 1.0  # wait() returns as soon as a worker finishes
 
     def __init__(self) -> None:
         self.refs: dict[int, Any] = {}
