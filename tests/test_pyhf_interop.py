@@ -24,7 +24,7 @@ from nextstat_pro.errors import InputError
 from nextstat_pro.instance import Instance
 from nextstat_pro.scale import service as scale
 
-from .conftest import PASSWORD, shared
+from .conftest import shared
 
 PYHF = Path(sys.executable).parent / "pyhf"
 BKG = shared("workspaces", "example_bkgonly.json")
@@ -56,14 +56,6 @@ def examples(cli, tmp_path: Path) -> tuple[Path, Path]:  # type: ignore[no-untyp
     r = cli("examples", "write", str(tmp_path / "examples"), "--signal-points", "12")
     assert r.code == 0, r.err
     return tmp_path / "examples" / "example_workspace.json", tmp_path / "examples" / "example_signal_patchset.json"
-
-
-@pytest.fixture
-def home(tmp_path: Path, cli) -> Path:  # type: ignore[no-untyped-def]
-    home = tmp_path / "home"
-    r = cli("--home", str(home), "init", "--admin", "admin", env={"NSP_PASSWORD": PASSWORD})
-    assert r.code == 0, r.err
-    return home
 
 
 def test_pyhf_verifies_the_patchset_examples_write_generates(examples: tuple[Path, Path]) -> None:
