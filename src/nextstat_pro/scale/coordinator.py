@@ -53,8 +53,6 @@ from .partition import shard_ranges
 from .spec import JobSpec, spec_uri
 
 POLL_S = 0.2  # between looks, for backends that do not say (Backend.poll_interval)
-# The permission a coordinator needs: it records the job's progress and publishes its result.
-OPERATION = "run.create"
 RUNNER_MODULE = "nextstat_pro.scale.runner"
 # Never handed to a coordinator process: it receives its context on a pipe, not a credential.
 SECRET_ENV = ("NSP_TOKEN", "NSP_PASSWORD", "NSP_NEW_PASSWORD")
@@ -97,7 +95,7 @@ def coordinate(instance: Instance, ctx: RequestContext, run_id: str,
     before the transaction that references them commits."""
     with instance.db.transaction() as session:
         run, project_row = _resumable(session, run_id)
-        authorize(session, ctx, OPERATION, project_row)
+        authorize(session, ctx, "run.create", project_row)  # it records progress, publishes
         _refuse_finished(run)
         project = project_row.name
         job = session.get(ScaleJob, run.id)
@@ -282,7 +280,7 @@ def start_thread(instance: Instance, ctx: RequestContext, run_id: str,
     thread, see backends/local.py)."""
     with instance.db.transaction() as session:
         run, project = _resumable(session, run_id)
-        authorize(session, ctx, OPERATION, project)
+        authorize(session, ctx, "run.create", project)
         _refuse_finished(run)
         run_id = run.id
     thread = CoordinatorThread(instance, ctx, run_id, on_progress)
@@ -323,7 +321,7 @@ def start_process(instance: Instance, ctx: RequestContext, run_id: str, *, detac
     returned ``process`` is the coordinator itself, the caller waits for it."""
     with instance.db.transaction() as session:
         run, project = _resumable(session, run_id)
-        authorize(session, ctx, OPERATION, project)
+        authorize(session, ctx, "run.create", project)
         _refuse_finished(run)
         run_id = run.id
     workdir = instance.home.resolve() / "jobs" / run_id
