@@ -110,7 +110,10 @@ def cli_home(tmp_path: Path) -> Path:
 def _start_long_run(home: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-m", "nextstat_pro.cli", "--home", str(home), "run", "toys", "-w", TTTT,
                              "--seed", "1", "--param", "n_toys=100000"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "NSP_PASSWORD": PASSWORD})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "NSP_PASSWORD": PASSWORD},
+                            # A shell's background job starts with SIGINT ignored, and Python then
+                            # installs no KeyboardInterrupt handler: give the run a terminal's default.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         rows = json.loads(_cli(home, "runs", "list", "--status", "running", "--json").stdout or "[]")
