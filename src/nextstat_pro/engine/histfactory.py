@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
 from typing import Any
 
 import nextstat as ns
 
 from ..errors import InputError, TaskFailedError
 from . import uncertainties
+from .asymptotics import Asymptotics
 from .inputs import Workspace
 from .measurement import pyhf_settings
 from .params import (
@@ -26,6 +29,17 @@ from .uncertainties import Fit
 # (beyond the 1e-4 the cross-check allows); 1e-6 agrees to a few 1e-6 and costs nothing
 # measurable (0.1 ms for the whole band there). docs/validation.md.
 LIMIT_RTOL = 1e-6
+
+LIMIT_CHECK_RTOL = 1e-5
+"""The engine's limits are replaced by ours when its expected median limit is off by more than
+this: sqrt(q_A) there, computed from correct Asimov data, differs from isf(alpha/2) by more than
+this fraction (a limit's relative error is about the same: sqrt(q_A) is nearly proportional to
+mu). Ten times the engine's root tolerance, a tenth of the cross-check's 1e-4."""
+
+HYPOTEST_CHECK_RTOL = 1e-5
+"""The engine's CLs are replaced by ours when they differ by more than this (relative)."""
+
+RECOMPUTED = "; Asimov data and CLs computed by the product (the engine's were off: engine/asymptotics.py)"
 
 
 def load_model(workspace: Workspace) -> Any:
@@ -46,7 +60,7 @@ def _fit(model: Any, grad_tol: float, covariance: bool = False) -> tuple[Fit, di
         model.parameter_names(),
         result.values,
         model.suggested_bounds(),
-        model.grad_nll(result.values),
+        result.gradient,
         result.converged,
         grad_tol,
     )
@@ -55,6 +69,14 @@ def _fit(model: Any, grad_tol: float, covariance: bool = False) -> tuple[Fit, di
         quality["reasons"].append("the free parameters' Hessian is not positive definite: uncertainties unreliable")
     quality["engine_n_active_bounds"] = result.n_active_bounds
     quality["engine_final_grad_norm"] = result.final_grad_norm
+    if result.newton is not None:
+        # The step that finished the engine's minimisation (engine/uncertainties.py).
+        quality["newton_step"] = {
+            "applied": result.newton.applied,
+            "max_shift_sigma": result.newton.max_shift_sigma,
+            "nll_decrease": result.newton.nll_decrease,
+            "hessian_refreshed": result.newton.hessian_refreshed,
+        }
     return result, quality
 
 
@@ -90,6 +112,14 @@ def fit(model: Any, p: FitParams, seed: int | None) -> dict[str, Any]:
 def hypotest(model: Any, p: HypotestParams, seed: int | None) -> dict[str, Any]:
     result, quality = _fit(model, p.grad_tol)
     cls, (clsb, clb) = ns.hypotest(p.mu, model, return_tail_probs=True)
+    # The engine's Asimov data can be wrong (engine/asymptotics.py): its CLs are kept when ours,
+    # from correct Asimov data, agree; otherwise ours are reported.
+    calc = Asymptotics(model)
+    ours = calc.hypotest(p.mu)
+    deviation = abs(ours[0] - cls) / max(ours[0], 1e-300)
+    recomputed = deviation > HYPOTEST_CHECK_RTOL
+    if recomputed:
+        cls, clsb, clb = ours
     return {
         "quality": quality,
         "poi": _poi(model, result),
@@ -98,7 +128,8 @@ def hypotest(model: Any, p: HypotestParams, seed: int | None) -> dict[str, Any]:
         "clsb": clsb,
         "clb": clb,
         "test_statistic": "qtilde",
-        "method": "asymptotic",
+        "method": "asymptotic" + (RECOMPUTED if recomputed else ""),
+        "asimov_check": {"engine_cls_rel_deviation": deviation, "recomputed": recomputed},
     }
 
 
@@ -108,6 +139,15 @@ def upper_limit(model: Any, p: UpperLimitParams, seed: int | None) -> dict[str, 
         observed, band = ns.upper_limit(model, method="root", alpha=p.alpha, rtol=LIMIT_RTOL)
     except (ValueError, RuntimeError) as exc:
         raise TaskFailedError(f"upper limit failed: {exc}") from None
+    # The engine's expected median limit is where its Asimov q-tilde equals isf(alpha/2)**2;
+    # ours (engine/asymptotics.py: correct Asimov data) is computed there. When the two differ,
+    # every limit is computed by ours (they all rest on the same Asimov data).
+    calc = Asymptotics(model)
+    target = -NormalDist().inv_cdf(p.alpha / 2)
+    deviation = abs(math.sqrt(calc.q_asimov(band[2])) / target - 1)
+    recomputed = deviation > LIMIT_CHECK_RTOL
+    if recomputed:
+        observed, band = calc.upper_limit(p.alpha, LIMIT_RTOL, guesses=[observed, *band])
     return {
         "quality": quality,
         "poi": _poi(model, result),
@@ -115,7 +155,8 @@ def upper_limit(model: Any, p: UpperLimitParams, seed: int | None) -> dict[str, 
         "cl": 1 - p.alpha,
         "observed": observed,
         "expected": dict(zip(("-2sigma", "-1sigma", "median", "+1sigma", "+2sigma"), band, strict=True)),
-        "method": "asymptotic CLs (qtilde), root finding",
+        "method": "asymptotic CLs (qtilde), root finding" + (RECOMPUTED if recomputed else ""),
+        "asimov_check": {"engine_median_sqrt_qA_rel_deviation": deviation, "recomputed": recomputed},
     }
 
 
@@ -139,13 +180,14 @@ def scan(model: Any, p: ScanParams, seed: int | None) -> dict[str, Any]:
 def ranking(model: Any, p: RankingParams, seed: int | None) -> dict[str, Any]:
     """The engine's impacts: the POI's shift when a nuisance parameter is fixed at its nominal
     value ± its prior width and the rest refitted (pre-fit impacts). ``constraint`` is the
-    post-fit over the prior width; the engine takes the post-fit width from its all-free
-    Hessian, so it is rescaled to the free parameters' uncertainty, and fixed parameters
+    post-fit over the prior width; the engine takes the post-fit width from its own (all-free)
+    Hessian, so it is rescaled to the uncertainty the fit reports, and fixed parameters
     (no uncertainty to propagate) are listed apart instead of ranked."""
     result, quality = _fit(model, p.grad_tol)
     ours = {n: (u, f) for n, u, f in zip(model.parameter_names(), result.uncertainties, result.fixed, strict=True)}
-    engine_widths = (dict(zip(model.parameter_names(), ns.fit(model).uncertainties, strict=True))
-                     if any(result.fixed) else {n: u for n, (u, _) in ours.items()})
+    # One more fit (ranking refits twice per parameter anyway): the engine's widths differ from
+    # ours with fixed parameters (all-free Hessian) and by ~1e-4 without (its own Hessian).
+    engine_widths = dict(zip(model.parameter_names(), ns.fit(model).uncertainties, strict=True))
     impacts = []
     for entry in ns.ranking(model):
         width, fixed = ours[entry["name"]]
