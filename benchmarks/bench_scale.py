@@ -127,9 +127,14 @@ def main() -> None:
         base = json.loads((SHARED / "example_bkgonly.json").read_text())
         ps = patchset(base, args.n_small, "/channels/0/samples/0/data", lambda i: [5.0 + i * 0.01, 2.0 + i * 0.005])
         # Interleaved repeats, medians: the machine's noise is ±20% between runs here.
-        runs = [(raw(base, ps, w, chunks=16), raw(base, ps, w, chunks=16, fast_encoder=True),
-                 raw(base, ps, w, chunks=16, fast_encoder=True, same_numbers=True),
-                 ours(base, ps, w, 16, "local")) for _ in range(args.repeat)]
+        runs = []
+        for k in range(args.repeat):
+            runs.append((raw(base, ps, w, chunks=16), raw(base, ps, w, chunks=16, fast_encoder=True),
+                         raw(base, ps, w, chunks=16, fast_encoder=True, same_numbers=True),
+                         ours(base, ps, w, 16, "local")))
+            r = runs[-1]
+            print(f"  (a) repeat {k + 1}: json {r[0]:.2f} s, orjson {r[1]:.2f} s, same numbers {r[2]:.2f} s, submit "
+                  f"{r[3][0]:.2f} s ({r[2] / r[3][0]:.2f}); load {load()}", flush=True)
         t_raw = statistics.median(r[0] for r in runs)
         t_fast = statistics.median(r[1] for r in runs)
         t_same = statistics.median(r[2] for r in runs)

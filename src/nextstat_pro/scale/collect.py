@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from ..canonical import cut, join_arrays, splice
+from ..canonical import cut, gc_paused, join_arrays, splice
 from ..errors import IntegrityError
 from ..store import ObjectStore
 from .partition import shard_ranges, shard_ref
@@ -54,8 +54,10 @@ def read_shard(store: ObjectStore, spec: JobSpec, shard: int, digest: str) -> Sh
     data = store.get(digest)  # digest-checked
     try:
         # orjson: 2.4x faster than json on shard results, and the coordinator parses every
-        # point of a job while the workers compute on the same cores.
-        doc: dict[str, Any] = orjson.loads(data)
+        # point of a job while the workers compute on the same cores; with the collector
+        # paused, as a full collection walks the coordinator's whole heap.
+        with gc_paused():
+            doc: dict[str, Any] = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise CollectError(f"shard {shard} ({digest}) is not JSON: {exc}") from None
     points_doc = doc.get("points") if isinstance(doc, dict) else None
