@@ -20,7 +20,7 @@ NSP_PASSWORD="$admin_pw" $nsp init --admin admin --printed-name "Dana Administra
 NSP_NEW_PASSWORD="$reviewer_pw" $nsp user create rita --printed-name "Rita Reviewer" --email rita@example.org
 NSP_NEW_PASSWORD="$approver_pw" $nsp user create alan --printed-name "Alan Approver" --email alan@example.org
 $nsp role grant rita editor --reason "QA reviewer of the default project"
-$nsp role grant alan editor --reason "QA approver of the default project"
+$nsp role grant alan admin --reason "QA approver of the default project (approval needs the admin role)"
 
 echo; echo "== 3. The registry: immutable, content-addressed versions"
 $nsp hub model push example "$ws" --version 1.0.0 --description "four-channel example" --tag analysis=demo

@@ -31,7 +31,7 @@ from .audit_helpers import actions_after, last_seq
 from .conftest import shared
 from .identity_helpers import add_user, session_for
 
-RITA, ALAN, ED = "rita-password-1", "alan-password-1", "ed-password-12"
+RITA, ALAN, ED, VERA = "rita-password-1", "alan-password-1", "ed-password-12", "vera-password-1"
 
 
 def fit(inst: Instance, ctx=None, name: str = "simple_workspace.json", task: str = "fit"):  # type: ignore[no-untyped-def]
@@ -41,8 +41,9 @@ def fit(inst: Instance, ctx=None, name: str = "simple_workspace.json", task: str
 
 @pytest.fixture
 def team(sqlite_instance: Instance) -> Instance:
-    for name, pw in (("rita", RITA), ("alan", ALAN), ("ed", ED)):
-        add_user(sqlite_instance, name, "editor", pw)
+    # Approval needs the project's admin role by default (the approval policy's approver_role).
+    for name, pw, role in (("rita", RITA, "editor"), ("alan", ALAN, "admin"), ("ed", ED, "editor")):
+        add_user(sqlite_instance, name, role, pw)
     return sqlite_instance
 
 
@@ -167,28 +168,24 @@ def test_disabled_user_cannot_sign(team: Instance) -> None:
     inst = team
     out = fit(inst, session_for(inst, "ed", ED))
     rita = session_for(inst, "rita", RITA)
-    with inst.db.transaction() as s:
-        disable_user(s, inst.context(), "rita", "left")
+    disable_user(inst, inst.context(), "rita", "left")
     with pytest.raises(AuthenticationError, match="disabled"):
         sign_run(inst, rita, out.run_id, "review", "ok", RITA, "rita")
 
 
 def test_nobody_can_sign_with_anothers_key(team: Instance) -> None:
-    """The admin resets Rita's password: her old key is retired and no new key exists until
-    she chooses her own password, so the admin holds nothing to sign with."""
+    """The admin resets Rita's password: no password the admin chooses or sees comes of it (a
+    one-time token goes to Rita, tests/test_admin_reset.py), so the admin holds nothing to sign
+    with, and Rita's key is hers until she uses the token."""
     inst = team
     out = fit(inst, session_for(inst, "ed", ED))
-    from nextstat_pro.identity.users import reset_password
-
-    with inst.db.transaction() as s:
-        reset_password(s, inst.context(), "rita", "admin-knows-this-1", "forgotten")
     from nextstat_pro.identity import auth
+    from nextstat_pro.identity.resets import reset_password
 
-    cred = auth.login(inst.db.transaction, inst.config.auth, "rita", "admin-knows-this-1")
-    with inst.db.transaction() as s:
-        ctx = auth.authenticate(s, cred.token, allow_password_change=True)
-    with pytest.raises(AuthenticationError, match="no signing key"):
-        sign_run(inst, ctx, out.run_id, "review", "ok", "admin-knows-this-1", "rita")
+    reset_password(inst, inst.context(), "rita", "forgotten")
+    with pytest.raises(AuthenticationError):
+        auth.sign_in(inst, "rita", "admin-knows-this-1")
+    sign_run(inst, session_for(inst, "rita", RITA), out.run_id, "review", "ok", RITA, "rita")
 
 
 def test_signature_is_bound_to_its_run_and_manifest(team: Instance, tmp_path: Path) -> None:
@@ -254,3 +251,24 @@ def test_pinned_keys(sqlite_instance: Instance, tmp_path: Path) -> None:
     assert verify_run_folder(dest, None, log_key).log_key_pinned
     with sqlite_instance.db.transaction() as s:
         assert s.scalar(select(Signature)) is None
+
+
+def test_approval_rights_come_from_the_approval_policy(team: Instance) -> None:
+    """Viewer access lets one review a run, not approve it: the policy names who approves."""
+    from nextstat_pro.config import ApprovalPolicy
+
+    inst = team
+    out = fit(inst, session_for(inst, "ed", ED))
+    rita, alan = session_for(inst, "rita", RITA), session_for(inst, "alan", ALAN)
+    sign_run(inst, rita, out.run_id, "review", "ok", RITA, "rita")
+    add_user(inst, "vera", "viewer", VERA)
+    vera = session_for(inst, "vera", VERA)
+    before = last_seq(inst)
+    with pytest.raises(ConflictError, match="approval needs the role admin in the project.*you have viewer"):
+        sign_run(inst, vera, out.run_id, "approval", "looks fine", VERA, "vera")
+    assert actions_after(inst, before) == ["signature.refused"]
+    # A named group (QA): the admin alan is not in it, so he may not approve either.
+    inst.config.approval["default"] = ApprovalPolicy(approver_role="viewer", approvers=["vera"])
+    with pytest.raises(ConflictError, match="reserved to the approvers the project's approval policy names"):
+        sign_run(inst, alan, out.run_id, "approval", "ok", ALAN, "alan")
+    assert sign_run(inst, vera, out.run_id, "approval", "QA approves", VERA, "vera").approval_state == "approved"

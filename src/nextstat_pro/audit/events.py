@@ -17,12 +17,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from .. import text
+from ..access.context import RequestContext
 from ..canonical import canonical_json, plain_json, sanitize_plain, sha256_hex
 from ..db.models import AuditEvent
-from ..db.session import SEAL_KEY, core_connection
+from ..db.session import APPENDED, SEAL_KEY, core_connection
 from ..db.types import rfc3339, utcnow
 from ..errors import ConfigError, UsageError
-from ..identity.actors import RequestContext
 from ..ids import new_id
 
 GENESIS_HASH = "0" * 64
@@ -122,6 +123,7 @@ def append_event(
 ) -> AppendedEvent:
     """Append one event to the chain in ``session``'s transaction (added, not committed)."""
     verb = action.rsplit(".", 1)[-1]
+    reason = text.clean_optional("reason", reason)  # every reason people read: one line, nothing hidden
     if verb in REASON_REQUIRED_VERBS and not (reason and reason.strip()):
         raise UsageError(f"a reason is required for {action}")
     seq, prev_hash = _tail(session)
@@ -170,6 +172,7 @@ def append_event(
     # A session lives for one transaction (Database.transaction), so the cached tail
     # never outlives the lock that made it valid.
     session.info[_TAIL] = (seq, digest)
+    session.info[APPENDED] = True
     return AppendedEvent(seq=seq, event_id=body["event_id"], hash=digest)
 
 

@@ -9,6 +9,9 @@ reads O(log n) of them, fetched in one query.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -17,14 +20,15 @@ from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from ..db.models import AuditCheckpoint, AuditEvent, AuditTreeNode
+from ..db.session import SEAL_KEY
 from ..db.types import utcnow
-from ..errors import NotFoundError, UsageError
+from ..errors import ConfigError, IntegrityError, NotFoundError, UsageError
 from ..signing.notes import sign_checkpoint
 from ..verify.merkle import leaf_hash, node_hash
-from ..verify.note import Checkpoint, Verifier
+from ..verify.note import Checkpoint, NoteError, Verifier, open_checkpoint
 from . import merkle
-from .events import lock_log
-from .witness import Witness, checkpoint_name
+from .events import GENESIS_HASH, lock_log, seal_with
+from .witness import PREFIX, Witness, checkpoint_name
 
 T = TypeVar("T")
 BATCH = 20_000
@@ -73,7 +77,7 @@ def integrate(session: Session) -> int:
         new: list[dict[str, Any]] = []
         for seq, body in rows:
             if seq != size + 1:
-                raise UsageError(f"audit log has a gap before seq {seq}: run `nextstat-pro audit verify`")
+                raise UsageError(f"audit log has a gap before seq {seq}: audit verify names the first bad event")
             h = leaf_hash(body.encode())
             level, index = 0, size
             known[(0, index)] = h
@@ -103,7 +107,7 @@ def with_nodes(session: Session, compute: Callable[[merkle.NodeFn], T]) -> T:
     nodes = read_nodes(session, wanted)
     missing = wanted - nodes.keys()
     if missing:
-        raise NotFoundError(f"audit tree nodes missing: {sorted(missing)[:3]} (run `nextstat-pro audit verify`)")
+        raise NotFoundError(f"audit tree nodes missing: {sorted(missing)[:3]} (audit verify names what is wrong)")
     return compute(lambda level, index: nodes[(level, index)])
 
 
@@ -126,15 +130,37 @@ def latest_checkpoint(session: Session) -> StoredCheckpoint | None:
 def get_checkpoint(session: Session, size: int) -> StoredCheckpoint:
     row = session.get(AuditCheckpoint, size)
     if row is None:
-        raise NotFoundError(f"no checkpoint at tree size {size} (see: nextstat-pro audit checkpoints)")
+        raise NotFoundError(f"no checkpoint at tree size {size} (the audit checkpoints list holds those signed)")
     return StoredCheckpoint(row.size, bytes.fromhex(row.root), row.note)
 
 
 def checkpoint(session: Session, origin: str, verifier: Verifier, keys: Any, witness: Witness) -> StoredCheckpoint:
     """Integrate, then sign a checkpoint of the whole tree, store it and witness it.
-    Returns the latest checkpoint unchanged when no event arrived since."""
-    size = integrate(session)
+    Returns the latest checkpoint unchanged when no event arrived since.
+
+    Nothing is signed over a log that does not hold: the events since the last checkpoint
+    must chain and carry this instance's seals, and the tree must extend both the latest
+    stored checkpoint and the latest one the witness holds (the log may not have fewer events
+    than the witness has seen: a deleted tail is refused here, not witnessed for good).
+    """
+    lock_log(session)  # first: on PostgreSQL what is read after it is what the other signers left
     latest = latest_checkpoint(session)
+    _check_increment(session, latest.size if latest is not None else 0)
+    size = integrate(session)
+    seen = _latest_witnessed(witness, verifier, origin)
+    for source, prior in (("stored", latest), ("witnessed", seen)):
+        if prior is None or prior.size == 0:
+            continue
+        if prior.size > size:
+            raise IntegrityError(
+                f"refusing to sign a checkpoint: the log has {size} events, the {source} checkpoint covers "
+                f"{prior.size} (events deleted); audit verify names the first bad event"
+            )
+        if root_at(session, prior.size) != prior.root:
+            raise IntegrityError(
+                f"refusing to sign a checkpoint: the log's first {prior.size} events no longer have the {source} "
+                "checkpoint's root (history rewritten); audit verify names the first bad event"
+            )
     if latest is not None and latest.size == size:
         return latest
     if size == 0:
@@ -143,10 +169,51 @@ def checkpoint(session: Session, origin: str, verifier: Verifier, keys: Any, wit
     note = sign_checkpoint(Checkpoint(origin, size, root), verifier.name, keys)
     # Witness first: a checkpoint in the database is always also outside it.
     witness.write(checkpoint_name(size), note.encode())
+    if seen is None or size >= seen.size:
+        witness.write_latest(note.encode())
     session.execute(
         insert(AuditCheckpoint), [{"size": size, "root": root.hex(), "note": note, "created_at": utcnow()}]
     )
     return StoredCheckpoint(size, root, note)
+
+
+def _check_increment(session: Session, after: int) -> None:
+    """The events after seq ``after`` link to it and to each other, and carry this instance's
+    seal (audit verify checks the whole log the same way)."""
+    key = session.info.get(SEAL_KEY)
+    if key is None:
+        raise ConfigError("the audit seal key is not loaded: refusing to sign a checkpoint")
+    t = AuditEvent.__table__.c
+    prev = GENESIS_HASH if after == 0 else session.scalar(select(t.hash).where(t.seq == after))
+    if prev is None:
+        raise IntegrityError(f"refusing to sign a checkpoint: event {after}, the last checkpointed, is missing")
+    expected = after + 1
+    rows = session.execute(select(t.seq, t.body, t.hash, t.mac, t.prev_hash).where(t.seq > after).order_by(t.seq))
+    for seq, body, digest, mac, prev_hash in rows:
+        data = body.encode()
+        if (seq != expected or prev_hash != prev or hashlib.sha256(data).hexdigest() != digest
+                or not hmac.compare_digest(seal_with(key, digest), mac)
+                or json.loads(data).get("prev_hash") != prev):
+            raise IntegrityError(
+                f"refusing to sign a checkpoint: audit event {expected} does not verify; "
+                "audit verify names the first bad event"
+            )
+        prev, expected = digest, expected + 1
+
+
+def _latest_witnessed(witness: Witness, verifier: Verifier, origin: str) -> StoredCheckpoint | None:
+    data = witness.read_latest()
+    if data is None:  # an instance from before latest.note: its newest write-once checkpoint
+        names = [n for n in witness.names() if n.startswith(PREFIX)]
+        if not names:
+            return None
+        data = witness.read(max(names))
+    try:
+        cp = open_checkpoint(data.decode(), verifier, origin=origin)
+    except (NoteError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"refusing to sign a checkpoint: the witness's latest checkpoint does not verify: {exc}")\
+            from None
+    return StoredCheckpoint(cp.size, cp.root, data.decode())
 
 
 def inclusion(session: Session, seq: int, size: int) -> list[bytes]:

@@ -6,7 +6,10 @@ Checks, in order, naming the first bad ``seq`` and what is wrong:
    outside the database) matches, so a rewrite that recomputes every later hash still fails;
 2. the stored Merkle tree nodes equal the ones re-derived from the events;
 3. every stored and every witnessed checkpoint: a valid signature by the log key, for this
-   log, no larger than the log, and with the root re-derived from the events.
+   log, no larger than the log, and with the root re-derived from the events;
+4. the unwitnessed tail: how many events no witnessed checkpoint covers and how long the
+   oldest of them has waited, which may not exceed the configured bound (continuous witnessing
+   signs within about a second of a commit, audit/witnessing.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -39,6 +43,7 @@ class VerifyReport:
     first_bad_seq: int | None = None
     problem: str | None = None
     warnings: list[str] = field(default_factory=list)
+    oldest_unwitnessed_s: float | None = None  # seconds the oldest unwitnessed event has waited
 
     def fail(self, seq: int | None, problem: str) -> VerifyReport:
         self.ok, self.first_bad_seq, self.problem = False, seq, problem
@@ -60,7 +65,8 @@ def _columns_agree(columns: tuple[Any, ...], body: dict[str, Any]) -> bool:
 
 
 def verify_log(
-    session: Session, verifier: Verifier, origin: str, seal_key: bytes, witness: Witness | None, batch: int = 10_000
+    session: Session, verifier: Verifier, origin: str, seal_key: bytes, witness: Witness | None, batch: int = 10_000,
+    max_unwitnessed_s: float | None = None,
 ) -> VerifyReport:
     report = VerifyReport()
     tree = MemoryTree()
@@ -89,7 +95,26 @@ def verify_log(
         nodes.close()
     if failed is not None:
         return failed
-    return _check_checkpoints(session, tree, verifier, origin, witness, report)
+    report = _check_checkpoints(session, tree, verifier, origin, witness, report)
+    if not report.ok or witness is None:
+        return report
+    return _check_unwitnessed(session, report, max_unwitnessed_s)
+
+
+def _check_unwitnessed(session: Session, report: VerifyReport, bound_s: float | None) -> VerifyReport:
+    if report.unwitnessed <= 0:
+        return report
+    first = report.latest_witnessed + 1
+    ts = session.scalar(select(AuditEvent.ts).where(AuditEvent.seq == first))
+    if ts is None:
+        return report
+    waited = (datetime.now(UTC) - datetime.fromisoformat(ts)).total_seconds()
+    report.oldest_unwitnessed_s = round(waited, 3)
+    if bound_s is not None and waited > bound_s:
+        return report.fail(first, f"{report.unwitnessed} event(s) unwitnessed, the oldest (seq {first}) for "
+                                  f"{waited:.0f} s, beyond the bound of {bound_s:g} s (max_unwitnessed_s): a "
+                                  "process died before witnessing, or the witnessed history was cut")
+    return report
 
 
 def _check_events(rows: Any, tree: MemoryTree, seal_key: bytes, report: VerifyReport) -> VerifyReport | None:

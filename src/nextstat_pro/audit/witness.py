@@ -1,5 +1,9 @@
 """The witness location: signed checkpoints written outside the database (a folder or an
-S3 prefix), write-once, so that rewriting the database cannot rewrite them too."""
+S3 prefix), write-once, so that rewriting the database cannot rewrite them too.
+
+Beside the write-once ``checkpoint-<size>.note`` files, ``latest.note`` holds the newest
+checkpoint (replaced, never shrunk: ``tree.checkpoint`` checks the log against it before it
+signs the next), so that signing reads one small object instead of listing them all."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from ..files import atomic_write
 
 PREFIX = "checkpoint-"
 SUFFIX = ".note"
+LATEST = "latest.note"
 
 
 def checkpoint_name(size: int) -> str:
@@ -31,6 +36,10 @@ class Witness(Protocol):
 
     def names(self) -> list[str]: ...
 
+    def write_latest(self, data: bytes) -> None: ...
+
+    def read_latest(self) -> bytes | None: ...
+
 
 def _check_same(name: str, old: bytes, new: bytes) -> None:
     if old != new:
@@ -44,13 +53,33 @@ class FolderWitness:
 
     def write(self, name: str, data: bytes) -> None:
         path = self.folder / name
-        if path.exists():
-            _check_same(name, path.read_bytes(), data)
-            return
-        atomic_write(path, data)
+        try:
+            if path.exists():
+                _check_same(name, path.read_bytes(), data)
+                return
+            atomic_write(path, data)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to witness {self.url}: {exc}") from None
 
     def read(self, name: str) -> bytes:
-        return (self.folder / name).read_bytes()
+        try:
+            return (self.folder / name).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read witness {self.url}: {exc}") from None
+
+    def write_latest(self, data: bytes) -> None:
+        try:
+            atomic_write(self.folder / LATEST, data)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to witness {self.url}: {exc}") from None
+
+    def read_latest(self) -> bytes | None:
+        try:
+            return (self.folder / LATEST).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ConfigError(f"cannot read witness {self.url}: {exc}") from None
 
     def names(self) -> list[str]:
         if not self.folder.is_dir():
@@ -83,6 +112,22 @@ class S3Witness:
     def read(self, name: str) -> bytes:
         data: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
         return data
+
+    def write_latest(self, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(LATEST), Body=data)
+        except (ClientError, BotoCoreError) as exc:
+            raise ConfigError(f"cannot write to witness {self.url}: {exc}") from None
+
+    def read_latest(self) -> bytes | None:
+        try:
+            return self.read(LATEST)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise ConfigError(f"cannot read witness {self.url}: {exc}") from None
+        except BotoCoreError as exc:
+            raise ConfigError(f"cannot read witness {self.url}: {exc}") from None
 
     def names(self) -> list[str]:
         prefix = f"{self.prefix}/" if self.prefix else ""

@@ -17,6 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..errors import ConfigError, NSPError
 
 SEAL_KEY = "nsp_audit_seal_key"
+# Set in a transaction's ``session.info`` by whatever appends an audit event to it; after the
+# commit, ``Database.after_audited_commit`` runs (the instance witnesses the new tail).
+APPENDED = "nsp_audit_appended"
 # In a read session: the Database's cache of committed projects by name (see get_project).
 PROJECT_CACHE = "nsp_project_cache"
 
@@ -103,6 +106,9 @@ class Database:
         # Records the audit event of a security-relevant refusal after its transaction
         # rolled back (set by Instance; see errors.NSPError.security_event).
         self.security_recorder: Callable[[dict[str, Any]], None] | None = None
+        # Called after a transaction that appended audit events has committed, outside it (set
+        # by Instance: the new tail is witnessed, batched; see audit/witnessing.py).
+        self.after_audited_commit: Callable[[], None] | None = None
         # One connection per thread, kept between transactions: checking a connection out
         # of the pool and back for every transaction cost 55 us, as much as appending an
         # audit event itself (benchmarks/bench_audit.py).
@@ -159,7 +165,7 @@ class Database:
         if self.seal_key is not None:
             info[SEAL_KEY] = self.seal_key
         kept.busy = True
-        committing = False
+        committing = appended = False
         with self._translated_errors(lambda: self._drop("kept", conn)):
             try:
                 yield session
@@ -168,6 +174,10 @@ class Database:
                     session.commit()
                 if conn.in_transaction():
                     conn.commit()
+                # Events appended by a transaction nested in this one (a pooled session) are
+                # witnessed once this one has committed too: witnessing inside it would wait on
+                # its write lock.
+                appended = APPENDED in info or self._local.__dict__.pop("nested_appended", False)
             except BaseException:
                 if committing:
                     # After a failed commit the driver's transaction state is unknown
@@ -185,6 +195,8 @@ class Database:
                 session.close()
                 info.clear()
                 kept.busy = False
+        if appended and self.after_audited_commit is not None:
+            self.after_audited_commit()
 
     @contextmanager
     def _translated_errors(self, discard: Callable[[], None]) -> Iterator[None]:
@@ -238,9 +250,11 @@ class Database:
         session = self._sessions()
         if self.seal_key is not None:
             session.info[SEAL_KEY] = self.seal_key
+        appended = False
         try:
             with session.begin():
                 yield session
+                appended = APPENDED in session.info
         except OperationalError as exc:
             raise ConfigError(f"database error: {exc.orig}") from None
         except NSPError as exc:
@@ -249,6 +263,8 @@ class Database:
             raise
         finally:
             session.close()
+        if appended:  # committed: the enclosing transaction of this thread witnesses it
+            self._local.nested_appended = True
 
     def _record_refusal(self, exc: NSPError) -> None:
         """Audit a security-relevant refusal in a transaction of its own, after the refused

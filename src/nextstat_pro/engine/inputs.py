@@ -13,6 +13,7 @@ from typing import Any
 import jsonpatch
 import orjson
 
+from .. import text
 from ..canonical import digest_of
 from ..errors import InputError
 from .schemas import validate
@@ -29,6 +30,7 @@ class InputFile:
 
     @classmethod
     def from_bytes(cls, role: str, name: str, data: bytes) -> InputFile:
+        text.check("input file name", name)  # recorded in the manifest and shown by runs show
         return cls(role, name, data, digest_of(data))
 
     @classmethod

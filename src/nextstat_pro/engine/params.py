@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from .. import text
 from ..errors import ParamError
 
 
@@ -86,6 +87,12 @@ def parse_pairs(pairs: list[str]) -> dict[str, str]:
 
 
 def build_params(model: type[TaskParams], task: str, raw: dict[str, Any]) -> TaskParams:
+    # Keys and values are recorded as given (manifest, run listings): people read them, so
+    # they follow the text rules before anything else looks at them.
+    for key, value in raw.items():
+        text.check("parameter name", str(key))
+        if isinstance(value, str):
+            text.check("parameter value", value)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import jsonschema_rs
 
 from ..errors import ConfigError, SchemaValidationError
+from .duplicates import check_names
 
 DEFS_ID = "https://scikit-hep.org/pyhf/schemas/1.0.0/defs.json"
 Kind = Literal["workspace", "patchset", "model", "measurement"]
@@ -75,6 +76,8 @@ def validate(document: Any, kind: Kind, what: str) -> list[str]:
     error = next(validator(kind).iter_errors(checked), None)
     if error is not None:
         raise SchemaValidationError(what, json_path(error.instance_path), error.message[:300])
+    if kind == "workspace":
+        check_names(checked, what)
     return extensions
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import nextstat as ns
 
-from ..errors import TaskFailedError, UnknownTaskError, UsageError
+from ..errors import FieldError, TaskFailedError, UnknownTaskError
 from . import histfactory, pharma
 from .inputs import InputFile, apply_patch, load_pk_dataset, load_workspace
 from .params import (
@@ -93,11 +93,11 @@ def prepare(
     extensions: list[str] = []
     if spec.kind == "histfactory":
         if "workspace" not in roles:
-            raise UsageError(f"task {task} needs --workspace")
+            raise FieldError(f"task {task} needs a workspace", "workspace")
         if "dataset" in roles:
-            raise UsageError(f"task {task} takes no --dataset")
+            raise FieldError(f"task {task} takes no dataset", "dataset")
         if ("patchset" in roles) != (patch is not None):
-            raise UsageError("--patchset and --patch go together")
+            raise FieldError("a patchset and a patch name go together", "patchset", "patch")
         workspace = load_workspace(roles["workspace"])
         if patch is not None:
             workspace = apply_patch(workspace, roles["patchset"], patch, patchset)
@@ -105,9 +105,9 @@ def prepare(
         subject: Any = histfactory.load_model(workspace)
     else:
         if "dataset" not in roles:
-            raise UsageError(f"task {task} needs --dataset")
+            raise FieldError(f"task {task} needs a dataset", "dataset")
         if set(roles) != {"dataset"} or patch is not None:
-            raise UsageError(f"task {task} takes only --dataset")
+            raise FieldError(f"task {task} takes only a dataset", "dataset")
         subject = load_pk_dataset(roles["dataset"])
     return PreparedTask(spec, params, inputs, subject, patch, extensions)
 

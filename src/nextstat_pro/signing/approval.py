@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..access.rbac import RANK
 from ..config import ApprovalPolicy
 
 MEANINGS = ("authorship", "review", "approval", "responsibility")
@@ -31,11 +32,23 @@ def approval_state(signatures: Sequence[SignatureFact], policy: ApprovalPolicy) 
     return "draft"
 
 
+def may_approve(policy: ApprovalPolicy, signer_role: str | None, signer_username: str) -> str | None:
+    """Why this signer may not sign with meaning ``approval`` (None when they may): the policy
+    names the least project role and, optionally, the group of usernames who approve."""
+    if signer_role is None or RANK[signer_role] < RANK[policy.approver_role]:
+        return (f"approval needs the role {policy.approver_role} in the project (the approval policy's "
+                f"approver_role); you have {signer_role or 'no role'}")
+    if policy.approvers and signer_username not in policy.approvers:
+        return "approval is reserved to the approvers the project's approval policy names"
+    return None
+
+
 def check_policy(
     meaning: str, decision: str, signer_id: str, author_id: str, run_status: str,
-    existing: Sequence[SignatureFact], policy: ApprovalPolicy,
+    existing: Sequence[SignatureFact], policy: ApprovalPolicy, *, signer_role: str | None, signer_username: str,
 ) -> str | None:
-    """Why this signature may not be added (None when it may)."""
+    """Why this signature may not be added (None when it may). ``signer_role`` is the signer's
+    effective role in the run's project (capped by a token)."""
     if any(s.user_id == signer_id and s.meaning == meaning for s in existing):
         return f"you have already signed this run with meaning {meaning}"
     if approval_state(existing, policy) in ("approved", "rejected") and meaning in ("review", "approval"):
@@ -54,4 +67,6 @@ def check_policy(
         others = {"review": "approval", "approval": "review"}[meaning]
         if any(s.user_id == signer_id and s.meaning == others for s in existing):
             return "the same person cannot give both review and approval"
+    if meaning == "approval":
+        return may_approve(policy, signer_role, signer_username)
     return None
