@@ -99,7 +99,7 @@ def ours(inst: Instance, models: int, versions: int, samples: int, singles: int,
         t0 = time.perf_counter()
         docs = service.list_items(inst, ctx, "default", "model", tags(m, v))
         search_call.append(time.perf_counter() - t0)
-        assert docs and all(len(d["tags"]) == 3 for d in docs)
+        assert docs and all(len(d.tags) == 3 for d in docs)
     return {"import/s": import_rate, "push/s": push_rate,
             "resolve p50": pct(resolve, .5), "resolve p95": pct(resolve, .95),
             "search p50": pct(search, .5), "search p95": pct(search, .95),

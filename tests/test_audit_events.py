@@ -14,7 +14,8 @@ from sqlalchemy.exc import DBAPIError
 
 from nextstat_pro.audit.events import append_event, batched_appends
 from nextstat_pro.audit.export import export_bundle
-from nextstat_pro.audit.service import EventFilter, history, make_checkpoint, query_events, verify
+from nextstat_pro.audit.records import query_events
+from nextstat_pro.audit.service import EventFilter, history, make_checkpoint, verify
 from nextstat_pro.config_service import set_config
 from nextstat_pro.db.models import AuditEvent
 from nextstat_pro.engine import InputFile
@@ -51,8 +52,8 @@ def test_every_operation_has_exactly_its_events(instance: Instance, tmp_path: Pa
         return run
 
     expect(["project.created"], in_tx(lambda s: create_project(s, ctx, "p2")))
-    expect(["user.created"], in_tx(lambda s: create_user(s, ctx, username="bob", printed_name="Bob B",
-                                                           password=PASSWORD)))
+    expect(["user.created", "user.key_created"], lambda: create_user(instance, ctx, username="bob",
+                                                                     printed_name="Bob B", password=PASSWORD))
     ok = expect(["run.created", "run.started", "artifact.stored", "artifact.stored", "run.succeeded"],
                 lambda: run_task(instance, ctx, simple_request()))
     expect(["run.created", "run.started", "artifact.stored", "run.failed"],
@@ -159,14 +160,13 @@ def test_database_refuses_update_and_delete(instance: Instance, table: str, verb
 
 def test_history_shows_every_before_and_after(instance: Instance) -> None:
     ctx = instance.context()
-    for days in ("1", "2", "3"):
-        set_config(instance, ctx, "checkpoint_interval_s", days, f"set to {days}")
-    with instance.db.transaction() as s:
-        events = history(s, ctx, "config", "checkpoint_interval_s")
-    assert [(e["before"], e["after"], e["reason"]) for e in events] == [
-        ({"checkpoint_interval_s": 3600}, {"checkpoint_interval_s": 1}, "set to 1"),
+    for seconds in ("2", "3", "4"):
+        set_config(instance, ctx, "checkpoint_interval_s", seconds, f"set to {seconds}")
+    events = history(instance, ctx, "config", "checkpoint_interval_s")
+    assert [(e.before, e.after, e.reason) for e in events] == [
         ({"checkpoint_interval_s": 1}, {"checkpoint_interval_s": 2}, "set to 2"),
         ({"checkpoint_interval_s": 2}, {"checkpoint_interval_s": 3}, "set to 3"),
+        ({"checkpoint_interval_s": 3}, {"checkpoint_interval_s": 4}, "set to 4"),
     ]
 
 
@@ -208,7 +208,7 @@ def test_eight_concurrent_threads_keep_the_chain_linear(instance: Instance) -> N
         t.join()
     assert errors == []
     report = verify(instance, instance.context())
-    assert report.ok and report.events == 3 + 80
+    assert report.ok and report.events == 4 + 80
 
 
 def _process_writer(home: str, i: int) -> None:
@@ -230,7 +230,7 @@ def test_eight_concurrent_processes_keep_the_chain_linear(instance: Instance) ->
     assert [p.exitcode for p in procs] == [0] * 8
     make_checkpoint(instance, instance.context())
     report = verify(instance, instance.context())
-    assert report.ok and report.events == 3 + 64 and report.tree_size == 67
+    assert report.ok and report.events == 4 + 64 and report.tree_size == 68
 
 
 def test_config_change_and_its_event_commit_together(sqlite_instance: Instance,
@@ -246,7 +246,7 @@ def test_config_change_and_its_event_commit_together(sqlite_instance: Instance,
     monkeypatch.undo()
     assert (inst.home / "config.json").read_bytes() == before_file  # the file was put back
     assert last_seq(inst) == before_seq  # and no event
-    assert inst.config.checkpoint_interval_s == 3600
+    assert inst.config.checkpoint_interval_s == 1.0
 
 
 def test_export_folder_and_its_event_commit_together(sqlite_instance: Instance, tmp_path: Path,

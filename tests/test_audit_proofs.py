@@ -34,23 +34,23 @@ def key_of(inst: Instance) -> str:
 
 def test_checkpoints_are_stored_and_witnessed(instance: Instance) -> None:
     cp = make_checkpoint(instance, instance.context())
-    assert cp.size == 3
-    assert (instance.home / "witness" / checkpoint_name(3)).read_text() == cp.note
-    assert make_checkpoint(instance, instance.context()).size == 3  # nothing new: the same checkpoint
+    assert cp.size == 4  # init: user.created, user.key_created, instance.initialized, project.created
+    assert (instance.home / "witness" / checkpoint_name(4)).read_text() == cp.note
+    assert make_checkpoint(instance, instance.context()).size == 4  # nothing new: the same checkpoint
     grow(instance, 5)
-    assert make_checkpoint(instance, instance.context()).size == 8
+    assert make_checkpoint(instance, instance.context()).size == 9
 
 
 def test_inclusion_proof_verifies_offline_and_tampering_fails(instance: Instance) -> None:
     grow(instance, 9)
-    doc = json.loads(json.dumps(prove(instance, instance.context(), "5")))
+    doc = json.loads(prove(instance, instance.context(), "5").model_dump_json())
     key = trusted_key(doc["log_key"], key_of(instance))
     assert "event 5" in verify_document(doc, key)
     for mutate in (
         lambda d: d["event"].__setitem__("action", "project.deleted"),
         lambda d: d.__setitem__("leaf_index", 5),
         lambda d: d["proof"].__setitem__(0, d["proof"][1]),
-        lambda d: d.__setitem__("checkpoint", d["checkpoint"].replace("\n12\n", "\n13\n")),
+        lambda d: d.__setitem__("checkpoint", d["checkpoint"].replace("\n13\n", "\n14\n")),
         lambda d: d["proof"].pop(),
     ):
         bad = copy.deepcopy(doc)
@@ -60,7 +60,7 @@ def test_inclusion_proof_verifies_offline_and_tampering_fails(instance: Instance
 
 
 def test_proof_with_another_key_is_refused(instance: Instance, tmp_path: Path) -> None:
-    doc = prove(instance, instance.context(), "1")
+    doc = prove(instance, instance.context(), "1").model_dump(mode="json")
     from nextstat_pro.instance import init_instance
 
     other = init_instance(tmp_path / "other", admin="admin", password="another-password-1")
@@ -75,7 +75,7 @@ def test_consistency_between_checkpoints(instance: Instance) -> None:
     first = make_checkpoint(instance, instance.context()).size
     grow(instance, 11)
     second = make_checkpoint(instance, instance.context()).size
-    doc = consistency(instance, instance.context(), first, second)
+    doc = consistency(instance, instance.context(), first, second).model_dump(mode="json")
     assert "extends" in verify_document(doc, trusted_key(None, key_of(instance)))
     doc["checkpoint1"], doc["checkpoint2"] = doc["checkpoint2"], doc["checkpoint1"]
     with pytest.raises(ProofVerificationError):
@@ -89,8 +89,8 @@ def test_bundle_round_trip_and_tampering(sqlite_instance: Instance, tmp_path: Pa
     grow(sqlite_instance, 6)
     ctx = sqlite_instance.context()
     summary = export_bundle(sqlite_instance, ctx, tmp_path / "b", fmt)  # type: ignore[arg-type]
-    assert summary["events"] == 9
-    assert "9 events verified" in verify_bundle(tmp_path / "b", key_of(sqlite_instance))
+    assert summary.events == 10
+    assert "10 events verified" in verify_bundle(tmp_path / "b", key_of(sqlite_instance))
     events = (tmp_path / "b" / "events.jsonl").read_text().replace('"g3"', '"g9"')
     (tmp_path / "b" / "events.jsonl").write_text(events)
     with pytest.raises(ProofVerificationError):
@@ -104,8 +104,9 @@ def test_csv_bundle_opens_as_one_row_per_event(sqlite_instance: Instance, tmp_pa
     export_bundle(sqlite_instance, sqlite_instance.context(), tmp_path / "b", "csv")
     with (tmp_path / "b" / "events.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["action"] for r in rows] == ["user.created", "instance.initialized", "project.created"]
-    assert json.loads(rows[2]["after"]) == {"name": "default", "description": "Default project created by init"}
+    assert [r["action"] for r in rows] == ["user.created", "user.key_created", "instance.initialized",
+                                           "project.created"]
+    assert json.loads(rows[3]["after"]) == {"name": "default", "description": "Default project created by init"}
 
 
 def test_proofs_are_scoped_to_what_the_caller_may_read(instance: Instance) -> None:
@@ -138,9 +139,9 @@ def test_proofs_are_scoped_to_what_the_caller_may_read(instance: Instance) -> No
     # nora: no project events, no other instance events; the refusal is the missing event's, word for word.
     for seq in (rows["default"], rows["secret-project"], admin_only):
         assert refusal(nora, str(seq)) == expected
-    assert prove(instance, nora, str(about_nora))["event"]["seq"] == about_nora  # her own account's event
+    assert prove(instance, nora, str(about_nora)).event.seq == about_nora  # her own account's event
     # vic: his project's events, not another project's.
-    assert prove(instance, vic, str(rows["default"]))["event"]["seq"] == rows["default"]
+    assert prove(instance, vic, str(rows["default"])).event.seq == rows["default"]
     assert refusal(vic, str(rows["secret-project"])) == expected
     # The instance admin proves anything.
-    assert prove(instance, instance.context(), str(rows["secret-project"]))["event"]["seq"] == rows["secret-project"]
+    assert prove(instance, instance.context(), str(rows["secret-project"])).event.seq == rows["secret-project"]

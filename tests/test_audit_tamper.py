@@ -108,7 +108,7 @@ KINDS = ("flip-byte", "edit-and-rehash", "delete", "swap", "forge-append", "trun
 @pytest.fixture
 def populated(instance: Instance) -> Instance:
     ctx = instance.context()
-    for i in range(N_EVENTS - 3):
+    for i in range(N_EVENTS - 4):  # init wrote 4: user.created, user.key_created, instance, project
         with instance.db.transaction() as s:
             create_project(s, ctx, f"x{i}", f"description {i}")
     make_checkpoint(instance, instance.context())

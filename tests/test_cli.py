@@ -207,3 +207,34 @@ def test_offline_verifiers_give_one_line_errors_on_malformed_files(cli, home: Pa
     r = cli(*[a.replace("{dir}", str(folder)).replace("{key}", str(key)) for a in args])
     assert r.code == 7
     assert message in one_line_error(r)
+
+
+def test_service_errors_name_request_fields_and_the_cli_names_its_options(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """A service's message speaks of its request; the command adds its own options' names."""
+    r = cli("--home", str(home), "run", "fit", "--model", "example@1.0.0", "--workspace", SIMPLE)
+    assert r.code == 2
+    assert one_line_error(r) == ("error: a registry model and a workspace or patchset file cannot be combined: "
+                                 "give one (--model, --workspace)")
+    r = cli("--home", str(home), "submit", "toys", "--workspace", SIMPLE, "--param", "n_toys=4")
+    assert r.code == 2 and one_line_error(r) == "error: toys need a seed (--seed)"
+    r = cli("--home", str(home), "submit", "toys", "--workspace", SIMPLE, "--seed", "1", "--shards", "0")
+    assert r.code == 2 and one_line_error(r) == "error: shards must be at least 1 (--shards)"
+
+
+def test_no_service_error_message_names_a_cli_option() -> None:
+    """Every string raised in the service packages (runs, hub, scale, projects) is free of ``--flag``
+    and of ``nextstat-pro COMMAND``: the same errors will be an HTTP server's, whose clients have
+    neither."""
+    import ast
+    import re
+
+    src = Path(__file__).resolve().parents[1] / "src" / "nextstat_pro"
+    flag = re.compile(r"(?<![\w-])--[a-z]|nextstat-pro ")
+    found = []
+    for package in ("runs", "hub", "scale", "projects"):
+        for path in sorted((src / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Raise) and node.exc is not None:
+                    found += [f"{path.relative_to(src)}:{node.lineno}: {c.value!r}" for c in ast.walk(node.exc)
+                              if isinstance(c, ast.Constant) and isinstance(c.value, str) and flag.search(c.value)]
+    assert not found, found

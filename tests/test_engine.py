@@ -190,7 +190,7 @@ def test_unknown_task_and_bad_params() -> None:
         prepare("hypotest", {"mux": "1"}, [inp])
     with pytest.raises(ParamError, match="bad value for parameter 'mu'"):
         prepare("hypotest", {"mu": "one"}, [inp])
-    with pytest.raises(UsageError, match="needs --workspace"):
+    with pytest.raises(UsageError, match="needs a workspace"):
         prepare("fit", {}, [])
 
 

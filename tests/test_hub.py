@@ -122,24 +122,30 @@ def test_documents_carry_their_own_tags_and_aliases(instance: Instance) -> None:
     push_model(instance, "2.0.0", doc, tags=["analysis=a", "campaign=c2"])
     service.set_alias(instance, ctx, "default", "model", "example@1.0.0", "candidate", "first look")
     service.set_alias(instance, ctx, "default", "model", "example@1.0.0", "production", "validated")
-    docs = {d["semver"]: d for d in service.versions(instance, ctx, "default", "model", "example")}
-    assert docs["1.0.0"]["tags"] == {"analysis": "a", "status": "draft"}
-    assert docs["1.0.0"]["aliases"] == ["candidate", "production"]
-    assert docs["2.0.0"]["tags"] == {"analysis": "a", "campaign": "c2"} and docs["2.0.0"]["aliases"] == []
+    docs = {d.semver: d for d in service.versions(instance, ctx, "default", "model", "example")}
+    assert docs["1.0.0"].tags == {"analysis": "a", "status": "draft"}
+    assert docs["1.0.0"].aliases == ["candidate", "production"]
+    assert docs["2.0.0"].tags == {"analysis": "a", "campaign": "c2"} and docs["2.0.0"].aliases == []
     found = service.list_items(instance, ctx, "default", "model", ["analysis=a"])
-    assert [(d["semver"], d["tags"], d["aliases"]) for d in found] == [
-        ("1.0.0", docs["1.0.0"]["tags"], ["candidate", "production"]), ("2.0.0", docs["2.0.0"]["tags"], [])]
-    assert service.show(instance, ctx, "default", "model", "example@production")["semver"] == "1.0.0"
+    assert [(d.semver, d.tags, d.aliases) for d in found] == [
+        ("1.0.0", docs["1.0.0"].tags, ["candidate", "production"]), ("2.0.0", docs["2.0.0"].tags, [])]
+    assert service.show(instance, ctx, "default", "model", "example@production").semver == "1.0.0"
 
 
 def test_aliases_and_metadata_edits_are_audited(instance: Instance) -> None:
     push_model(instance, "1.0.0", tags=["status=draft"])
     ctx = instance.context()
     before = last_seq(instance)
-    service.set_alias(instance, ctx, "default", "model", "example@1.0.0", "production", "validated in review")
-    service.edit(instance, ctx, "default", "model", "example@1.0.0", "QA done", tags=["status=validated"],
-                 description="four-channel example")
+    moved = service.set_alias(instance, ctx, "default", "model", "example@1.0.0", "production", "validated in review")
+    edited = service.edit(instance, ctx, "default", "model", "example@1.0.0", "QA done", tags=["status=validated"],
+                          description="four-channel example")
     assert actions_after(instance, before) == ["hub.alias.moved", "hub.model.edited"]
+    # Each change returns the version's document as changed (the HTTP response, `--json`).
+    assert (moved.semver, moved.aliases, moved.tags) == ("1.0.0", ["production"], {"status": "draft"})
+    assert (edited.tags, edited.description, edited.aliases) == ({"status": "validated"}, "four-channel example",
+                                                                 ["production"])
+    shown = service.show(instance, ctx, "default", "model", "example@1.0.0").model_dump(exclude={"runs"})
+    assert edited.model_dump() == shown
     with instance.db.transaction() as s:
         ev = s.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).one()
         body = json.loads(ev.body)
@@ -201,7 +207,7 @@ def test_runs_reference_exact_versions(instance: Instance) -> None:
     manifest = json.loads(instance.store.get(out.manifest_digest))
     assert [(v["name"], v["semver"]) for v in manifest["versions"]] == [("example", "1.0.0"), ("signals", "1.0.0")]
     shown = service.show(instance, ctx, "default", "model", "example@1.0.0", with_runs=True)
-    assert [r["run_id"] for r in shown["runs"]] == [out.run_id]
+    assert shown.runs is not None and [r.run_id for r in shown.runs] == [out.run_id]
     files, uses, _ = resolve_inputs(instance, ctx, "default", [("dataset", "pk@0.1.0")])
     assert run_task(instance, ctx, RunRequest("pk-nlme", "default", {}, None, files, None, uses)).status == "succeeded"
 
@@ -216,7 +222,7 @@ def test_diff_is_semantic(instance: Instance) -> None:
     doc["observations"][3]["data"][0] += 5
     push_model(instance, "1.1.0", doc)
     out = diff_models(instance, instance.context(), "default", "example@1.0.0", "example@1.1.0")
-    paths = [(c["path"], c["change"]) for c in out["changes"]]
+    paths = [(c.path, c.change) for c in out.changes]
     assert ("SR_low/ttbar/data", "1 bin(s) changed") in paths
     assert ("CR_ttbar/ttbar/modifier normsys:new_np", "added") in paths
     assert ("observations CR_wjets", "data changed") in paths
@@ -226,7 +232,7 @@ def test_diff_is_semantic(instance: Instance) -> None:
 def test_archive_and_purge_follow_the_policy(instance: Instance) -> None:
     v, _ = push_model(instance, "1.0.0")
     ctx = instance.context()
-    hub_retention.archive(instance, ctx, "default", "model", "example@1.0.0", "cold storage")
+    assert hub_retention.archive(instance, ctx, "default", "model", "example@1.0.0", "cold storage").archived
     assert not instance.store.exists(v.version.digest)
     assert service.resolve(instance, ctx, "default", "model", "example@1.0.0").version.archived_at is not None
     files, _, _ = resolve_inputs(instance, ctx, "default", [("model", "example@1.0.0")])
@@ -248,7 +254,8 @@ def test_archive_and_purge_follow_the_policy(instance: Instance) -> None:
         hub_retention.purge(instance, ctx, "default", "model", "example@2.0.0", "r")
     service.set_alias(instance, ctx, "default", "model", "example@2.0.0", "candidate", "move")
     before = last_seq(instance)
-    hub_retention.purge(instance, ctx, "default", "model", "example@1.0.0", "superseded")
+    purged = hub_retention.purge(instance, ctx, "default", "model", "example@1.0.0", "superseded")
+    assert purged.purged and purged.archived and purged.version_id == v.version.id
     assert actions_after(instance, before) == ["hub.model.purged"]
     with pytest.raises(NotFoundError, match="purged"):
         resolve_inputs(instance, ctx, "default", [("model", "example@1.0.0")])
@@ -290,6 +297,6 @@ def test_tag_search_needs_every_tag(instance: Instance) -> None:
         doc["observations"][0]["data"][0] += i + 1
         service.push(instance, ctx, "default", "model", f"m{i}", ws_file(doc), "1.0.0", tags=tags)
     found = service.list_items(instance, ctx, "default", "model", ["a=1", "b=2", "c=3"])
-    assert [r["name"] for r in found] == ["m0"]
-    assert [r["name"] for r in service.list_items(instance, ctx, "default", "model", ["a=1"])] == ["m0", "m1", "m2"]
+    assert [r.name for r in found] == ["m0"]
+    assert [r.name for r in service.list_items(instance, ctx, "default", "model", ["a=1"])] == ["m0", "m1", "m2"]
     assert service.list_items(instance, ctx, "default", "model", ["a=2"]) == []

@@ -11,7 +11,14 @@ from sqlalchemy import select, text
 
 from nextstat_pro.db.models import AuditEvent, HubTag
 from nextstat_pro.engine import InputFile
-from nextstat_pro.errors import ConflictError, InputError, PermissionDeniedError, SchemaValidationError, UsageError
+from nextstat_pro.errors import (
+    ConflictError,
+    FieldError,
+    InputError,
+    PermissionDeniedError,
+    SchemaValidationError,
+    UsageError,
+)
 from nextstat_pro.examples import histfactory_workspace, signal_patchset
 from nextstat_pro.hub import service
 from nextstat_pro.hub.imports import ImportFailed, import_manifest, parse_manifest
@@ -127,7 +134,7 @@ def test_import_commits_batches_and_resumes_after_a_refusal(instance: Instance, 
     assert seen == [2, 4, 6, 7]
     assert counts(instance)[0] == before + 7
     docs_ = service.versions(instance, instance.context(), "default", "model", "m")
-    assert sorted(d["tags"]["i"] for d in docs_) == [str(i) for i in range(7)]
+    assert sorted(d.tags["i"] for d in docs_) == [str(i) for i in range(7)]
 
 
 def test_import_checks_the_whole_manifest_before_writing(instance: Instance, tmp_path: Path) -> None:
@@ -196,7 +203,6 @@ def test_an_import_stopped_by_rbac(instance: Instance, tmp_path: Path) -> None:
     """A viewer's import is refused before anything is written; an editor whose role is revoked
     during an import keeps the batches committed before and is told how far it got."""
     from nextstat_pro.identity.users import revoke_role
-    from nextstat_pro.projects import get_project
 
     add_user(instance, "vi", "viewer", "viewer-password-1")
     add_user(instance, "ed", "editor", "editor-password-1")
@@ -208,8 +214,7 @@ def test_an_import_stopped_by_rbac(instance: Instance, tmp_path: Path) -> None:
     assert counts(instance)[0] == before
 
     def revoke(_report: object) -> None:
-        with instance.db.transaction() as s:
-            revoke_role(s, instance.context(), "ed", get_project(s, "default"), "left the analysis")
+        revoke_role(instance, instance.context(), "ed", "default", "left the analysis")
 
     editor = session_for(instance, "ed", "editor-password-1")
     with pytest.raises(ImportFailed, match=r"may not hub.push.*committed before it: 2 entries") as info:
@@ -242,5 +247,6 @@ def test_an_import_batch_holds_at_most_its_bytes(sqlite_instance: Instance, tmp_
     report = import_manifest(sqlite_instance, sqlite_instance.context(), "default", "model", manifest,
                              max_batch_bytes=one + 1)
     assert (report.batches, report.created) == (3, 3)
-    with pytest.raises(UsageError, match="--batch must be at least 1"):
+    with pytest.raises(FieldError, match="a batch holds at least 1 version") as refused:
         import_manifest(sqlite_instance, sqlite_instance.context(), "default", "model", manifest, batch_size=0)
+    assert refused.value.fields == ("batch_size",) and "--" not in refused.value.message

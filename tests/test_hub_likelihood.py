@@ -22,7 +22,8 @@ from nextstat_pro.engine import InputFile
 from nextstat_pro.engine.inputs import pyhf_digest
 from nextstat_pro.errors import ConflictError, InputError, NSPError, PermissionDeniedError
 from nextstat_pro.hub import likelihood, service
-from nextstat_pro.hub.likelihood import MAX_BYTES, ImportedLikelihood, import_likelihood
+from nextstat_pro.hub.likelihood import MAX_BYTES, import_likelihood
+from nextstat_pro.hub.views import LikelihoodImport
 from nextstat_pro.instance import Instance
 from nextstat_pro.projects import get_project
 
@@ -83,7 +84,7 @@ def header(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
     return info
 
 
-def imported(instance: Instance, archive: Path, max_bytes: int = MAX_BYTES) -> ImportedLikelihood:
+def imported(instance: Instance, archive: Path, max_bytes: int = MAX_BYTES) -> LikelihoodImport:
     return import_likelihood(instance, instance.context(), "default", archive, "sbottom", "1.0.0", max_bytes=max_bytes)
 
 
@@ -112,10 +113,10 @@ def test_an_archive_gives_a_model_and_its_linked_patchset(instance: Instance, tm
     ctx = instance.context()
     model = service.show(instance, ctx, "default", "model", "sbottom@1.0.0")
     patchset = service.show(instance, ctx, "default", "patchset", "sbottom@1.0.0")
-    assert patchset["meta"]["base_digest"] == model["digest"] and patchset["meta"]["patches"] == [PATCH]
-    assert model["tags"]["hepdata_archive"] == patchset["tags"]["hepdata_archive"] == sha
-    assert archive.name in model["description"] and out.model.member in model["description"]
-    assert model["meta"]["pyhf_sha256"] == json.loads(PATCHSET)["metadata"]["digests"]["sha256"]
+    assert patchset.meta["base_digest"] == model.digest and patchset.meta["patches"] == [PATCH]
+    assert model.tags["hepdata_archive"] == patchset.tags["hepdata_archive"] == sha
+    assert archive.name in model.description and out.model.file in model.description
+    assert model.meta["pyhf_sha256"] == json.loads(PATCHSET)["metadata"]["digests"]["sha256"]
     # The files as they were in the archive are what runs read: byte for byte.
     version = service.resolve(instance, ctx, "default", "model", "sbottom@1.0.0").version
     assert service.read_source(instance, version) == BKG
@@ -145,11 +146,11 @@ def test_several_patchsets_are_named_after_their_files(instance: Instance, tmp_p
     archive = make_tar(tmp_path / "lh.tar.gz", [("a/BkgOnly.json", BKG), ("a/patchset_SR-A.json", PATCHSET),
                                                 ("a/patchset_SR-B.json", second_patchset())])
     out = imported(instance, archive)
-    assert [(p.resolved.item.name, p.resolved.version.semver) for p in out.patchsets] == [
+    assert [(p.name, p.semver) for p in out.patchsets] == [
         ("sbottom-patchset_sr-a", "1.0.0"), ("sbottom-patchset_sr-b", "1.0.0")]
     ref = service.resolve(instance, instance.context(), "default", "patchset",
                           "sbottom-patchset_sr-b@1.0.0#patch_doubled")
-    assert ref.version.meta["base_digest"] == out.model.resolved.version.digest
+    assert ref.version.meta["base_digest"] == out.model.digest
 
 
 BAD_ARCHIVES: dict[str, tuple[Callable[[Path], Path], str]] = {

@@ -1,4 +1,5 @@
-"""Authentication: sessions, lockout, resets, tokens, disabled users, denied access — each audited."""
+"""Authentication: sessions, lockout, resets, tokens, disabled users, denied access — each audited.
+Password resets in full: tests/test_admin_reset.py."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from nextstat_pro.db.models import ApiToken, User, UserKey
 from nextstat_pro.db.types import utcnow
 from nextstat_pro.engine import InputFile
 from nextstat_pro.errors import AuthenticationError, ConflictError, PermissionDeniedError
-from nextstat_pro.identity import auth
-from nextstat_pro.identity.users import create_user, disable_user, reset_password
+from nextstat_pro.identity import auth, resets
+from nextstat_pro.identity.users import create_user, disable_user
 from nextstat_pro.instance import Instance
 from nextstat_pro.projects import create_project, get_project
 from nextstat_pro.runs import RunRequest, list_runs, run_task
@@ -41,20 +42,19 @@ def test_wrong_passwords_lock_the_account_and_are_audited(instance: Instance) ->
     with pytest.raises(AuthenticationError, match="locked"):
         auth.login(instance.db.transaction, instance.config.auth, "vera", OTHER)
     assert actions_after(instance, before)[-1] == "auth.refused"
-    # An administrator's reset unlocks, forces a change, and retires the signing key.
+    # Only a completed reset unlocks: asked for by one admin, approved by another (no SMTP), the
+    # token used by the user, who gets a new signing key (the old one retired, kept).
+    create_user(instance, instance.context(), username="olga", printed_name="Olga Admin", password=OTHER,
+                instance_admin=True)
+    resets.reset_password(instance, instance.context(), "vera", "locked out")
+    token = resets.approve_reset(instance, instance.context("olga"), "vera", "she called").token
+    resets.complete_reset(instance, "vera", token, "her-own-password-2")
+    auth.authenticate(instance, auth.sign_in(instance, "vera", "her-own-password-2").token)
     with instance.db.transaction() as s:
-        reset_password(s, instance.context(), "vera", "temporary-pass-1", "locked out")
-    cred = auth.login(instance.db.transaction, instance.config.auth, "vera", "temporary-pass-1")
-    with pytest.raises(AuthenticationError, match="must change the password"), instance.db.transaction() as s:
-        auth.authenticate(s, cred.token)
-    with instance.db.transaction() as s:
-        ctx = auth.authenticate(s, cred.token, allow_password_change=True)
-        auth.change_password(s, ctx, instance.config.auth, "temporary-pass-1", "her-own-password-2")
-    with instance.db.transaction() as s:
-        auth.authenticate(s, cred.token)
         user = s.scalar(select(User).where(User.username == "vera"))
         keys = list(s.scalars(select(UserKey).where(UserKey.user_id == user.id).order_by(UserKey.created_at)))
         assert len(keys) == 2 and keys[0].retired_at is not None and keys[1].retired_at is None
+        assert user.locked_at is None and user.failed_logins == 0
 
 
 def test_unknown_user_is_audited(instance: Instance) -> None:
@@ -69,29 +69,27 @@ def test_expired_and_revoked_credentials(instance: Instance) -> None:
     with instance.db.transaction() as s:
         s.get(ApiToken, cred.token_id).expires_at = utcnow() - timedelta(seconds=1)
     before = last_seq(instance)
-    with pytest.raises(AuthenticationError, match="expired"), instance.db.transaction() as s:
-        auth.authenticate(s, cred.token)
+    with pytest.raises(AuthenticationError, match="expired"):
+        auth.authenticate(instance, cred.token)
     assert actions_after(instance, before) == ["auth.refused"]
-    cred = auth.login(instance.db.transaction, instance.config.auth, "admin", PASSWORD)
-    with instance.db.transaction() as s:
-        auth.logout(s, auth.authenticate(s, cred.token))
-    with pytest.raises(AuthenticationError, match="revoked"), instance.db.transaction() as s:
-        auth.authenticate(s, cred.token)
-    with pytest.raises(AuthenticationError, match="invalid token"), instance.db.transaction() as s:
-        auth.authenticate(s, cred.token[:-2] + "xx")
+    cred = auth.sign_in(instance, "admin", PASSWORD)
+    auth.logout(instance, auth.authenticate(instance, cred.token))
+    with pytest.raises(AuthenticationError, match="revoked"):
+        auth.authenticate(instance, cred.token)
+    with pytest.raises(AuthenticationError, match="invalid token"):
+        auth.authenticate(instance, cred.token[:-2] + "xx")
 
 
 def test_disabled_user_cannot_sign_in_or_be_recreated(instance: Instance) -> None:
     add_user(instance, "dora", "editor", OTHER)
     cred = auth.login(instance.db.transaction, instance.config.auth, "dora", OTHER)
-    with instance.db.transaction() as s:
-        disable_user(s, instance.context(), "dora", "left the company")
-    with pytest.raises(AuthenticationError, match="disabled"), instance.db.transaction() as s:
-        auth.authenticate(s, cred.token)  # her session dies with the account
+    disable_user(instance, instance.context(), "dora", "left the company")
+    with pytest.raises(AuthenticationError, match="disabled"):
+        auth.authenticate(instance, cred.token)  # her session dies with the account
     with pytest.raises(AuthenticationError, match="disabled"):
         auth.login(instance.db.transaction, instance.config.auth, "dora", OTHER)
-    with pytest.raises(ConflictError, match="never reused"), instance.db.transaction() as s:
-        create_user(s, instance.context(), username="dora", printed_name="Dora 2", password=OTHER)
+    with pytest.raises(ConflictError, match="never reused"):
+        create_user(instance, instance.context(), username="dora", printed_name="Dora 2", password=OTHER)
 
 
 def test_viewer_cannot_write_and_the_attempt_is_audited(instance: Instance) -> None:
@@ -114,15 +112,15 @@ def test_api_tokens_are_scoped_and_capped(instance: Instance) -> None:
     ctx = session_for(instance, "eddie", OTHER)
     with instance.db.transaction() as s:
         create_project(s, instance.context(), "elsewhere")
-        with pytest.raises(PermissionDeniedError):
-            auth.create_token(s, ctx, instance.config.auth, get_project(s, "default"), "admin", "too much", 30)
+    with pytest.raises(PermissionDeniedError):
+        auth.create_token(instance, ctx, "default", "admin", "too much", 30)
+    cred = auth.create_token(instance, ctx, "default", "viewer", "ci", 30)
     with instance.db.transaction() as s:
-        cred = auth.create_token(s, ctx, instance.config.auth, get_project(s, "default"), "viewer", "ci", 30)
         stored = s.get(ApiToken, cred.token_id)
         assert cred.token.split(".")[1] not in stored.secret_hash  # only a hash is stored
+    tctx = auth.authenticate(instance, cred.token)
+    assert tctx.actor.username == "eddie" and tctx.token_role == "viewer"
     with instance.db.transaction() as s:
-        tctx = auth.authenticate(s, cred.token)
-        assert tctx.actor.username == "eddie" and tctx.token_role == "viewer"
         list_runs(s, tctx, get_project(s, "default"))
     with pytest.raises(PermissionDeniedError), instance.db.transaction() as s:
         list_runs(s, tctx, get_project(s, "elsewhere"))
@@ -130,3 +128,27 @@ def test_api_tokens_are_scoped_and_capped(instance: Instance) -> None:
                          [InputFile.read("workspace", shared("workspaces", "simple_workspace.json"))])
     with pytest.raises(PermissionDeniedError):
         run_task(instance, tctx, request)
+
+
+def test_token_list_and_revoke_need_their_own_permissions(instance: Instance) -> None:
+    """Revoking one's own credential needs no role (``token.revoke``); another user's needs an
+    instance admin (``token.revoke_any``, it was ``user.disable``)."""
+    add_user(instance, "eddie", "editor", OTHER)
+    add_user(instance, "vic", "viewer", OTHER)
+    eddie, vic = session_for(instance, "eddie", OTHER), session_for(instance, "vic", OTHER)
+    cred = auth.create_token(instance, eddie, "default", "viewer", "ci", 30)
+    tokens = auth.list_tokens(instance, eddie)
+    assert [(t.kind, t.name, t.project, t.role, t.current) for t in tokens] == [
+        ("api", "ci", "default", "viewer", False), ("session", "cli session", None, None, True)]
+    assert [t.token_id for t in auth.list_tokens(instance, vic)] == [vic.token_id]  # only one's own
+    before = last_seq(instance)
+    with pytest.raises(PermissionDeniedError, match="may not token.revoke_any: needs instance-admin"):
+        auth.revoke_token(instance, vic, cred.token_id, "not mine")
+    assert actions_after(instance, before) == ["access.denied"]
+    assert auth.revoke_token(instance, eddie, cred.token_id, "rotated").revoked_at is not None
+    admin = instance.context()
+    assert [t.name for t in auth.list_tokens(instance, eddie)] == ["cli session"]
+    auth.revoke_token(instance, admin, vic.token_id or "", "left the team")  # an instance admin may
+    assert actions_after(instance, before)[1:] == ["token.revoked", "token.revoked"]
+    with pytest.raises(AuthenticationError, match="revoked"):
+        auth.authenticate(instance, cred.token)

@@ -25,7 +25,7 @@ def test_init_creates_admin_project_and_events(instance: Instance) -> None:
         assert admin.password_hash != PASSWORD
         assert [p.name for p in s.scalars(select(Project))] == ["default"]
         actions = list(s.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
-        assert actions == ["user.created", "instance.initialized", "project.created"]
+        assert actions == ["user.created", "user.key_created", "instance.initialized", "project.created"]
         from nextstat_pro.db.models import UserKey
 
         assert s.scalar(select(UserKey.user_id)) == admin.id  # the admin's signing key
@@ -48,7 +48,7 @@ def test_second_init_on_the_same_database_is_refused(instance: Instance, tmp_pat
         init_instance(tmp_path / "other-home", admin="other", password=PASSWORD, db_url=instance.config.db_url)
     assert not (tmp_path / "other-home").exists()
     with instance.db.transaction() as s:
-        assert s.scalar(select(func.count()).select_from(AuditEvent)) == 3
+        assert s.scalar(select(func.count()).select_from(AuditEvent)) == 4
 
 
 def test_bad_admin_password_creates_nothing(tmp_path: Path) -> None:

@@ -156,7 +156,7 @@ def grid(cli, home: Path, ref: str, *extra: str) -> tuple[str, dict]:  # type: i
     finally:
         inst.close()
     assert summary is not None
-    return run_id, {"summary": summary, "shards": shards}
+    return run_id, {"summary": summary.model_dump(), "shards": shards}
 
 
 def test_hepdata_layout_end_to_end(cli, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -54,8 +54,8 @@ def test_expired_leases_are_recovered_once_with_their_event(instance: Instance) 
         assert row is not None
         row.lease_until = None
     assert lease.has_expired_leases(instance)
-    assert lease.recover_abandoned(instance, instance.context()) == [expired]
-    assert lease.recover_abandoned(instance, instance.context()) == []
+    assert lease.recover_abandoned(instance, instance.context()).root == [expired]
+    assert lease.recover_abandoned(instance, instance.context()).root == []
     assert not lease.has_expired_leases(instance)
     run = _run(instance, expired)
     assert run.status == "failed" and run.error is not None and run.error.startswith("abandoned:")
@@ -77,7 +77,7 @@ def test_the_lease_is_renewed_while_the_task_runs(instance: Instance) -> None:
     assert first is not None and renewed is not None and renewed - first >= timedelta(seconds=1.0)
     # While it was renewed nothing counted as expired; once it stops, it expires.
     time.sleep(0.8)
-    assert lease.recover_abandoned(instance, instance.context()) == [run_id]
+    assert lease.recover_abandoned(instance, instance.context()).root == [run_id]
 
 
 def test_an_error_in_the_task_reaches_the_caller(instance: Instance) -> None:

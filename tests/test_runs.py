@@ -15,9 +15,26 @@ from nextstat_pro.canonical import canonical_json, digest_of
 from nextstat_pro.db.models import AuditEvent, Run, RunArtifact
 from nextstat_pro.db.types import utcnow
 from nextstat_pro.engine import InputFile
-from nextstat_pro.errors import ConflictError, DigestMismatchError, InputError, NotFoundError, ParamError
+from nextstat_pro.errors import (
+    ConflictError,
+    DigestMismatchError,
+    FieldError,
+    InputError,
+    NotFoundError,
+    ParamError,
+)
 from nextstat_pro.instance import Instance
-from nextstat_pro.runs import RunRequest, export_run, get_run, list_runs, run_task
+from nextstat_pro.runs import (
+    RunInputs,
+    RunRequest,
+    export_run,
+    get_run,
+    list_run_rows,
+    list_runs,
+    run_artifacts,
+    run_task,
+    show_run,
+)
 from nextstat_pro.runs.manifest import FileEntry
 from nextstat_pro.runs.records import finish
 from nextstat_pro.store import object_key
@@ -109,6 +126,44 @@ def test_list_filters(instance: Instance) -> None:
         assert [r.task for r in list_runs(s, ctx, p, status="failed")] == ["upper-limit"]
         assert [r.task for r in list_runs(s, ctx, p, task="hypotest")] == ["hypotest"]
         assert list_runs(s, ctx, p, since=datetime.now(UTC) + timedelta(hours=1)) == []
+
+
+def test_the_service_reads_files_resolves_references_and_chooses_the_patch(sqlite_instance: Instance,
+                                                                           tmp_path: Path) -> None:
+    """A run's inputs as a caller names them (paths, REF#PATCH, a patch name): read and resolved by the
+    service, and a contradictory request refused in the request's words, with nothing written."""
+    from nextstat_pro.examples import write_examples
+    from nextstat_pro.hub import service as hub
+
+    inst, ctx = sqlite_instance, sqlite_instance.context()
+    path = shared("workspaces", "simple_workspace.json")
+    out = run_task(inst, ctx, RunRequest("fit", "default", {}, None, given=RunInputs(workspace=path)))
+    assert out.status == "succeeded"
+    detail = show_run(inst, ctx, out.run_id)
+    assert [(i.role, i.name, i.digest) for i in detail.inputs] == [
+        ("workspace", path.name, digest_of(path.read_bytes()))]
+    assert detail.manifest is not None and detail.manifest["run_id"] == out.run_id and detail.versions == []
+    ex = write_examples(tmp_path / "ex", 3)
+    hub.push_file(inst, ctx, "default", "model", "example", ex["workspace"], "1.0.0")
+    hub.push_file(inst, ctx, "default", "patchset", "signals", ex["patchset"], "1.0.0", base_ref="example@1.0.0")
+    patch = json.loads(ex["patchset"].read_text())["patches"][1]["metadata"]["name"]
+    by_ref = run_task(inst, ctx, RunRequest("hypotest", "default", {}, None,
+                                            given=RunInputs(model=f"signals@1.0.0#{patch}", patch=patch)))
+    shown = show_run(inst, ctx, by_ref.run_id)
+    assert (shown.patch, shown.versions) == (patch, ["example@1.0.0", "signals@1.0.0"])
+    files = run_task(inst, ctx, RunRequest("hypotest", "default", {}, None, given=RunInputs(
+        workspace=ex["workspace"], patchset=ex["patchset"], patch=patch)))
+    assert show_run(inst, ctx, files.run_id).patch == patch
+    before = counts(inst)
+    for given, fields in ((RunInputs(model="example@1.0.0", workspace=path), ("model", "workspace")),
+                          (RunInputs(model=f"signals@1.0.0#{patch}", patch="another"), ("model", "patch"))):
+        with pytest.raises(FieldError) as refused:
+            run_task(inst, ctx, RunRequest("fit", "default", {}, None, given=given))
+        assert refused.value.fields == fields and "--" not in refused.value.message
+    assert counts(inst) == before
+    rows = list_run_rows(inst, ctx, "default")
+    assert [r.run_id for r in rows] == [files.run_id, by_ref.run_id, out.run_id]
+    assert [a.name for a in run_artifacts(inst, ctx, out.run_id)] == ["result.json", "run.log", "manifest.json"]
 
 
 def test_export_checks_with_sha256sum(instance: Instance, tmp_path: Path) -> None:

@@ -16,14 +16,18 @@ from sqlalchemy import func, select
 
 from nextstat_pro.db.models import AuditEvent, HubItem, ScaleJob
 from nextstat_pro.engine import InputFile
-from nextstat_pro.errors import DigestMismatchError, NotFoundError, UsageError
+from nextstat_pro.errors import DigestMismatchError, FieldError, NotFoundError, UsageError
 from nextstat_pro.examples import histfactory_workspace, signal_patchset
+from nextstat_pro.hub import service as hub
 from nextstat_pro.instance import Instance
 from nextstat_pro.runs import get_run
+from nextstat_pro.runs.records import versions_of
 from nextstat_pro.scale import SubmitRequest, coordinate, submit
 from nextstat_pro.scale.collect import CollectError, merge, read_shard
 from nextstat_pro.scale.partition import shard_ranges, shard_ref
+from nextstat_pro.scale.service import JobInputs, status_of
 from nextstat_pro.scale.spec import JobSpec
+from nextstat_pro.scale.views import JobProgress
 from nextstat_pro.scale.worker import run_shard
 from nextstat_pro.store import object_key
 
@@ -186,8 +190,13 @@ def test_bad_requests_write_nothing(sqlite_instance: Instance) -> None:
         before = s.scalar(select(func.count()).select_from(AuditEvent))
     with pytest.raises(UsageError, match="unknown backend 'pbs'"):
         submit(inst, ctx, toys(2, backend="pbs"))
-    with pytest.raises(UsageError, match="toys need --seed"):
+    with pytest.raises(FieldError, match="toys need a seed") as refused:
         submit(inst, ctx, SubmitRequest("toys", "default", [simple()], seed=None))
+    assert refused.value.fields == ("seed",)  # the adapter names its option, the service its field
+    with pytest.raises(FieldError, match="workers must be at least 1"):
+        submit(inst, ctx, SubmitRequest("toys", "default", [simple()], params={"n_toys": "4"}, seed=1, workers=0))
+    with pytest.raises(NotFoundError, match="no patchset named"):
+        submit(inst, ctx, SubmitRequest("grid", "default", given=JobInputs(models=["signals@9.9.9"])))
     with pytest.raises(UsageError, match="unknown patch"):
         submit(inst, ctx, SubmitRequest("grid", "default", grid_inputs(3), patches=["nope"]))
     from nextstat_pro.runs.references import resolve_inputs
@@ -196,6 +205,32 @@ def test_bad_requests_write_nothing(sqlite_instance: Instance) -> None:
         resolve_inputs(inst, ctx, "default", [("patchset", "signals@9.9.9")])
     with inst.db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(AuditEvent)) == before
+
+
+def test_submit_reads_files_and_resolves_references_itself(sqlite_instance: Instance) -> None:
+    """An adapter hands paths and references as given; the service reads and resolves them, and the
+    job's view is what `runs shards` and `submit --json` print."""
+    inst, ctx = sqlite_instance, sqlite_instance.context()
+    path = shared("workspaces", "simple_workspace.json")
+    run_id = submit(inst, ctx, SubmitRequest("toys", "default", params={"n_toys": "5"}, seed=1, shards=2,
+                                             given=JobInputs(workspace=path)))
+    job = status_of(inst, ctx, run_id)
+    assert (job.run_id, job.status, job.task, [s.status for s in job.shards]) == (run_id, "queued", "toys",
+                                                                                    ["pending", "pending"])
+    assert job.progress == JobProgress(shards_done=0, shards_total=2, points_done=0, points_total=5)
+    with inst.db.transaction() as s:
+        assert [(i.role, i.digest) for i in get_run(s, run_id).inputs] == [("workspace", simple().digest)]
+    ws = histfactory_workspace()
+    hub.push(inst, ctx, "default", "model", "bkg", InputFile.from_bytes("workspace", "w.json", json.dumps(ws).encode()),
+             "1.0.0")
+    hub.push(inst, ctx, "default", "patchset", "signals", InputFile.from_bytes(
+        "patchset", "p.json", json.dumps(signal_patchset(ws, 3)).encode()), "1.0.0", base_ref="bkg@1.0.0")
+    grid = submit(inst, ctx, SubmitRequest("grid", "default", point_task="hypotest", shards=3,
+                                           given=JobInputs(models=["signals@1.0.0"])))
+    with inst.db.transaction() as s:
+        assert [i.role for i in get_run(s, grid).inputs] == ["workspace", "patchset"]
+        assert versions_of(s, [grid]) == {grid: ["bkg@1.0.0", "signals@1.0.0"]}
+    assert status_of(inst, ctx, grid).progress.points_total == 3
 
 
 def test_unreachable_scheduler_and_missing_sbatch_fail_the_run_clearly(sqlite_instance: Instance,
@@ -505,19 +540,16 @@ def test_coordination_is_a_function_call_with_a_request_context(instance: Instan
     """In this process (a call, a thread) and in a managed process, with no CLI and no token;
     the caller is authorized before anything starts."""
     from nextstat_pro.errors import PermissionDeniedError
-    from nextstat_pro.identity.actors import Actor, RequestContext
     from nextstat_pro.identity.users import create_user, grant_role
-    from nextstat_pro.projects import get_project
     from nextstat_pro.scale import start_process, start_thread
 
     inst, ctx = instance, instance.context()
-    with inst.db.transaction() as s:
-        user = create_user(s, ctx, username="vera", printed_name="Vera Viewer", password=PASSWORD)
-        grant_role(s, ctx, "vera", get_project(s, "default"), "viewer", "test")
-        viewer = RequestContext(Actor(user.id, "vera", username="vera"))
+    create_user(inst, ctx, username="vera", printed_name="Vera Viewer", password=PASSWORD)
+    grant_role(inst, ctx, "vera", "default", "viewer", "test")
+    viewer = inst.context("vera")
     runs = [submit(inst, ctx, toys(2, n=4, seed=k)) for k in range(3)]
     for start in (coordinate, start_thread, start_process):
-        with pytest.raises(PermissionDeniedError, match="vera .*may not run.create"):
+        with pytest.raises(PermissionDeniedError, match="vera .*may not run.resume"):
             start(inst, viewer, runs[0])  # type: ignore[operator]
     with inst.db.transaction() as s:
         assert {get_run(s, r).status for r in runs} == {"queued"}
@@ -549,8 +581,7 @@ def test_a_coordinator_process_rebuilds_the_context_and_refuses_a_revoked_one(
     home = tmp_path / "home"
     assert cli("--home", str(home), "init", env={"NSP_PASSWORD": PASSWORD}).code == 0
     inst = Instance.open(home)
-    with inst.db.transaction() as s:
-        ctx = authenticate(s, credentials.load(inst.config.instance_id) or "", "cli")
+    ctx = authenticate(inst, credentials.load(inst.config.instance_id) or "", "cli")
     assert ctx.token_id is not None
     who = {"user_id": ctx.actor.id, "interface": "cli", "client": None, "extra": {}, "token_id": ctx.token_id}
     with inst.db.transaction() as s:
@@ -571,3 +602,111 @@ def test_a_coordinator_process_rebuilds_the_context_and_refuses_a_revoked_one(
     with inst.db.transaction() as s, pytest.raises(AuthenticationError, match="can no longer act"):
         context_from(s, {**who, "token_id": None})
     inst.close()
+
+
+def _grid_job(n: int, point_task: str = "fit") -> tuple[JobSpec, list[InputFile]]:
+    """A grid's spec and inputs, for a worker to compute in this process (no store)."""
+    from nextstat_pro.scale.spec import InputRef
+
+    files = grid_inputs(n)
+    names = [p["metadata"]["name"] for p in json.loads(files[1].data)["patches"]]
+    spec = JobSpec(run_id="r", task="grid", point_task=point_task, shards=1, items=names,
+                   inputs=[InputRef(role=f.role, name=f.name, digest=f.digest) for f in files])
+    return spec, files
+
+
+def test_replace_patches_share_the_base_and_give_jsonpatchs_document() -> None:
+    import copy
+    import random
+
+    import jsonpatch
+    import jsonpointer
+
+    from nextstat_pro.scale.worker import _MISSING, _replaced
+
+    base = json.loads(shared("workspaces", "example_bkgonly.json").read_text())
+    pristine = copy.deepcopy(base)
+    rng = random.Random(5)
+    paths = ["/channels/0/samples/0/data", "/channels/0/samples/1/data/1", "/observations/0/data/0",
+             "/measurements/0/config/poi", "/measurements/1/config/parameters/0", "/channels/0/samples/0", "/version",
+             "/channels/0/samples/0/modifiers/0/data/hi"]
+    for _ in range(300):
+        ops = [{"op": "replace", "path": rng.choice(paths), "value": rng.choice([1.5, [rng.random(), 2.0], {"x": [1]},
+                                                                                  copy.deepcopy(base["channels"][0]["samples"][1])])}
+               for _ in range(rng.randrange(1, 4))]
+        ops_before = copy.deepcopy(ops)
+        try:
+            expected = jsonpatch.apply_patch(copy.deepcopy(base), ops)
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException):
+            assert _replaced(base, ops) is _MISSING  # a path through a replaced scalar: jsonpatch's error
+        else:
+            assert _replaced(base, ops) == expected
+            assert json.dumps(_replaced(base, ops)) == json.dumps(expected)  # member order too
+        assert base == pristine and ops == ops_before  # neither the base nor the patch is changed
+    # Left to jsonpatch: other operations, "-", escapes, indices jsonpointer refuses, missing members.
+    refused = [[{"op": "add", "path": "/version", "value": "2"}], [{"op": "replace", "path": "/version"}], []]
+    refused += [[{"op": "replace", "path": path, "value": 1}]
+                for path in ("/channels/-", "/a~1b", "/channels/00", "/channels/0/nope", "/version/0", "/channels/1")]
+    for ops in refused:
+        assert _replaced(base, ops) is _MISSING, ops
+
+
+def test_a_grid_shard_is_the_same_whether_points_share_the_base_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nextstat_pro.canonical import canonical_json
+    from nextstat_pro.scale import worker
+
+    job = worker.LoadedJob(*_grid_job(4))
+    shared_base = canonical_json(worker.compute(job, range(4)))
+    monkeypatch.setattr(worker, "_replaced", lambda base, ops: worker._MISSING)
+    assert canonical_json(worker.compute(job, range(4))) == shared_base
+
+
+def test_pyhf_settings_copies_only_the_measurements_it_rewrites() -> None:
+    import copy
+
+    from nextstat_pro.engine.measurement import pyhf_settings
+
+    doc = json.loads(shared("workspaces", "example_bkgonly.json").read_text())
+    assert pyhf_settings(doc) is None  # every setting already as pyhf reads it
+    lumi = next(p for p in doc["measurements"][0]["config"]["parameters"] if p["name"] == "lumi")
+    del lumi["sigmas"]
+    before = copy.deepcopy(doc)
+    out = pyhf_settings(doc)
+    assert out is not None and doc == before
+    rewritten = next(p for p in out["measurements"][0]["config"]["parameters"] if p["name"] == "lumi")
+    assert rewritten == {**lumi, "sigmas": [1.0]} and list(rewritten)[-1] == "sigmas"
+    assert all(a is b for a, b in zip(out["measurements"][1:], doc["measurements"][1:], strict=True))
+    assert out["channels"] is doc["channels"]
+
+
+def test_canonical_orjson_path_is_taken_for_fit_results_and_agrees() -> None:
+    import dataclasses
+    import enum
+
+    import rfc8785
+
+    from nextstat_pro.canonical import _floats, _floats_orjson, canonical_json
+    from nextstat_pro.scale import worker
+
+    points = worker.compute(worker.LoadedJob(*_grid_job(3, "hypotest")), range(3))
+    assert _floats_orjson(points) == _floats(points) == rfc8785.dumps(points) == canonical_json(points)
+    # Floats written out in full as integers: the C-encoder path gives way to rfc8785 there.
+    doc = {"points": points, "first": 0, "x": [1e-7, 1e-6, 1e16, 1e21, -0.0, 5e-324, 2.0**53]}
+    assert _floats_orjson(doc) == rfc8785.dumps(doc) == canonical_json(doc)
+
+    @dataclasses.dataclass
+    class D:
+        x: float
+
+    class E(enum.IntEnum):
+        A = 1
+
+    # What orjson cannot be shown to write as the C encoder does is handed over, and
+    # canonical_json still gives rfc8785's bytes or refuses as it does.
+    for value in ([2**53, 1.5], [-(2**53), 1.5], [float("nan"), 1.5], {1: 1.5}, [D(1.5)], ["\ud800", 1.5],
+                  ["\U0001f600", 1.5], {"a:1.0,": 1.5}):
+        assert _floats_orjson(value) is None, value
+    assert _floats_orjson([E.A, 1.5, "1.0,"]) == rfc8785.dumps([1, 1.5, "1.0,"]) == canonical_json([E.A, 1.5, "1.0,"])
+    assert canonical_json([2**53 - 1, 1.5]) == rfc8785.dumps([2**53 - 1, 1.5])
+    with pytest.raises(rfc8785.IntegerDomainError):
+        canonical_json([2**53, 1.5])

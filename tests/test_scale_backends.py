@@ -11,9 +11,9 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
+from nextstat_pro.access.context import RequestContext
 from nextstat_pro.engine import InputFile
 from nextstat_pro.examples import histfactory_workspace, signal_patchset
-from nextstat_pro.identity.actors import RequestContext
 from nextstat_pro.instance import Instance
 from nextstat_pro.scale import SubmitRequest, coordinate, submit
 from nextstat_pro.scale.backends.base import Launch

@@ -20,8 +20,9 @@ from nextstat_pro.identity.passwords import (
     hash_password,
     verify_password,
 )
+from nextstat_pro.identity.resets import approve_reset, complete_reset, reset_password
 from nextstat_pro.identity.strength import common_passwords, context_words
-from nextstat_pro.identity.users import create_user, reset_password
+from nextstat_pro.identity.users import create_user
 from nextstat_pro.instance import Instance, init_instance
 
 from .conftest import PASSWORD
@@ -105,10 +106,12 @@ def test_threshold_is_instance_configuration(sqlite_instance: Instance) -> None:
     assert inst.config.auth.min_password_score == 3
     strict = AuthPolicy(min_password_score=4)
     assert zxcvbn("ed-password-12")["score"] == 3
-    with pytest.raises(WeakPasswordError, match="this instance requires 4"), inst.db.transaction() as s:
-        create_user(s, admin, username="ed", printed_name="Ed", password="ed-password-12", policy=strict)
-    with inst.db.transaction() as s:
-        create_user(s, admin, username="ed", printed_name="Ed", password="ed-password-12", policy=inst.config.auth)
+    lenient = inst.config
+    inst.config = inst.config.model_copy(update={"auth": strict})
+    with pytest.raises(WeakPasswordError, match="this instance requires 4"):
+        create_user(inst, admin, username="ed", printed_name="Ed", password="ed-password-12")
+    inst.config = lenient
+    create_user(inst, admin, username="ed", printed_name="Ed", password="ed-password-12")
     config = inst.config.model_copy(update={"auth": strict})
     write_config(inst.home, config)
     assert load_config(inst.home).auth.min_password_score == 4
@@ -116,17 +119,19 @@ def test_threshold_is_instance_configuration(sqlite_instance: Instance) -> None:
 
 def test_create_reset_change_and_init_refuse_weak_passwords(sqlite_instance: Instance, tmp_path: Path) -> None:
     inst, admin = sqlite_instance, sqlite_instance.context()
-    with pytest.raises(WeakPasswordError), inst.db.transaction() as s:
-        create_user(s, admin, username="vera", printed_name="Vera Lynn", password="veralynn1234")
-    with inst.db.transaction() as s:
-        create_user(s, admin, username="vera", printed_name="Vera Lynn", password=PASSPHRASE)
-    with pytest.raises(WeakPasswordError), inst.db.transaction() as s:
-        reset_password(s, admin, "vera", "passwordpassword", "forgotten")
-    cred = auth.login(inst.db.transaction, inst.config.auth, "vera", PASSPHRASE)
-    with inst.db.transaction() as s:
-        vera = auth.authenticate(s, cred.token)
-    with pytest.raises(WeakPasswordError), inst.db.transaction() as s:
-        auth.change_password(s, vera, inst.config.auth, PASSPHRASE, "vera-lynn-vera-lynn")
+    with pytest.raises(WeakPasswordError):
+        create_user(inst, admin, username="vera", printed_name="Vera Lynn", password="veralynn1234")
+    create_user(inst, admin, username="vera", printed_name="Vera Lynn", password=PASSPHRASE)
+    create_user(inst, admin, username="olga", printed_name="Olga Second", password=PASSPHRASE + "-o",
+                instance_admin=True)
+    reset_password(inst, admin, "vera", "forgotten")
+    token = approve_reset(inst, inst.context("olga"), "vera", "she called").token
+    with pytest.raises(WeakPasswordError):
+        complete_reset(inst, "vera", token, "passwordpassword")
+    cred = auth.sign_in(inst, "vera", PASSPHRASE)
+    vera = auth.authenticate(inst, cred.token)
+    with pytest.raises(WeakPasswordError):
+        auth.change_password(inst, vera, PASSPHRASE, "vera-lynn-vera-lynn")
     with pytest.raises(WeakPasswordError):
         init_instance(tmp_path / "weak", admin="admin", password="123456789012")
     assert not (tmp_path / "weak").exists()

@@ -42,7 +42,8 @@ FORBIDDEN = {"sqlalchemy", "alembic", "psycopg", "psycopg2", "psycopg_binary", "
              "pyhf", "numpy", "nextstat"}
 # Of ours, what an offline verification may load; nothing of the instance, db, audit, store, runs, ...
 OFFLINE_OURS = {"nextstat_pro", "nextstat_pro.errors", "nextstat_pro.canonical", "nextstat_pro.csvsafe",
-                "nextstat_pro.cli", "nextstat_pro.cli.main", "nextstat_pro.cli.lazy", "nextstat_pro.cli.verify"}
+                "nextstat_pro.text", "nextstat_pro.cli", "nextstat_pro.cli.main", "nextstat_pro.cli.lazy",
+                "nextstat_pro.cli.verify"}
 PASSWORD = "rita-password-1"
 
 PROBE_TAIL = """
@@ -101,7 +102,7 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         run_id = run_task(inst, inst.context(), req).run_id
         sign_run(inst, session_for(inst, "rita", PASSWORD), run_id, "review", "inputs checked", PASSWORD, "rita")
         folder = export_run(inst, inst.context(), run_id, base / "export")
-        (base / "proof.json").write_text(json.dumps(prove(inst, inst.context(), "1")))
+        (base / "proof.json").write_text(prove(inst, inst.context(), "1").model_dump_json())
         export_bundle(inst, inst.context(), base / "bundle", "csv")
         key = inst.home / "witness" / "log.pub"
     finally:
@@ -253,7 +254,8 @@ def test_verify_package_imports_nothing_of_the_instance() -> None:
     ours = seen - {m for m in seen if m.startswith("nextstat_pro.verify")}
     assert ours <= {"nextstat_pro", "nextstat_pro.errors", "nextstat_pro.canonical", "nextstat_pro.csvsafe"}, ours
     assert not any(m.startswith(("nextstat_pro.instance", "nextstat_pro.db", "nextstat_pro.audit")) for m in seen)
-    assert third_party <= {"cryptography", "rfc8785", "defusedcsv"}, third_party
+    # orjson: canonical JSON's fast path (a self-contained extension, no database or network).
+    assert third_party <= {"cryptography", "rfc8785", "defusedcsv", "orjson"}, third_party
 
 
 def test_help_lists_every_command(cli) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -45,6 +46,30 @@ class ApprovalPolicy(BaseModel):
     min_approvals: int = Field(default=1, ge=1)
     distinct_people: bool = True
     author_may_approve: bool = False
+    # Who may sign with meaning ``approval``: at least this project role (an instance admin
+    # counts as a project admin) and, when ``approvers`` is not empty, one of those usernames (a
+    # named group such as QA). Viewer access, which lets one read and review a run, is not
+    # enough to approve it.
+    approver_role: Literal["viewer", "editor", "admin"] = "admin"
+    approvers: list[str] = Field(default_factory=list)
+
+
+class SmtpConfig(BaseModel):
+    """The instance's outgoing mail. A password reset sends its one-time token to the user's own
+    address over it: a channel the administrator who asked for the reset does not see
+    (docs/identity.md). The password is never in config.json: ``password_env`` names the
+    environment variable that holds it."""
+
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=587, ge=1, le=65535)
+    from_address: str = Field(min_length=3, max_length=320)
+    # starttls (port 587) or ssl (implicit TLS, port 465); none only for a relay on this host.
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # How long an e-mailed reset token stays usable: a mailbox is read within the hour.
+    reset_token_minutes: int = Field(default=60, ge=5, le=7 * 24 * 60)
 
 
 class InstanceConfig(BaseModel):
@@ -60,8 +85,14 @@ class InstanceConfig(BaseModel):
     witness_url: str
     # Where archived registry versions go (default: <home>/archive, or <store>/archive on S3).
     archive_url: str | None = None
-    # A new checkpoint is signed when the newest is older than this, at the end of any command.
-    checkpoint_interval_s: int = 3600
+    # The log's tail is witnessed continuously (audit/witnessing.py): after a commit with events,
+    # a checkpoint is signed at once when this process's last is at least this old, else batched
+    # into the next one or the one at the end of the command. Bounds what deleting recent
+    # events could hide.
+    checkpoint_interval_s: float = Field(default=1.0, gt=0, le=86_400)
+    # `audit verify` fails when an event has waited longer than this for its witnessed
+    # checkpoint (a process that died before witnessing, or a tail deleted and re-appended).
+    max_unwitnessed_s: float = Field(default=300.0, gt=0)
     # An in-process run renews its lease every third of this; a running run whose lease has
     # expired was abandoned by its process (runs/lease.py). Long enough to ride out a stalled
     # database connection, short enough that a killed run is seen within a minute.
@@ -72,6 +103,8 @@ class InstanceConfig(BaseModel):
     # version may be purged.
     protected_aliases: list[str] = Field(default_factory=lambda: ["production", "validated"])
     hub_min_years: float = Field(default=10.0, ge=0)
+    # Outgoing mail for password-reset tokens; without it a reset needs a second admin's approval.
+    smtp: SmtpConfig | None = None
     # Per project; projects without an entry use the default policy.
     approval: dict[str, ApprovalPolicy] = Field(default_factory=dict)
     # Who may read the instance's files: the owner only, or also the group chosen at init.

@@ -1,22 +1,26 @@
-"""Changing the instance configuration: each change is audited with before/after values."""
+"""Reading the instance configuration, and changing it: each change is audited with before/after values."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
+from .access.context import RequestContext
+from .access.rbac import authorize
 from .audit.events import append_event
 from .config import InstanceConfig, write_config
 from .errors import UsageError
-from .identity.actors import RequestContext
-from .identity.rbac import authorize
-from .instance import Instance
+
+if TYPE_CHECKING:
+    from .instance import Instance
 
 SETTABLE = (
     "default_project",
     "checkpoint_interval_s",
+    "max_unwitnessed_s",
     "protected_aliases",
     "hub_min_years",
     "retention.min_years",
@@ -25,7 +29,38 @@ SETTABLE = (
     "run_lease_s",
     "auth.min_password_length",
     "auth.min_password_score",
+    # The whole section as a JSON object (or null: no mail), or one field of it.
+    "smtp",
+    "smtp.host",
+    "smtp.port",
+    "smtp.from_address",
+    "smtp.security",
+    "smtp.username",
+    "smtp.password_env",
+    "smtp.timeout_s",
+    "smtp.reset_token_minutes",
 )
+
+
+def show_config(instance: Instance, ctx: RequestContext) -> InstanceConfig:
+    """The instance configuration as an auditor or an instance admin may read it: any password
+    inside a URL is masked, because whoever reads the database password can change the records
+    without going through this layer (and an auditor changes nothing)."""
+    with instance.db.read() as session:
+        authorize(session, ctx, "config.read")
+    config = instance.config
+    return config.model_copy(update={name: _mask_password(getattr(config, name))
+                                     for name in ("db_url", "store_url", "witness_url", "archive_url")})
+
+
+def _mask_password(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def set_config(instance: Instance, ctx: RequestContext, key: str, raw_value: str, reason: str) -> InstanceConfig:
@@ -38,15 +73,22 @@ def set_config(instance: Instance, ctx: RequestContext, key: str, raw_value: str
         value = raw_value
     data = instance.config.model_dump()
     section, _, field = key.partition(".")
+    if field and data[section] is None:  # an optional section not set yet (smtp): its first field
+        data[section] = {}
     holder = data[section] if field else data
     name = field or section
-    before = holder[name]
+    before = holder.get(name)
     holder[name] = value
     try:
         new = InstanceConfig.model_validate(data)
     except ValidationError as exc:
-        raise UsageError(f"bad value for {key}: {exc.errors()[0]['msg']}") from None
-    after = new.model_dump()[section][field] if field else new.model_dump()[name]
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        # Naming the field matters for a section set field by field (smtp.host before smtp.from_address).
+        raise UsageError(f"bad value for {key}: {where + ': ' if where and where != key else ''}{first['msg']}") \
+            from None
+    dumped = new.model_dump()
+    after = dumped[section][field] if field else dumped[name]
     old = instance.config
     written = False
     try:

@@ -3,9 +3,12 @@
     NSPError                      root: a readable one-line message, an exit code, an HTTP status
     ├── UsageError                bad argument or option (exit 2, HTTP 400)
     │   ├── ParamError            malformed or unknown --param
-    │   └── UnknownTaskError
+    │   ├── UnknownTaskError
+    │   ├── FieldError            a request field missing or out of range, naming the fields
+    │   └── TextError             text people read with a refused character or too long (``text``)
     ├── InputError                an input file is missing, unreadable or invalid (exit 3, HTTP 422)
-    │   └── SchemaValidationError names the failing JSON path
+    │   ├── SchemaValidationError names the failing JSON path
+    │   └── DuplicateNameError    a workspace reuses a name as pyhf refuses (``engine.duplicates``)
     ├── NotFoundError             a run, project, user or object that does not exist (exit 4, HTTP 404)
     ├── ConflictError             the thing exists already / state forbids it (exit 5, HTTP 409)
     │   └── InstanceExistsError
@@ -53,6 +56,27 @@ class UnknownTaskError(UsageError):
     pass
 
 
+class FieldError(UsageError):
+    """A request's field is missing, out of range or in conflict with another. The message speaks
+    of the request; ``fields`` names its fields, for an adapter to point at its own spelling of
+    them (a CLI's options, an HTTP body's members)."""
+
+    def __init__(self, message: str, *fields: str) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+class TextError(UsageError):
+    """Text that people read (a printed name, a reason, a tag...) holds a character the rules
+    of ``nextstat_pro.text`` refuse, or is too long. ``field`` names it; ``char`` is the
+    refused character (None for a length)."""
+
+    def __init__(self, field: str, message: str, char: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.char = char
+
+
 class InputError(NSPError):
     exit_code = 3
     http_status = 422
@@ -63,6 +87,11 @@ class SchemaValidationError(InputError):
         super().__init__(f"{what} is invalid at {path}: {detail}")
         self.path = path
         self.detail = detail
+
+
+class DuplicateNameError(InputError):
+    """A workspace uses a channel, sample, modifier or parameter name twice in a way pyhf
+    0.7.6 refuses to build a model from; the message says where."""
 
 
 class NotFoundError(NSPError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,17 +10,19 @@ from typing import Any
 
 from sqlalchemy import inspect, select
 
+from .access.context import Interface, RequestContext
 from .audit.events import append_event
 from .audit.note import Verifier
+from .audit.tree import StoredCheckpoint, checkpoint
 from .audit.witness import Witness, open_witness
+from .audit.witnessing import Witnessing
 from .config import InstanceConfig, config_path, load_config, write_config
 from .db import migrate
-from .db.models import InstanceInfo, User
+from .db.models import AuditCheckpoint, AuditEvent, InstanceInfo, User
 from .db.session import Database
 from .db.types import utcnow
-from .errors import InstanceExistsError, NotFoundError, PermissionDeniedError
-from .identity.actors import Interface, RequestContext
-from .identity.users import actor_for, check_new_user, create_user
+from .errors import InstanceExistsError, NotFoundError, NSPError, PermissionDeniedError
+from .identity.users import actor_for, check_new_user, create_first_admin
 from .ids import new_id
 from .permissions import (
     SQLITE_SIDECARS,
@@ -69,6 +72,29 @@ class Instance:
 
     def __post_init__(self) -> None:
         self.db.security_recorder = self._record_security_event
+        self._witness: Witness | None = None
+        self._log_keys: KeyPair | None = None
+        self.witnessing = Witnessing(self.sign_checkpoint, float(self.config.checkpoint_interval_s))
+        self.db.after_audited_commit = self.witnessing.committed
+
+    def sign_checkpoint(self) -> StoredCheckpoint:
+        """Checkpoint the whole log now, in a transaction of its own: integrated, checked,
+        signed and witnessed (``audit.tree.checkpoint``). Housekeeping of the log itself, which
+        any process that commits does (audit/witnessing.py); no caller is authorized here."""
+        with self.db.transaction() as session:
+            return checkpoint(session, self.config.log_origin, self.log_verifier(), self.log_keys(), self.witness())
+
+    def witness_tail(self) -> None:
+        """Sign for what this process left pending, or for events that a process which died
+        left unwitnessed (one read when there are none)."""
+        if self.witnessing.pending:
+            self.witnessing.flush()
+            return
+        with self.db.read() as session:
+            newest = session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) or 0
+            last = session.scalar(select(AuditCheckpoint.size).order_by(AuditCheckpoint.size.desc()).limit(1)) or 0
+        if newest > last:
+            self.sign_checkpoint()
 
     def _record_security_event(self, event: dict[str, Any]) -> None:
         with self.db.transaction() as session:
@@ -76,7 +102,9 @@ class Instance:
                          project=event.get("project"), after=event.get("after"))
 
     def log_keys(self) -> KeyPair:
-        return load_or_create_keypair(self.home / LOG_KEY)
+        if self._log_keys is None:
+            self._log_keys = load_or_create_keypair(self.home / LOG_KEY)
+        return self._log_keys
 
     def run_keys(self) -> KeyPair:
         """The instance's run-signing key (DSSE envelopes over run attestations), read once:
@@ -98,7 +126,9 @@ class Instance:
         return open_store(url)
 
     def witness(self) -> Witness:
-        return open_witness(self.config.witness_url)
+        if self._witness is None:  # an S3 client costs tens of milliseconds to make
+            self._witness = open_witness(self.config.witness_url)
+        return self._witness
 
     def context(self, username: str | None = None, interface: Interface = "system") -> RequestContext:
         """A trusted in-process context acting as ``username`` (default: the first admin).
@@ -116,7 +146,16 @@ class Instance:
             return RequestContext(actor_for(user), interface=interface)
 
     def close(self) -> None:
-        self.db.dispose()
+        """Witness what this process left pending (audit/witnessing.py), then close the
+        database. A failure to witness is logged, not raised: a caller that must know (the CLI)
+        calls ``witness_tail`` first, which raises."""
+        try:
+            if self.witnessing.pending:
+                self.witnessing.flush()
+        except Exception as exc:  # noqa: BLE001 -- closing must close; the log says what failed
+            logging.getLogger(__name__).warning("audit events left unwitnessed: %s", exc)
+        finally:
+            self.db.dispose()
 
 
 def init_instance(
@@ -193,14 +232,7 @@ def init_instance(
         verifier = Verifier.for_key(origin, keys)
         open_witness(witness_url).write("log.pub", f"{verifier}\n".encode())
         with db.transaction() as session:
-            user = create_user(
-                session,
-                None,
-                username=admin,
-                printed_name=printed_name or admin,
-                password=password,
-                instance_admin=True,
-            )
+            user = create_first_admin(session, username=admin, printed_name=printed_name or admin, password=password)
             ctx = RequestContext(actor_for(user), interface="cli")
             session.add(
                 InstanceInfo(instance_id=instance_id, created_at=utcnow(), settings={"log_key": str(verifier)})
@@ -226,6 +258,13 @@ def init_instance(
         if created_store and store_root is not None:
             shutil.rmtree(store_root, ignore_errors=True)
         raise
-    return Instance(home, config, db, store)
+    instance = Instance(home, config, db, store)
+    try:
+        instance.sign_checkpoint()  # the log is witnessed from its first events on
+    except NSPError as exc:
+        # The instance exists (its config is written): say so rather than fail its creation;
+        # the next command witnesses the first events (Instance.witness_tail).
+        logging.getLogger(__name__).warning("the first audit events are not yet witnessed: %s", exc)
+    return instance
 
 

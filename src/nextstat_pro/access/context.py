@@ -15,6 +15,8 @@ class Actor:
     kind: Literal["user", "service"] = "user"
     username: str | None = None
     is_instance_admin: bool = False
+    # Instance-level read-only role (access/rbac.py): reads and verifies everything, changes nothing.
+    is_auditor: bool = False
 
     def as_json(self) -> dict[str, str]:
         return {"kind": self.kind, "id": self.id, "name": self.name}

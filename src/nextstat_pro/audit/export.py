@@ -16,18 +16,21 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from ..access.context import RequestContext
+from ..access.rbac import authorize
 from ..errors import UsageError
 from ..files import place_folder, require_empty
-from ..identity.actors import RequestContext
-from ..identity.rbac import authorize
-from ..instance import Instance
 from ..verify.bundle import render_csv, verify_bundle
 from . import tree
 from .events import append_event
 from .proofs import b64
-from .service import EventFilter, checkpoint_in, query_events
+from .records import EventFilter, checkpoint_in, query_events
+from .views import AuditExportSummary
+
+if TYPE_CHECKING:
+    from ..instance import Instance
 
 Format = Literal["csv", "json", "jsonl"]
 BUNDLE = "nextstat-pro/audit-bundle/v1"
@@ -36,7 +39,10 @@ BUNDLE = "nextstat-pro/audit-bundle/v1"
 def export_bundle(
     instance: Instance, ctx: RequestContext, dest: Path, fmt: Format = "jsonl",
     since: str | None = None, until: str | None = None,
-) -> dict[str, Any]:
+) -> AuditExportSummary:
+    """Write the events between ``since`` and ``until`` (all by default) with their proofs
+    against a checkpoint signed now into the empty folder ``dest`` (an auditor's or an
+    instance admin's ``audit.export``), and audit the export."""
     if fmt not in ("csv", "json", "jsonl"):
         raise UsageError(f"unknown format {fmt!r} (csv, json or jsonl)")
     require_empty(dest)
@@ -78,7 +84,7 @@ def export_bundle(
         if placed:
             shutil.rmtree(dest, ignore_errors=True)
         raise
-    return summary
+    return AuditExportSummary.model_validate(summary)
 
 
 __all__ = ["BUNDLE", "Format", "export_bundle", "verify_bundle"]  # verify_bundle: tests/test_security_csv.py

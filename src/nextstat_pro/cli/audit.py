@@ -13,7 +13,7 @@ from ..audit import service
 from ..audit.export import export_bundle
 from ..errors import InputError
 from ..runs import retention
-from .common import JsonOption, ProjectOption, console, print_json, state
+from .common import JsonOption, ProjectOption, console, print_model, state
 
 # The commands of the audit group that open the instance; cli.main composes the group with the
 # verification commands of cli.verify (``audit verify``, ``audit verify-proof``).
@@ -23,27 +23,27 @@ audit_app.add_typer(retention_app, name="retention")
 
 
 @audit_app.command("checkpoint")
-def checkpoint(ctx: typer.Context) -> None:
+def checkpoint(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """Integrate new events and sign a checkpoint (stored and witnessed)."""
     st = state(ctx)
     cp = service.make_checkpoint(st.instance(), st.context())
-    console.print(cp.note, end="")
+    if as_json:
+        print_model(cp)
+        return
+    console.print(cp.note, end="", markup=False)
 
 
 @audit_app.command("checkpoints")
 def checkpoints(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """List the stored checkpoints."""
     st = state(ctx)
-    st.context()
-    with st.instance().db.transaction() as session:
-        rows = [{"size": c.size, "root": c.root, "created_at": c.created_at.isoformat()}
-                for c in service.list_checkpoints(session)]
+    rows = service.list_checkpoints(st.instance(), st.context())
     if as_json:
-        print_json(rows)
+        print_model(rows)
         return
     table = Table("tree size", "root (hex)", "signed at")
     for r in rows:
-        table.add_row(str(r["size"]), str(r["root"]), str(r["created_at"]))
+        table.add_row(str(r.size), r.root, r.created_at.isoformat())
     console.print(table)
 
 
@@ -51,14 +51,14 @@ def checkpoints(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 def prove(ctx: typer.Context, event: str = typer.Argument(..., help="Event id (or seq).")) -> None:
     """Print an inclusion proof (JSON) of EVENT against the latest checkpoint."""
     st = state(ctx)
-    print_json(service.prove(st.instance(), st.context(), event))
+    print_model(service.prove(st.instance(), st.context(), event))
 
 
 @audit_app.command("consistency")
 def consistency(ctx: typer.Context, size1: int, size2: int) -> None:
     """Print a consistency proof (JSON) between the checkpoints at SIZE1 and SIZE2."""
     st = state(ctx)
-    print_json(service.consistency(st.instance(), st.context(), size1, size2))
+    print_model(service.consistency(st.instance(), st.context(), size1, size2))
 
 
 @audit_app.command("log")
@@ -76,22 +76,21 @@ def log(
     limit: int = typer.Option(50, "--limit"),
     as_json: bool = JsonOption,
 ) -> None:
-    """Query the audit log (oldest first; page with --after LAST_SEQ)."""
+    """Query the audit log (oldest first; page with --after LAST_SEQ). Without --project it reads the
+    whole log (an auditor or an instance admin); with it, that project's events (its viewers)."""
     f = service.EventFilter(actor, action, target_type, target_id, project, since, until, text)
     st = state(ctx)
-    request = st.context()
-    with st.instance().db.transaction() as session:
-        events = service.read_events(session, request, f, after_seq=after, limit=limit)
+    events = service.read_events(st.instance(), st.context(), f, after_seq=after, limit=limit)
     if as_json:
-        print_json(events)
+        print_model(events)
         return
     table = Table("seq", "time (UTC)", "actor", "action", "target", "project", "reason")
     for e in events:
-        table.add_row(str(e["seq"]), e["ts"], e["actor"]["name"], e["action"],
-                      f"{e['target']['type']} {e['target']['id']}", e["project"] or "", e["reason"] or "")
+        table.add_row(str(e.seq), e.ts, e.actor.name, e.action, f"{e.target.type} {e.target.id}", e.project or "",
+                      e.reason or "")
     console.print(table)
     if len(events) == limit:
-        console.print(f"next page: --after {events[-1]['seq']}")
+        console.print(f"next page: --after {events[-1].seq}")
 
 
 @audit_app.command("history")
@@ -102,17 +101,15 @@ def history(ctx: typer.Context, target: str = typer.Argument(..., help="TYPE:ID,
     if not tid:
         raise InputError(f"target {target!r} is not TYPE:ID")
     st = state(ctx)
-    actor = st.context()
-    with st.instance().db.transaction() as session:
-        events = service.history(session, actor, ttype, tid)
+    events = service.history(st.instance(), st.context(), ttype, tid)
     if as_json:
-        print_json(events)
+        print_model(events)
         return
     for e in events:
-        console.print(f"[bold]{e['seq']}[/] {e['ts']} {e['actor']['name']} [bold]{e['action']}[/]"
-                      + (f" reason: {e['reason']}" if e["reason"] else ""))
-        console.print(f"    before {json.dumps(e['before'])}", markup=False)
-        console.print(f"    after  {json.dumps(e['after'])}", markup=False)
+        console.print(f"{e.seq} {e.ts} {e.actor.name} {e.action}" + (f" reason: {e.reason}" if e.reason else ""),
+                      markup=False)
+        console.print(f"    before {json.dumps(e.before)}", markup=False)
+        console.print(f"    after  {json.dumps(e.after)}", markup=False)
 
 
 @audit_app.command("export")
@@ -126,24 +123,20 @@ def export(
     """Export events, checkpoint, proofs and public key as a bundle verifiable offline."""
     st = state(ctx)
     summary = export_bundle(st.instance(), st.context(), dest, fmt, since, until)  # type: ignore[arg-type]
-    console.print(f"exported {summary['events']} events to {dest} (verify: nextstat-pro audit verify --bundle {dest})")
+    console.print(f"exported {summary.events} events to {dest} (verify: nextstat-pro audit verify --bundle {dest})")
 
 
 @retention_app.command("status")
 def retention_status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """What the retention policy keeps, holds and allows to purge."""
     st = state(ctx)
-    inst = st.instance()
-    actor = st.context()
-    with inst.db.transaction() as session:
-        items = retention.status(session, actor, inst.config.retention)
-    rows = [{"run_id": i.run_id, "project": i.project, "state": i.state, "rule": i.rule} for i in items]
+    items = retention.status(st.instance(), st.context())
     if as_json:
-        print_json(rows)
+        print_model(items)
         return
     table = Table("run", "project", "state", "rule")
-    for r in rows:
-        table.add_row(r["run_id"], r["project"], r["state"], r["rule"])
+    for i in items:
+        table.add_row(i.run_id, i.project, i.state, i.rule)
     console.print(table)
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
-from ..audit.service import maybe_checkpoint
+from ..access.context import RequestContext
 from ..config import resolve_home
-from ..errors import AuthenticationError
-from ..identity.actors import RequestContext
+from ..errors import AuthenticationError, NSPError
 from ..identity.auth import authenticate
 from ..instance import Instance
 from . import credentials
@@ -44,8 +46,7 @@ class State:
         token = credentials.load(inst.config.instance_id)
         if token is None:
             raise AuthenticationError("not logged in: run `nextstat-pro login` (or set NSP_TOKEN)")
-        with inst.db.transaction() as session:
-            ctx = authenticate(session, token, "cli", allow_password_change)
+        ctx = authenticate(inst, token, "cli", allow_password_change)
         # A run whose process died is recorded as abandoned by whichever command comes next
         # (runs/lease.py): one indexed read when there is nothing to do.
         from ..runs.lease import has_expired_leases, recover_abandoned  # not for verify's imports
@@ -58,12 +59,21 @@ class State:
         return name or self.instance().config.default_project
 
     def close(self) -> None:
-        if self._instance is not None:
-            try:
-                # The checkpoint interval needs no daemon: any command may sign the next one.
-                maybe_checkpoint(self._instance)
-            finally:
-                self._instance.close()
+        if self._instance is None:
+            return
+        # Run while the command unwinds when it failed: its own error (audit verify's verdict,
+        # say) is then the one to show, and a witnessing failure is only reported beside it.
+        failing = sys.exc_info()[1] is not None
+        try:
+            # Whatever this command appended (or a killed process left) is witnessed before it
+            # ends: continuous witnessing needs no daemon (audit/witnessing.py).
+            self._instance.witness_tail()
+        except NSPError as exc:
+            if not failing:
+                raise
+            err_console.print(f"error: {exc.message}", markup=False)
+        finally:
+            self._instance.close()
 
 
 def state(ctx: typer.Context) -> State:
@@ -72,6 +82,29 @@ def state(ctx: typer.Context) -> State:
         obj = ctx.find_root().obj = State(resolve_home(None))
     assert isinstance(obj, State)
     return obj
+
+
+def print_model(model: BaseModel | Sequence[BaseModel]) -> None:
+    """A service's view model as the ``--json`` output: the model's own JSON (the HTTP body to come),
+    a list of models as a JSON array."""
+    if isinstance(model, BaseModel):
+        typer.echo(model.model_dump_json(indent=2))
+    else:
+        typer.echo(json.dumps([m.model_dump(mode="json") for m in model], indent=2))
+
+
+@contextmanager
+def options_for(**options: str) -> Iterator[None]:
+    """Word a service's error about request fields (a ``FieldError``, or any error with ``fields``) for
+    this command: its message, then the options that set those fields (``options_for(seed="--seed")``).
+    Services speak of their requests' fields, never of one adapter's flags."""
+    try:
+        yield
+    except NSPError as exc:
+        named = [options[f] for f in getattr(exc, "fields", ()) if f in options]
+        if named:
+            exc.message = f"{exc.message} ({', '.join(named)})"
+        raise
 
 
 def print_json(value: Any) -> None:

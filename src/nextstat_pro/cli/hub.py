@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from ..engine import InputFile
 from ..errors import UsageError
 from ..hub import imports, likelihood, retention, service
-from .common import JsonOption, ProjectOption, console, print_json, state
+from ..hub.views import VersionDoc
+from .common import JsonOption, ProjectOption, console, options_for, print_model, state
 
 hub_app = typer.Typer(help="NS-Hub: models, datasets and patchsets with immutable versions.", no_args_is_help=True)
 
 
-def _table(rows: list[dict]) -> None:  # type: ignore[type-arg]
+def _table(rows: list[VersionDoc]) -> None:
     table = Table("name", "version", "digest", "aliases", "tags", "created (UTC)", "state")
     for r in rows:
-        state_ = "purged" if r["purged"] else "archived" if r["archived"] else ""
-        table.add_row(r["name"], r["semver"] or "", r["digest"][:19] + "…", ",".join(r["aliases"]),
-                      " ".join(f"{k}={v}" for k, v in r["tags"].items()), r["created_at"][:19], state_)
+        state_ = "purged" if r.purged else "archived" if r.archived else ""
+        table.add_row(r.name, r.semver or "", r.digest[:19] + "…", ",".join(r.aliases),
+                      " ".join(f"{k}={v}" for k, v in r.tags.items()),
+                      r.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"), state_)
     console.print(table)
+
+
+def _done(doc: VersionDoc, as_json: bool, line: str) -> None:
+    """A change's output: the version's document as changed (``--json``), or one line."""
+    if as_json:
+        print_model(doc)
+    else:
+        console.print(line, markup=False)
 
 
 def kind_app(kind: str) -> typer.Typer:
@@ -33,29 +43,33 @@ def kind_app(kind: str) -> typer.Typer:
         def push(ctx: typer.Context, name: str, file: Path, version: str | None = typer.Option(None, "--version"),
                  description: str = typer.Option("", "--description"),
                  tag: list[str] = typer.Option([], "--tag", help="key=value (repeatable)"),
-                 project: str | None = ProjectOption) -> None:
+                 project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
             """Validate FILE and push it as a new version of NAME (identical content: the existing version)."""
-            _push(ctx, kind, name, file, version, description, tag, None, project)
+            _push(ctx, kind, name, file, version, description, tag, None, project, as_json)
     else:
         @app.command("push")
         def push_patchset(ctx: typer.Context, name: str, file: Path,
                           base: str = typer.Option(..., "--base", help="The background-only model version (REF)."),
                           version: str | None = typer.Option(None, "--version"),
                           description: str = typer.Option("", "--description"),
-                          tag: list[str] = typer.Option([], "--tag"), project: str | None = ProjectOption) -> None:
+                          tag: list[str] = typer.Option([], "--tag"), project: str | None = ProjectOption,
+                          as_json: bool = JsonOption) -> None:
             """Push a pyhf patchset linked to its base model version (its digests must match)."""
-            _push(ctx, kind, name, file, version, description, tag, base, project)
+            _push(ctx, kind, name, file, version, description, tag, base, project, as_json)
 
     @app.command("import")
     def import_(ctx: typer.Context, manifest: Path,
                 batch: int = typer.Option(500, "--batch", help="Versions per transaction."),
-                project: str | None = ProjectOption) -> None:
+                project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
         """Push many versions from a JSON Lines MANIFEST ({"name", "file", "version", "tags", ...} per
         line), a batch per transaction; each version validated and audited as by push."""
         st = state(ctx)
-        with console.status("importing…") as status:
+        with console.status("importing…") as status, options_for(batch_size="--batch"):
             report = imports.import_manifest(st.instance(), st.context(), st.project(project), kind, manifest, batch,
                                              progress=lambda r: status.update(f"importing… {r.summary()}"))
+        if as_json:
+            print_model(report)
+            return
         console.print(f"imported {report.summary()}")
 
     @app.command("list")
@@ -64,60 +78,64 @@ def kind_app(kind: str) -> typer.Typer:
         """Items with their newest version, or (with --tag) every version so tagged."""
         st = state(ctx)
         rows = service.list_items(st.instance(), st.context(), st.project(project), kind, tag)
-        print_json(rows) if as_json else _table(rows)
+        print_model(rows) if as_json else _table(rows)
 
     @app.command("versions")
     def versions(ctx: typer.Context, name: str, project: str | None = ProjectOption,
                  as_json: bool = JsonOption) -> None:
         st = state(ctx)
         rows = service.versions(st.instance(), st.context(), st.project(project), kind, name)
-        print_json(rows) if as_json else _table(rows)
+        print_model(rows) if as_json else _table(rows)
 
     @app.command("show")
     def show(ctx: typer.Context, ref: str,
              runs: bool = typer.Option(False, "--runs", help="List the runs that used it."),
              project: str | None = ProjectOption) -> None:
+        """One version's document (JSON): content digest, label, metadata, tags, aliases; --runs adds the runs."""
         st = state(ctx)
-        print_json(service.show(st.instance(), st.context(), st.project(project), kind, ref, runs))
+        print_model(service.show(st.instance(), st.context(), st.project(project), kind, ref, runs))
 
     @app.command("alias")
     def alias(ctx: typer.Context, ref: str, alias: str, reason: str = typer.Option(..., "--reason"),
-              project: str | None = ProjectOption) -> None:
+              project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
         """Point ALIAS at the version REF names (protected aliases need a project admin)."""
         st = state(ctx)
-        service.set_alias(st.instance(), st.context(), st.project(project), kind, ref, alias, reason)
-        console.print(f"{alias} → {ref}")
+        doc = service.set_alias(st.instance(), st.context(), st.project(project), kind, ref, alias, reason)
+        _done(doc, as_json, f"{alias} → {ref}")
 
     @app.command("tag")
     def tag(ctx: typer.Context, ref: str, tags: list[str] = typer.Argument(None, help="key=value ..."),
             remove: list[str] = typer.Option([], "--remove", help="Tag key to remove."),
-            reason: str = typer.Option(..., "--reason"), project: str | None = ProjectOption) -> None:
+            reason: str = typer.Option(..., "--reason"), project: str | None = ProjectOption,
+            as_json: bool = JsonOption) -> None:
+        """Add or change key=value tags of the version REF names (--remove KEY drops one)."""
         st = state(ctx)
-        service.edit(st.instance(), st.context(), st.project(project), kind, ref, reason, tags or [], remove)
-        console.print(f"tags of {ref} updated")
+        doc = service.edit(st.instance(), st.context(), st.project(project), kind, ref, reason, tags or [], remove)
+        _done(doc, as_json, f"tags of {ref} updated")
 
     @app.command("describe")
     def describe(ctx: typer.Context, ref: str, text: str, reason: str = typer.Option(..., "--reason"),
-                 project: str | None = ProjectOption) -> None:
+                 project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
+        """Replace the description of the version REF names."""
         st = state(ctx)
-        service.edit(st.instance(), st.context(), st.project(project), kind, ref, reason, description=text)
-        console.print(f"description of {ref} updated")
+        doc = service.edit(st.instance(), st.context(), st.project(project), kind, ref, reason, description=text)
+        _done(doc, as_json, f"description of {ref} updated")
 
     @app.command("archive")
     def archive(ctx: typer.Context, ref: str, reason: str = typer.Option(..., "--reason"),
-                project: str | None = ProjectOption) -> None:
+                project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
         """Move a version's bytes to the archive (still readable and verifiable)."""
         st = state(ctx)
-        retention.archive(st.instance(), st.context(), st.project(project), kind, ref, reason)
-        console.print(f"archived {ref}")
+        doc = retention.archive(st.instance(), st.context(), st.project(project), kind, ref, reason)
+        _done(doc, as_json, f"archived {ref}")
 
     @app.command("purge")
     def purge(ctx: typer.Context, ref: str, reason: str = typer.Option(..., "--reason"),
-              project: str | None = ProjectOption) -> None:
+              project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
         """Remove a version's bytes when the policy allows (the record and a tombstone stay)."""
         st = state(ctx)
-        retention.purge(st.instance(), st.context(), st.project(project), kind, ref, reason)
-        console.print(f"purged {ref}")
+        doc = retention.purge(st.instance(), st.context(), st.project(project), kind, ref, reason)
+        _done(doc, as_json, f"purged {ref}")
 
     if kind == "model":
         @app.command("diff")
@@ -127,26 +145,27 @@ def kind_app(kind: str) -> typer.Typer:
             st = state(ctx)
             out = service.diff_models(st.instance(), st.context(), st.project(project), ref_a, ref_b)
             if as_json:
-                print_json(out)
+                print_model(out)
                 return
-            console.print(f"{out['a']} → {out['b']}: " + ("identical" if out["identical"] else
-                                                          f"{len(out['changes'])} change(s)"))
-            for c in out["changes"]:
-                console.print(f"  {c['path']}: {c['change']}"
-                              + (f"  {json.dumps(c['a'])} → {json.dumps(c['b'])}" if c["a"] or c["b"] else ""),
-                              markup=False)
+            console.print(f"{out.a} → {out.b}: " + ("identical" if out.identical else f"{len(out.changes)} change(s)"))
+            for c in out.changes:
+                console.print(f"  {c.path}: {c.change}"
+                              + (f"  {json.dumps(c.a)} → {json.dumps(c.b)}" if c.a or c.b else ""), markup=False)
 
     return app
 
 
 def _push(ctx: typer.Context, kind: str, name: str, file: Path, version: str | None, description: str,
-          tags: list[str], base: str | None, project: str | None) -> None:
+          tags: list[str], base: str | None, project: str | None, as_json: bool) -> None:
     st = state(ctx)
-    role = {"model": "workspace", "dataset": "dataset", "patchset": "patchset"}[kind]
-    resolved, created = service.push(st.instance(), st.context(), st.project(project), kind, name,
-                                     InputFile.read(role, file), version, description, tags, base)
-    verb = "pushed" if created else "unchanged: identical content is"
-    console.print(f"{verb} {resolved.label} ({resolved.version.digest})")
+    with options_for(base_ref="--base"):
+        pushed = service.push_file(st.instance(), st.context(), st.project(project), kind, name, file, version,
+                                   description, tags, base)
+    if as_json:
+        print_model(pushed)
+        return
+    verb = "pushed" if pushed.created else "unchanged: identical content is"
+    console.print(f"{verb} {pushed.label} ({pushed.digest})")
 
 
 for _kind in ("model", "dataset", "patchset"):
@@ -168,13 +187,14 @@ def import_likelihood(ctx: typer.Context, archive: Path,
     if max_mb < 1:
         raise UsageError("--max-mb must be at least 1")
     st = state(ctx)
-    out = likelihood.import_likelihood(st.instance(), st.context(), st.project(project), archive, name, version,
-                                       description, tuple(tag), max_mb << 20)
+    with options_for(max_bytes="--max-mb"):
+        out = likelihood.import_likelihood(st.instance(), st.context(), st.project(project), archive, name, version,
+                                           description, tuple(tag), max_mb << 20)
     if as_json:
-        print_json(out.doc())
+        print_model(out)
         return
     console.print(f"archive sha256 {out.archive_sha256}")
     for pushed in (out.model, *out.patchsets):
         verb = "pushed" if pushed.created else "unchanged: identical content is"
-        patches = f", {len(pushed.resolved.version.meta['patches'])} patch(es)" if pushed.kind == "patchset" else ""
-        console.print(f"{verb} {pushed.kind} {pushed.resolved.label} from {pushed.member}{patches}", markup=False)
+        patches = f", {len(pushed.patches)} patch(es)" if pushed.patches is not None else ""
+        console.print(f"{verb} {pushed.kind} {pushed.label} from {pushed.file}{patches}", markup=False)

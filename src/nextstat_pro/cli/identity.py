@@ -8,12 +8,18 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from ..identity import auth
-from ..identity.rbac import role_in
-from ..identity.users import create_user, disable_user, grant_role, list_users, reset_password, revoke_role
-from ..projects import get_project, list_projects
+from ..identity import auth, resets, users
+from ..identity.users import (
+    create_user,
+    disable_user,
+    grant_role,
+    list_role_bindings,
+    list_users,
+    revoke_role,
+    set_auditor,
+)
 from . import credentials
-from .common import JsonOption, ProjectOption, console, print_json, state
+from .common import JsonOption, ProjectOption, console, print_model, state
 
 user_app = typer.Typer(help="User accounts (never deleted: disabled).", no_args_is_help=True)
 role_app = typer.Typer(help="Project roles: viewer, editor, admin.", no_args_is_help=True)
@@ -34,7 +40,7 @@ def login(ctx: typer.Context, username: str = typer.Option(None, "--username", "
     """Sign in; the session is kept in a 0600 file under your config folder."""
     inst = state(ctx).instance()
     username = username or os.environ.get("NSP_USER") or typer.prompt("Username")
-    cred = auth.login(inst.db.transaction, inst.config.auth, username, secret("Password"))
+    cred = auth.sign_in(inst, username, secret("Password"))
     path = credentials.save(inst.config.instance_id, cred.token)
     console.print(f"logged in as {username} until {cred.expires_at:%Y-%m-%d %H:%M} UTC (session in {path})")
 
@@ -43,112 +49,166 @@ def logout(ctx: typer.Context) -> None:
     """Revoke this session."""
     st = state(ctx)
     inst = st.instance()
-    actor = st.context(allow_password_change=True)
-    with inst.db.transaction() as session:
-        auth.logout(session, actor)
+    auth.logout(inst, st.context(allow_password_change=True))
     credentials.forget(inst.config.instance_id)
     console.print("logged out")
 
 
-def passwd(ctx: typer.Context) -> None:
-    """Change your password (re-encrypts your signing key, or creates it after a reset)."""
+def passwd(ctx: typer.Context,
+           reset_token: str | None = typer.Option(
+               None, "--reset-token", envvar="NSP_RESET_TOKEN",
+               help="Set a new password with the one-time token of a reset (e-mailed to you, or handed over by "
+                    "the administrator who approved the reset); no sign-in needed."),
+           username: str | None = typer.Option(None, "--username", "-u",
+                                               help="Whose password the reset token resets (with --reset-token).")
+           ) -> None:
+    """Change your password (re-encrypts your signing key), or set it with a reset token (makes your
+    new signing key)."""
     st = state(ctx)
+    if reset_token is not None:
+        who = username or os.environ.get("NSP_USER") or typer.prompt("Username")
+        new = secret("New password", env="NSP_NEW_PASSWORD", confirm=True)
+        done = resets.complete_reset(st.instance(), who, reset_token, new)
+        console.print(f"password of {done.username} set; new signing key {done.key_id[:16]}…", markup=False)
+        if done.key_after_admin_reset:
+            console.print("  an administrator saw the reset token: every signature with this key says it was "
+                          "created after an admin reset", markup=False)
+        return
     actor = st.context(allow_password_change=True)
     old = secret("Current password")
     new = secret("New password", env="NSP_NEW_PASSWORD", confirm=True)
-    with st.instance().db.transaction() as session:
-        auth.change_password(session, actor, st.instance().config.auth, old, new)
+    auth.change_password(st.instance(), actor, old, new)
     console.print("password changed")
 
 
 def whoami(ctx: typer.Context, as_json: bool = JsonOption) -> None:
-    """Who you are signed in as, and your roles."""
+    """Who you are signed in as, your credential (an API token's project and role cap) and your roles."""
     st = state(ctx)
-    actor = st.context(allow_password_change=True)
-    with st.instance().db.transaction() as session:
-        roles = {p.name: ("admin" if actor.actor.is_instance_admin else role_in(session, actor.actor.id, p))
-                 for p in list_projects(session, actor)}
-    doc = {"username": actor.actor.username, "printed_name": actor.actor.name,
-           "instance_admin": actor.actor.is_instance_admin, "credential": actor.token_kind, "roles": roles}
+    me = users.whoami(st.instance(), st.context(allow_password_change=True))
     if as_json:
-        print_json(doc)
-    else:
-        admin = " — instance admin" if doc["instance_admin"] else ""
-        console.print(f"{doc['printed_name']} ({doc['username']}){admin}")
-        for project, role in roles.items():
-            console.print(f"  {project}: {role}")
+        print_model(me)
+        return
+    extra = (" — instance admin" if me.instance_admin else "") + (" — auditor (read-only)" if me.auditor else "")
+    console.print(f"{me.printed_name} ({me.username}){extra}", markup=False)
+    if me.credential == "api":
+        console.print(f"  API token {me.token_id}: project {me.token_project}, role at most {me.token_role}",
+                      markup=False)
+    elif me.credential is not None:
+        console.print(f"  {me.credential} {me.token_id}", markup=False)
+    for project, role in me.roles.items():
+        console.print(f"  {project}: {role or ('read-only' if me.auditor else 'none')}", markup=False)
 
 
 @user_app.command("create")
 def user_create(ctx: typer.Context, username: str, printed_name: str = typer.Option(..., "--printed-name"),
                 email: str | None = typer.Option(None, "--email"),
-                instance_admin: bool = typer.Option(False, "--instance-admin")) -> None:
+                instance_admin: bool = typer.Option(False, "--instance-admin"),
+                auditor: bool = typer.Option(False, "--auditor",
+                                             help="Instance-level auditor: reads and verifies everything, changes "
+                                                  "nothing.")) -> None:
     """Create a user (their initial password from $NSP_NEW_PASSWORD or a prompt)."""
     st = state(ctx)
     actor = st.context()
     password = secret(f"Password for {username}", env="NSP_NEW_PASSWORD", confirm=True)
-    inst = st.instance()
-    with inst.db.transaction() as session:
-        create_user(session, actor, username=username, printed_name=printed_name, password=password, email=email,
-                    instance_admin=instance_admin, policy=inst.config.auth)
-    console.print(f"created user {username}")
+    create_user(st.instance(), actor, username=username, printed_name=printed_name, password=password, email=email,
+                instance_admin=instance_admin, auditor=auditor)
+    console.print(f"created user {username}" + (" (auditor)" if auditor else ""))
+
+
+@user_app.command("set-auditor")
+def user_set_auditor(ctx: typer.Context, username: str,
+                     revoke: bool = typer.Option(False, "--revoke", help="Take the auditor role away instead."),
+                     reason: str = typer.Option(..., "--reason")) -> None:
+    """Grant USERNAME the instance-level auditor role (read and verify everything, change nothing)."""
+    st = state(ctx)
+    set_auditor(st.instance(), st.context(), username, not revoke, reason)
+    console.print(f"{username} is {'no longer ' if revoke else ''}an auditor")
 
 
 @user_app.command("list")
 def user_list(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     st = state(ctx)
-    actor = st.context()
-    with st.instance().db.transaction() as session:
-        rows = [{"username": u.username, "printed_name": u.printed_name, "email": u.email,
-                 "instance_admin": u.is_instance_admin, "disabled": u.disabled, "locked": u.locked_at is not None,
-                 "must_change_password": u.must_change_password} for u in list_users(session, actor)]
+    rows = list_users(st.instance(), st.context())
     if as_json:
-        print_json(rows)
+        print_model(rows)
         return
-    table = Table(*rows[0].keys()) if rows else Table("username")
+    columns = list(rows[0].model_dump()) if rows else ["username"]
+    table = Table(*columns)
     for r in rows:
-        table.add_row(*[str(v) for v in r.values()])
+        table.add_row(*[str(v) for v in r.model_dump().values()])
     console.print(table)
 
 
 @user_app.command("disable")
 def user_disable(ctx: typer.Context, username: str, reason: str = typer.Option(..., "--reason")) -> None:
     st = state(ctx)
-    actor = st.context()
-    with st.instance().db.transaction() as session:
-        disable_user(session, actor, username, reason)
+    disable_user(st.instance(), st.context(), username, reason)
     console.print(f"disabled {username}")
 
 
 @user_app.command("reset-password")
-def user_reset(ctx: typer.Context, username: str, reason: str = typer.Option(..., "--reason")) -> None:
-    """Set a temporary password ($NSP_NEW_PASSWORD or prompt); the user must change it."""
+def user_reset(ctx: typer.Context, username: str, reason: str = typer.Option(..., "--reason"),
+               as_json: bool = JsonOption) -> None:
+    """Reset USERNAME's password: a one-time token e-mailed to them (SMTP configured), or a request
+    that a second instance admin approves. You never choose or see their password."""
     st = state(ctx)
-    actor = st.context()
-    temporary = secret(f"Temporary password for {username}", env="NSP_NEW_PASSWORD", confirm=True)
-    inst = st.instance()
-    with inst.db.transaction() as session:
-        reset_password(session, actor, username, temporary, reason, policy=inst.config.auth)
-    console.print(f"reset the password of {username}; they must change it at next sign-in")
+    done = resets.reset_password(st.instance(), st.context(), username, reason)
+    if as_json:
+        print_model(done)
+    elif done.channel == "email":
+        console.print(f"e-mailed {username} a one-time reset token (to {done.sent_to}, valid until "
+                      f"{done.expires_at:%Y-%m-%d %H:%M} UTC); they set a new password with "
+                      "`nextstat-pro passwd --reset-token`", markup=False)
+    else:
+        console.print(f"asked for a reset of {username}'s password: another instance admin must approve it "
+                      f"(nextstat-pro user approve-reset {username} --reason ...) before "
+                      f"{done.expires_at:%Y-%m-%d %H:%M} UTC", markup=False)
+
+
+@user_app.command("approve-reset")
+def user_approve_reset(ctx: typer.Context, username: str, reason: str = typer.Option(..., "--reason"),
+                       as_json: bool = JsonOption) -> None:
+    """Approve another admin's reset of USERNAME's password (no SMTP) and print the one-time token to
+    hand to them; the signing key they then make is marked as created after an admin reset."""
+    st = state(ctx)
+    done = resets.approve_reset(st.instance(), st.context(), username, reason)
+    if as_json:
+        print_model(done)
+        return
+    console.print(f"approved the reset of {username}'s password asked for by {done.requested_by}; give them this "
+                  f"one-time token (valid until {done.expires_at:%Y-%m-%d %H:%M} UTC, shown once):", markup=False)
+    typer.echo(done.token)
+    console.print(f"they set a new password with: nextstat-pro passwd -u {username} --reset-token TOKEN",
+                  markup=False)
 
 
 @role_app.command("grant")
 def role_grant(ctx: typer.Context, username: str, role: str, project: str | None = ProjectOption,
                reason: str = typer.Option(..., "--reason")) -> None:
     st = state(ctx)
-    actor = st.context()
-    with st.instance().db.transaction() as session:
-        grant_role(session, actor, username, get_project(session, st.project(project)), role, reason)
+    grant_role(st.instance(), st.context(), username, st.project(project), role, reason)
     console.print(f"{username} is {role} in {st.project(project)}")
+
+
+@role_app.command("list")
+def role_list(ctx: typer.Context, project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
+    """Who has which role in the project."""
+    st = state(ctx)
+    rows = list_role_bindings(st.instance(), st.context(), st.project(project))
+    if as_json:
+        print_model(rows)
+        return
+    table = Table("username", "printed name", "role", "since (UTC)")
+    for r in rows:
+        table.add_row(r.username, r.printed_name, r.role, f"{r.since:%Y-%m-%d %H:%M}")
+    console.print(table)
 
 
 @role_app.command("revoke")
 def role_revoke(ctx: typer.Context, username: str, project: str | None = ProjectOption,
                 reason: str = typer.Option(..., "--reason")) -> None:
     st = state(ctx)
-    actor = st.context()
-    with st.instance().db.transaction() as session:
-        revoke_role(session, actor, username, get_project(session, st.project(project)), reason)
+    revoke_role(st.instance(), st.context(), username, st.project(project), reason)
     console.print(f"{username} has no role in {st.project(project)} any more")
 
 
@@ -157,18 +217,27 @@ def token_create(ctx: typer.Context, name: str, role: str = typer.Option("viewer
                  days: int = typer.Option(90, "--days"), project: str | None = ProjectOption) -> None:
     """Create an API token (printed once) for use as NSP_TOKEN."""
     st = state(ctx)
-    actor = st.context()
-    inst = st.instance()
-    with inst.db.transaction() as session:
-        cred = auth.create_token(session, actor, inst.config.auth, get_project(session, st.project(project)), role,
-                                 name, days)
+    cred = auth.create_token(st.instance(), st.context(), st.project(project), role, name, days)
     typer.echo(cred.token)
+
+
+@token_app.command("list")
+def token_list(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """Your sessions and API tokens still in force (their ids, never their secrets)."""
+    st = state(ctx)
+    rows = auth.list_tokens(st.instance(), st.context())
+    if as_json:
+        print_model(rows)
+        return
+    table = Table("id", "kind", "name", "project", "role", "expires (UTC)", "")
+    for r in rows:
+        table.add_row(r.token_id, r.kind, r.name, r.project or "", r.role or "", f"{r.expires_at:%Y-%m-%d %H:%M}",
+                      "this one" if r.current else "")
+    console.print(table)
 
 
 @token_app.command("revoke")
 def token_revoke(ctx: typer.Context, token_id: str, reason: str = typer.Option(..., "--reason")) -> None:
     st = state(ctx)
-    actor = st.context()
-    with st.instance().db.transaction() as session:
-        auth.revoke_token(session, actor, token_id, reason)
+    auth.revoke_token(st.instance(), st.context(), token_id, reason)
     console.print(f"revoked {token_id}")

@@ -120,15 +120,12 @@ app.add_typer(config_app, name="config")
 
 @config_app.command("show")
 def config_show(ctx: typer.Context) -> None:
-    """Print the instance configuration."""
-    from ..identity.rbac import authorize
-    from .common import print_json, state
+    """Print the instance configuration (passwords in URLs masked)."""
+    from ..config_service import show_config
+    from .common import print_model, state
 
     st = state(ctx)
-    actor = st.context()
-    with st.instance().db.transaction() as session:
-        authorize(session, actor, "instance.configure")
-    print_json(st.instance().config.model_dump())
+    print_model(show_config(st.instance(), st.context()))
 
 
 @config_app.command("set")

@@ -10,16 +10,11 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ..db.models import Project, Run
-from ..engine import TASKS, InputFile, parse_pairs
+from ..engine import TASKS, parse_pairs
 from ..errors import UsageError
-from ..projects import get_project
-from ..runs import RunRequest, export_run, list_runs, read_manifest, read_run, run_task
+from ..runs import RunInputs, RunRequest, export_folder, list_run_rows, run_artifacts, run_result, run_task, show_run
 from ..runs.lease import recover_abandoned
-from ..runs.records import versions_of
-from ..runs.references import resolve_inputs
-from ..runs.service import RESULT_NAME, VersionUse
-from .common import JsonOption, ProjectOption, console, print_json, state
+from .common import JsonOption, ProjectOption, console, options_for, print_model, state
 
 runs_app = typer.Typer(help="Recorded runs: list, show, artifacts, export.", no_args_is_help=True)
 
@@ -40,32 +35,13 @@ def run(
 ) -> None:
     """Execute TASK in-process and record it as a run."""
     st = state(ctx)
-    params = parse_pairs(param)
-    if model is not None and (workspace is not None or patchset is not None):
-        raise UsageError("give --model REF or --workspace FILE, not both")
-    dataset_file = Path(dataset) if dataset is not None and Path(dataset).exists() else None
-    inputs = [
-        InputFile.read(role, path)
-        for role, path in (("workspace", workspace), ("patchset", patchset), ("dataset", dataset_file))
-        if path is not None
-    ]
-    actor = st.context()
-    versions: list[VersionUse] = []
-    if model is not None or (dataset is not None and dataset_file is None):
-        refs = [("patchset" if "#" in model else "model", model)] if model else []
-        if dataset is not None and dataset_file is None:
-            refs.append(("dataset", dataset))
-        files, versions, ref_patch = resolve_inputs(st.instance(), actor, st.project(project), refs)
-        inputs += files
-        patch = ref_patch or patch
-    outcome = run_task(
-        st.instance(), actor,
-        RunRequest(task=task, project=st.project(project), params=params, seed=seed, inputs=inputs, patch=patch,
-                   versions=versions),
-    )
+    given = RunInputs(workspace=workspace, model=model, patchset=patchset, patch=patch, dataset=dataset)
+    with options_for(**_RUN_OPTIONS):
+        outcome = run_task(st.instance(), st.context(),
+                           RunRequest(task=task, project=st.project(project), params=parse_pairs(param), seed=seed,
+                                      given=given))
     if as_json:
-        print_json({"run_id": outcome.run_id, "status": outcome.status, "manifest_digest": outcome.manifest_digest,
-                    "error": outcome.error, "result": outcome.result})
+        print_model(outcome)
     else:
         colour = "green" if outcome.status == "succeeded" else "red"
         console.print(f"run {outcome.run_id} [{colour}]{outcome.status}[/]  content hash {outcome.manifest_digest}")
@@ -75,6 +51,10 @@ def run(
             console.print(f"[red]error:[/] {outcome.error}")
     if outcome.status != "succeeded":
         raise typer.Exit(8)
+
+
+_RUN_OPTIONS = {"workspace": "--workspace", "model": "--model", "patchset": "--patchset", "patch": "--patch",
+                "dataset": "--dataset", "seed": "--seed"}
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -109,24 +89,6 @@ def _parse_since(value: str | None) -> datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def _row(run: Run, project: str) -> dict[str, Any]:
-    return {
-        "run_id": run.id,
-        "project": project,
-        "task": run.task,
-        "status": run.status,
-        "fit_ok": run.fit_ok,
-        "created_at": run.created_at.isoformat(),
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "seed": run.seed,
-        "patch": run.patch,
-        "params": run.params,
-        "error": run.error,
-        "manifest_digest": run.manifest_digest,
-    }
-
-
 @runs_app.command("list")
 def list_(
     ctx: typer.Context,
@@ -139,62 +101,49 @@ def list_(
 ) -> None:
     """List runs, newest first."""
     st = state(ctx)
-    actor = st.context()
-    with st.instance().db.transaction() as session:
-        proj = get_project(session, st.project(project))
-        runs = list_runs(session, actor, proj, status, task, _parse_since(since), limit)
-        used = versions_of(session, [r.id for r in runs])
-        rows = [_row(r, proj.name) | {"versions": used.get(r.id, [])} for r in runs]
+    name = st.project(project)
+    rows = list_run_rows(st.instance(), st.context(), name, status, task, _parse_since(since), limit)
     if as_json:
-        print_json(rows)
+        print_model(rows)
         return
     table = Table("run", "task", "status", "fit", "created (UTC)", "seconds", "inputs (registry)", "patch",
-                  "params (non-default)", title=f"runs in {proj.name}")
+                  "params (non-default)", title=f"runs in {name}")
     for r in rows:
-        seconds = ""
-        if r["finished_at"] and r["started_at"]:
-            elapsed = datetime.fromisoformat(r["finished_at"]) - datetime.fromisoformat(r["started_at"])
-            seconds = f"{elapsed.total_seconds():.2f}"
-        colour = {"succeeded": "green", "failed": "red"}.get(r["status"], "yellow")
-        fit = {True: "ok", False: "[red]NOT ok[/]", None: "-"}[r["fit_ok"]]
-        defaults = TASKS[r["task"]].params().model_dump() if r["task"] in TASKS else {}
-        params = " ".join(f"{k}={v}" for k, v in r["params"].items() if defaults.get(k) != v)
-        table.add_row(r["run_id"], r["task"], f"[{colour}]{r['status']}[/]", fit, r["created_at"][:19], seconds,
-                      " ".join(r["versions"]), r["patch"] or "", params)
+        seconds = f"{(r.finished_at - r.started_at).total_seconds():.2f}" if r.finished_at and r.started_at else ""
+        colour = {"succeeded": "green", "failed": "red"}.get(r.status, "yellow")
+        fit = {True: "ok", False: "[red]NOT ok[/]", None: "-"}[r.fit_ok]
+        defaults = TASKS[r.task].params().model_dump() if r.task in TASKS else {}
+        params = " ".join(f"{k}={v}" for k, v in r.params.items() if defaults.get(k) != v)
+        table.add_row(r.run_id, r.task, f"[{colour}]{r.status}[/]", fit, _utc(r.created_at), seconds,
+                      " ".join(r.versions), r.patch or "", params)
     console.print(table)
+
+
+def _utc(ts: datetime | None) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if ts is not None else "None"
 
 
 @runs_app.command("show")
 def show(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
     """Show one run: status, inputs, outputs, manifest."""
     st = state(ctx)
-    inst = st.instance()
-    actor = st.context()
-    with inst.db.transaction() as session:
-        run = read_run(session, actor, run_ref)
-        project = session.get(Project, run.project_id)
-        assert project is not None
-        row = _row(run, project.name)
-        row["inputs"] = [{"role": i.role, "name": i.name, "digest": i.digest, "size": i.size} for i in run.inputs]
-        row["artifacts"] = [{"name": a.name, "digest": a.digest, "size": a.size} for a in run.artifacts]
-        row["versions"] = versions_of(session, [run.id]).get(run.id, [])
-    manifest = read_manifest(inst, row["manifest_digest"]) if row["manifest_digest"] else None
+    detail = show_run(st.instance(), st.context(), run_ref)
     if as_json:
-        print_json({**row, "manifest": manifest})
+        print_model(detail)
         return
     for key in ("run_id", "project", "task", "status", "fit_ok", "seed", "patch", "created_at", "started_at",
                 "finished_at", "error", "manifest_digest"):
-        console.print(f"[bold]{key:>16}[/] {row[key]}")
-    console.print(f"[bold]{'params':>16}[/] {json.dumps(row['params'])}")
-    for i in row["inputs"]:
-        console.print(f"[bold]{'input':>16}[/] {i['role']:<9} {i['name']}  {i['digest']}")
-    for label in row["versions"]:
+        value = getattr(detail, key)
+        console.print(f"[bold]{key:>16}[/] {value.isoformat() if isinstance(value, datetime) else value}")
+    console.print(f"[bold]{'params':>16}[/] {json.dumps(detail.params)}")
+    for i in detail.inputs:
+        console.print(f"[bold]{'input':>16}[/] {i.role:<9} {i.name}  {i.digest}")
+    for label in detail.versions:
         console.print(f"[bold]{'registry':>16}[/] {label}")
-    for a in row["artifacts"]:
-        console.print(f"[bold]{'artifact':>16}[/] {a['name']:<13} {a['digest']}  {a['size']} B")
-    if manifest and row["status"] == "succeeded":
-        entry = next(o for o in manifest["outputs"] if o["name"] == RESULT_NAME)
-        result = json.loads(inst.store.get(entry["digest"]))
+    for a in detail.artifacts:
+        console.print(f"[bold]{'artifact':>16}[/] {a.name:<13} {a.digest}  {a.size} B")
+    result = run_result(st.instance(), st.context(), detail.run_id) if detail.status == "succeeded" else None
+    if result is not None:
         console.print(f"[bold]{'result':>16}[/] {summary(result)}")
 
 
@@ -202,19 +151,13 @@ def show(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
 def artifacts(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
     """List a run's stored artifacts (and its manifest)."""
     st = state(ctx)
-    actor = st.context()
-    with st.instance().db.transaction() as session:
-        run = read_run(session, actor, run_ref)
-        rows = [{"name": a.name, "digest": a.digest, "size": a.size, "media_type": a.media_type} for a in run.artifacts]
-        if run.manifest_digest:
-            rows.append({"name": "manifest.json", "digest": run.manifest_digest, "size": None,
-                         "media_type": "application/json"})
+    rows = run_artifacts(st.instance(), st.context(), run_ref)
     if as_json:
-        print_json(rows)
+        print_model(rows)
         return
     table = Table("artifact", "digest", "bytes", "type")
     for r in rows:
-        table.add_row(str(r["name"]), str(r["digest"]), str(r["size"] or ""), str(r["media_type"]))
+        table.add_row(r.name, r.digest, str(r.size or ""), r.media_type)
     console.print(table)
 
 
@@ -225,16 +168,18 @@ def recover(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     st = state(ctx)
     recovered = recover_abandoned(st.instance(), st.context(recover=False))
     if as_json:
-        print_json(recovered)
+        print_model(recovered)
         return
-    listed = ": " + " ".join(recovered) if recovered else ""
-    console.print(f"{len(recovered)} abandoned run(s) marked failed{listed}")
+    listed = ": " + " ".join(recovered.root) if recovered.root else ""
+    console.print(f"{len(recovered.root)} abandoned run(s) marked failed{listed}")
 
 
 @runs_app.command("export")
-def export(ctx: typer.Context, run_ref: str, dest: Path) -> None:
+def export_(ctx: typer.Context, run_ref: str, dest: Path, as_json: bool = JsonOption) -> None:
     """Write a run's artifacts, inputs, manifest and SHA256SUMS into DEST (new or empty)."""
     st = state(ctx)
-    actor = st.context()
-    path = export_run(st.instance(), actor, run_ref, dest)
-    console.print(f"exported to {path} (check: cd {path} && sha256sum -c SHA256SUMS)")
+    done = export_folder(st.instance(), st.context(), run_ref, dest)
+    if as_json:
+        print_model(done)
+        return
+    console.print(f"exported to {done.path} (check: cd {done.path} && sha256sum -c SHA256SUMS)")

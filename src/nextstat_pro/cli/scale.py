@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..engine import InputFile, parse_pairs
+from ..engine import parse_pairs
 from ..errors import UsageError
-from ..runs.references import resolve_inputs
-from ..runs.service import VersionUse
 from ..scale import coordinator, service
+from ..scale.views import JobSummary
 from ..scale.worker import run_shard_uri
-from .common import ProjectOption, State, console, print_json, state
+from .common import ProjectOption, State, console, err_console, options_for, print_model, state
 
 SHOWN = 30  # rows of the merged table printed after --wait
 
@@ -42,31 +40,40 @@ def submit(
     result_name: str | None = typer.Option(None, "--result-name", help="Registry dataset for the merged points."),
     wait: bool = typer.Option(False, "--wait", help="Coordinate here with a progress bar, then print the summary."),
     project: str | None = ProjectOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the job (JSON): as submitted, with --wait as it ended."),
 ) -> None:
     """Submit many fits as one run; prints the run id at once."""
     st = state(ctx)
     inst, actor = st.instance(), st.context()
-    inputs = [InputFile.read(role, p) for role, p in (("workspace", workspace), ("patchset", patchset)) if p]
-    versions: list[VersionUse] = []
-    if model:
-        kinds = [("patchset" if task == "grid" else "model", ref) for ref in model]
-        files, versions, _ = resolve_inputs(inst, actor, st.project(project), kinds)
-        inputs += files
     req = service.SubmitRequest(
-        task=task, project=st.project(project), inputs=inputs, versions=versions, params=parse_pairs(param),  # type: ignore[arg-type]
+        task=task, project=st.project(project), params=parse_pairs(param),  # type: ignore[arg-type]
         seed=seed, shards=shards, backend=backend, backend_options=parse_pairs(backend_opt), workers=workers,
         point_task=point, patches=patches.split(",") if patches else None, max_retries=retries,
-        result_name=result_name)
-    run_id = service.submit(inst, actor, req)
-    console.print(f"submitted run {run_id} ({task}, {shards} shard(s) on {backend})")
+        result_name=result_name, given=service.JobInputs(workspace=workspace, patchset=patchset, models=model))
+    with options_for(seed="--seed", shards="--shards", workers="--workers", models="--model",
+                     workspace="--workspace", patchset="--patchset"):
+        run_id = service.submit(inst, actor, req)
+    if as_json and wait:
+        # One document on stdout: the job as it ended (no progress bar, no table).
+        status = coordinator.coordinate(inst, actor, run_id)
+        print_model(service.status_of(inst, actor, run_id))
+        if status != "succeeded":
+            raise typer.Exit(8)
+        return
+    job = service.status_of(inst, actor, run_id)
+    if as_json:
+        print_model(job)
+    else:
+        console.print(f"submitted run {run_id} ({task}, {job.progress.shards_total} shard(s) on {backend})")
     if wait:
         _wait(st, run_id)
     else:
         # A coordinator process of the service's, handed this request's context (not the
         # credential): it outlives this command.
         started = coordinator.start_process(inst, actor, run_id)
-        console.print(f"coordinating in the background (pid {started.pid}, log: {started.log}); "
-                      f"follow with: nextstat-pro runs show {run_id}")
+        (err_console if as_json else console).print(
+            f"coordinating in the background (pid {started.pid}, log: {started.log}); "
+            f"follow with: nextstat-pro runs show {run_id}")
 
 
 def _wait(st: State, run_id: str) -> None:
@@ -94,20 +101,21 @@ def _wait(st: State, run_id: str) -> None:
         raise typer.Exit(8)
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(summary: JobSummary) -> None:
     from rich.table import Table
 
-    rows = summary["points"]
+    rows = summary.points
     if not rows:
         return
-    keys = [k for k in ("observed", "median", "cls", "poi", "q_mu", "nll") if any(k in r for r in rows)]
-    table = Table("#", "item", *keys, "ok", title=f"{summary['task']}: {len(rows)} points "
-                  f"({summary['failed']} failed), result {summary['result_digest'][:19]}…")
+    keys = [k for k in ("observed", "median", "cls", "poi", "q_mu", "nll") if any(getattr(r, k) is not None
+                                                                                   for r in rows)]
+    table = Table("#", "item", *keys, "ok", title=f"{summary.task}: {len(rows)} points "
+                  f"({summary.failed} failed), result {summary.result_digest[:19]}…")
     for r in rows[:SHOWN]:
-        table.add_row(str(r["index"]), str(r["item"]), *[_fmt(r.get(k)) for k in keys], "yes" if r["ok"] else "no")
+        table.add_row(str(r.index), str(r.item), *[_fmt(getattr(r, k)) for k in keys], "yes" if r.ok else "no")
     console.print(table)
     if len(rows) > SHOWN:
-        console.print(f"… {len(rows) - SHOWN} more (nextstat-pro runs export {summary['run_id']} DIR)")
+        console.print(f"… {len(rows) - SHOWN} more (nextstat-pro runs export {summary.run_id} DIR)")
 
 
 def _fmt(value: object) -> str:
@@ -132,9 +140,9 @@ def cancel(ctx: typer.Context, run_ref: str, reason: str = typer.Option(..., "--
 
 
 def shards(ctx: typer.Context, run_ref: str) -> None:
-    """Per-shard status of a job."""
+    """Per-shard status of a job (JSON)."""
     st = state(ctx)
-    print_json(service.status_of(st.instance(), st.context(), run_ref))
+    print_model(service.status_of(st.instance(), st.context(), run_ref))
 
 
 @worker_app.command("run-shard")

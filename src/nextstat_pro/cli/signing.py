@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 
 import typer
+from rich.markup import escape
 
 from ..runs.esignatures import sign_run
+from ..verify.run_export import signer_label
 from .common import console, state
 from .identity import secret
 
@@ -28,6 +30,7 @@ def sign(
     result = sign_run(st.instance(), actor, run_ref, meaning, reason, secret("Password to sign"), username,
                       "reject" if reject else "approve")
     p = result.payload
-    console.print(f"[green]signed[/] {p['signer']['printed_name']}, {p['signed_at']}, meaning: {p['meaning']}"
-                  f" ({p['decision']}), reason: {p['reason']}; run is now [bold]{result.approval_state}[/]")
+    console.print(f"[green]signed[/] {escape(signer_label(p))}, "
+                  f"{p['signed_at']}, meaning: {p['meaning']} ({p['decision']}), reason: {escape(p['reason'])}; "
+                  f"run is now [bold]{result.approval_state}[/]")
 

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import InputError, IntegrityError
+from ..text import shown
 from ..verify import VerificationError, trusted_key, verify_bundle, verify_document, verify_run_folder
+from ..verify.run_export import signer_label
 from .lazy import open_state
 
 # As cli.common's console, which this module does not import (it opens instances).
@@ -53,8 +56,11 @@ def verify(
     console.print(f"  ✔ DSSE/in-toto attestation signed by run key {r.run_key_id[:16]}…"
                   + ("" if r.run_key_pinned else " (the exported key: pin it with --key)"))
     for p in r.signatures:
-        console.print(f"  ✔ signed by [bold]{p['signer']['printed_name']}[/] at {p['signed_at']} — "
-                      f"meaning: {p['meaning']} ({p['decision']}); reason: {p['reason']}")
+        # The export is a file from elsewhere: its text is escaped, never markup or a terminal's
+        # control sequence; the username tells two signers of the same printed name apart.
+        console.print(f"  ✔ signed by [bold]{escape(shown(signer_label(p)))}[/] at {escape(shown(p['signed_at']))} — "
+                      f"meaning: {escape(shown(p['meaning']))} ({escape(shown(p['decision']))}); "
+                      f"reason: {escape(shown(p['reason']))}")
     if not r.signatures:
         console.print("  · no electronic signatures")
     console.print(f"  ✔ {r.events} audit events of the run included in the log at tree size {r.checkpoint_size}"
@@ -75,8 +81,8 @@ def audit_verify(
             raise VerificationError(f"bundle does NOT verify: {exc}") from None
         return
     from ..audit import service
-    from ..permissions import InsecurePermissionsError, check_home_permissions
-    from .common import print_json, state
+    from ..permissions import InsecurePermissionsError
+    from .common import print_model, state
 
     open_state(ctx)
     st = state(ctx)
@@ -84,9 +90,9 @@ def audit_verify(
     # reports wide modes beside the trail's own findings instead of refusing to look.
     instance = st.instance(check_permissions=False)
     report = service.verify(instance, st.context())
-    file_problems = check_home_permissions(instance)
+    file_problems = report.file_permissions
     if as_json:
-        print_json(report.__dict__ | {"unwitnessed": report.unwitnessed, "file_permissions": file_problems})
+        print_model(report)
     if not report.ok:
         raise IntegrityError(f"audit trail BROKEN at seq {report.first_bad_seq}: {report.problem}")
     if file_problems:
@@ -97,6 +103,7 @@ def audit_verify(
             f"[green]audit trail verified[/]: {report.events} events, chain and seals intact, tree of "
             f"{report.tree_size} re-derived, {report.checkpoints} stored and {report.witnessed} witnessed "
             f"checkpoints match; {report.unwitnessed} event(s) after the latest witnessed checkpoint"
+            + (f" (the oldest waiting {report.oldest_unwitnessed_s:.1f} s)" if report.oldest_unwitnessed_s else "")
         )
         for warning in report.warnings:
             err_console.print(f"warning: {warning}")

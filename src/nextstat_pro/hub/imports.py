@@ -24,15 +24,19 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..access.context import RequestContext
 from ..engine import InputFile
-from ..errors import InputError, NSPError, PartError, UsageError
-from ..identity.actors import RequestContext
-from ..instance import Instance
-from .service import KINDS, BatchEntryError, PushRequest, check_request, push_many, refresh_statistics
+from ..errors import FieldError, InputError, NSPError, PartError, UsageError
+from .documents import refresh_statistics
+from .push import BatchEntryError, PushRequest, check_request, push_many
+from .resolve import KINDS, ROLES
+from .views import ImportReport
 
-ROLES = {"model": "workspace", "dataset": "dataset", "patchset": "patchset"}
+if TYPE_CHECKING:
+    from ..instance import Instance
+
 _FIELDS = {"name", "file", "version", "description", "tags", "base"}
 
 
@@ -50,20 +54,6 @@ class ManifestEntry:
     def request(self, kind: str) -> PushRequest:
         inp = InputFile.read(ROLES[kind], self.path)
         return PushRequest(self.name, inp, self.semver, self.description, self.tags, self.base_ref)
-
-
-@dataclass
-class ImportReport:
-    """Where an import stands: entries done, versions created and found, batches committed."""
-
-    entries: int = 0
-    created: int = 0
-    existing: int = 0
-    batches: int = 0
-
-    def summary(self) -> str:
-        return (f"{self.entries} entries in {self.batches} committed batch(es): {self.created} version(s) created, "
-                f"{self.existing} existing")
 
 
 class ImportFailed(PartError):
@@ -152,7 +142,7 @@ def import_manifest(instance: Instance, ctx: RequestContext, project_name: str, 
     """Push every entry of ``manifest`` as a version of ``kind`` in ``project_name``, a batch
     per transaction; see the module's documentation for what a refusal leaves behind."""
     if batch_size < 1:
-        raise UsageError("--batch must be at least 1")
+        raise FieldError("a batch holds at least 1 version", "batch_size")
     entries = parse_manifest(manifest, kind)
     report = ImportReport()
     for batch in _batches(entries, batch_size, max_batch_bytes):
@@ -170,10 +160,9 @@ def import_manifest(instance: Instance, ctx: RequestContext, project_name: str, 
             if not report.batches:
                 raise
             raise ImportFailed(f"{exc.message}; committed before it: {report.summary()}", exc, report) from None
-        report.batches += 1
-        report.entries += len(batch)
-        report.created += sum(created for _, created in results)
-        report.existing += sum(not created for _, created in results)
+        created = sum(new for _, new in results)
+        report = ImportReport(entries=report.entries + len(batch), created=report.created + created,
+                              existing=report.existing + len(batch) - created, batches=report.batches + 1)
         if progress is not None:
             progress(report)
     if report.created:

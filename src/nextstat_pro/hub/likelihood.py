@@ -29,21 +29,25 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 from sqlalchemy.orm import Session
 
+from ..access.context import RequestContext
 from ..db.models import Project
 from ..engine import InputFile
 from ..engine.schemas import Kind, validate
-from ..errors import InputError, NSPError, UsageError
-from ..identity.actors import RequestContext
-from ..instance import Instance
+from ..errors import FieldError, InputError, NSPError
 from ..projects.service import authorized_project
 from .content import Content, model_content, patchset_content
+from .push import BatchEntryError, PushRequest, check_request, push_in
 from .refs import NAME
-from .service import BatchEntryError, PushRequest, Resolved, check_request, push_in, read_source
+from .resolve import Resolved, read_source
+from .views import ArchiveVersion, LikelihoodImport
+
+if TYPE_CHECKING:
+    from ..instance import Instance
 
 # The bound on an archive's bytes once decompressed (the tar stream; a zip's members): a few
 # kilobytes of gzip can hold gigabytes of zeros, and an import holds the archive in memory. The
@@ -92,29 +96,16 @@ class Pushed:
     resolved: Resolved
     created: bool
 
-    def doc(self) -> dict[str, Any]:
+    def view(self) -> ArchiveVersion:
         v = self.resolved.version
-        out = {"kind": self.kind, "name": self.resolved.item.name, "semver": v.semver, "digest": v.digest,
-               "created": self.created, "file": self.member}
-        if self.kind == "patchset":
-            out["patches"] = v.meta["patches"]
-        return out
-
-
-@dataclass(frozen=True)
-class ImportedLikelihood:
-    archive_sha256: str
-    model: Pushed
-    patchsets: tuple[Pushed, ...]
-
-    def doc(self) -> dict[str, Any]:
-        return {"archive_sha256": self.archive_sha256, "model": self.model.doc(),
-                "patchsets": [p.doc() for p in self.patchsets]}
+        return ArchiveVersion(kind=self.kind, name=self.resolved.item.name, label=self.resolved.label,
+                              semver=v.semver, digest=v.digest, created=self.created, file=self.member,
+                              patches=v.meta["patches"] if self.kind == "patchset" else None)
 
 
 def import_likelihood(instance: Instance, ctx: RequestContext, project_name: str, archive: Path, name: str,
                       semver: str, description: str | None = None, tags: tuple[str, ...] = (),
-                      max_bytes: int = MAX_BYTES) -> ImportedLikelihood:
+                      max_bytes: int = MAX_BYTES) -> LikelihoodImport:
     """Push the archive's workspace as model ``name@semver`` and its patchsets as patchset
     versions based on it, in one transaction (see the module's documentation)."""
     check_request(name, semver, tags)  # a typo in an option before an archive is read
@@ -130,7 +121,8 @@ def import_likelihood(instance: Instance, ctx: RequestContext, project_name: str
         project = authorized_project(session, ctx, project_name, "hub.push")
         pushed_model, pushed_patchsets = _push_linked(instance, session, ctx, project, (model, model_c),
                                                       list(zip(patchsets, contents, strict=True)))
-    return ImportedLikelihood(likelihood.sha256, pushed_model, tuple(pushed_patchsets))
+    return LikelihoodImport(archive_sha256=likelihood.sha256, model=pushed_model.view(),
+                            patchsets=[p.view() for p in pushed_patchsets])
 
 
 def _requests(likelihood: Likelihood, name: str, semver: str, description: str | None, tags: tuple[str, ...]
@@ -207,10 +199,12 @@ def _against_stored(instance: Instance, base: Resolved, workspace: InputFile,
 def read_likelihood(archive: Path, max_bytes: int = MAX_BYTES) -> Likelihood:
     """The workspace and patchsets of ``archive``, every member checked (see the module)."""
     if max_bytes < 1:
-        raise UsageError("the archive size bound must be positive")
+        raise FieldError("the archive size bound must be positive", "max_bytes")
     data = _read_bounded(archive, max_bytes)
     try:
         members = list(_members(data, max_bytes))
+    except _TooLarge as exc:
+        raise ArchiveTooLarge(f"archive {archive.name} refused: {exc}; nothing was imported") from None
     except _Refused as exc:
         raise InputError(f"archive {archive.name} refused: {exc}; nothing was imported") from None
     workspace, patchsets = _identify(archive.name, members)
@@ -219,6 +213,17 @@ def read_likelihood(archive: Path, max_bytes: int = MAX_BYTES) -> Likelihood:
 
 class _Refused(Exception):
     """Why an archive is refused whole (made an ``InputError`` naming the archive)."""
+
+
+class _TooLarge(_Refused):
+    """Refused for its size alone (a larger ``max_bytes`` would admit it)."""
+
+
+class ArchiveTooLarge(InputError):
+    """An archive larger than the import's size bound: ``fields`` names the request's field that
+    sets it, for an adapter to name its own option."""
+
+    fields = ("max_bytes",)
 
 
 def _read_bounded(archive: Path, max_bytes: int) -> bytes:
@@ -230,8 +235,7 @@ def _read_bounded(archive: Path, max_bytes: int) -> bytes:
     except OSError as exc:
         raise InputError(f"cannot read archive {archive}: {exc.strerror}") from None
     if len(data) > max_bytes:
-        raise InputError(f"archive {archive.name} refused: larger than {_size(max_bytes)} (--max-mb); "
-                         "nothing was imported")
+        raise ArchiveTooLarge(f"archive {archive.name} refused: larger than {_size(max_bytes)}; nothing was imported")
     return data
 
 
@@ -258,7 +262,7 @@ def _tar_stream(data: bytes, max_bytes: int) -> bytes:
     with opener(io.BytesIO(data)) as f:
         stream = f.read(max_bytes + 1)
     if len(stream) > max_bytes:
-        raise _Refused(f"more than {_size(max_bytes)} once decompressed (--max-mb)")
+        raise _TooLarge(f"more than {_size(max_bytes)} once decompressed")
     return stream
 
 
@@ -347,7 +351,7 @@ class _Budget:
 
     def spend(self, path: str, size: int) -> None:
         if size > self.left:
-            raise _Refused(f"more than {_size(self.max_bytes)} once decompressed (--max-mb), at member {path!r}")
+            raise _TooLarge(f"more than {_size(self.max_bytes)} once decompressed, at member {path!r}")
         self.left -= size
 
 

@@ -9,10 +9,10 @@ from typing import Literal
 
 from ..errors import UsageError
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
-SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
-DIGEST_PREFIX = re.compile(r"^sha256:([0-9a-f]{12,64})$")
-ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}\Z")
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?\Z")
+DIGEST_PREFIX = re.compile(r"^sha256:([0-9a-f]{12,64})\Z")
+ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
 
 Selector = Literal["latest", "semver", "digest", "alias"]
 

@@ -4,23 +4,30 @@ purge (bytes removed, record and tombstone event kept) when the policy allows.""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..access.context import RequestContext
 from ..audit.events import append_event
 from ..db.models import HubAlias, HubVersion, Project, RunInput, RunVersion
 from ..db.types import utcnow
 from ..errors import ConflictError
-from ..identity.actors import RequestContext
-from ..instance import Instance
 from ..projects.service import authorized_project
-from .service import resolve_in
+from .documents import version_doc
+from .resolve import resolve_in
+from .views import VersionDoc
+
+if TYPE_CHECKING:
+    from ..instance import Instance
 
 YEAR_S = 365.25 * 24 * 3600
 
 
-def archive(instance: Instance, ctx: RequestContext, project_name: str, kind: str, ref: str, reason: str) -> None:
+def archive(instance: Instance, ctx: RequestContext, project_name: str, kind: str, ref: str,
+            reason: str) -> VersionDoc:
+    """Move a version's bytes to the archive store; return its document (``archived``)."""
     with instance.db.transaction() as session:
         project = authorized_project(session, ctx, project_name, "hub.retention")
         r = resolve_in(session, project, kind, ref)
@@ -35,10 +42,12 @@ def archive(instance: Instance, ctx: RequestContext, project_name: str, kind: st
         v.archived_at = utcnow()
         append_event(session, ctx, action=f"hub.{kind}.archived", target=(f"hub_{kind}", v.id), project=project.name,
                      before={"archived": False}, after={"archived": True, "digest": v.digest}, reason=reason)
+        doc = version_doc(session, r.item, v)
     # Only once the record says "archived" do the bytes leave the main store.
     for digest in digests:
         if not _needed_in_store(instance, digest, v.id):
             instance.store.delete(digest)
+    return doc
 
 
 def _digests(v: HubVersion) -> list[str]:
@@ -70,7 +79,9 @@ def purge_blockers(session: Session, instance: Instance, project: Project, v: Hu
     return rules
 
 
-def purge(instance: Instance, ctx: RequestContext, project_name: str, kind: str, ref: str, reason: str) -> None:
+def purge(instance: Instance, ctx: RequestContext, project_name: str, kind: str, ref: str,
+          reason: str) -> VersionDoc:
+    """Remove a version's bytes when the policy allows; return its document (``purged``: the record stays)."""
     with instance.db.transaction() as session:
         project = authorized_project(session, ctx, project_name, "hub.retention")
         r = resolve_in(session, project, kind, ref)
@@ -84,5 +95,7 @@ def purge(instance: Instance, ctx: RequestContext, project_name: str, kind: str,
         append_event(session, ctx, action=f"hub.{kind}.purged", target=(f"hub_{kind}", v.id), project=project.name,
                      before={"digest": v.digest, "size": v.size}, after=None, reason=reason)
         digests, archived = _digests(v), v.archived_at is not None
+        doc = version_doc(session, r.item, v)
     for digest in digests:
         (instance.archive() if archived else instance.store).delete(digest)
+    return doc

@@ -1,5 +1,5 @@
 """Identity: who acts (actors), user accounts (``identity.users``), later authentication and roles."""
 
-from .actors import Actor, RequestContext
+from ..access.context import Actor, RequestContext
 
 __all__ = ["Actor", "RequestContext"]

@@ -4,6 +4,10 @@ A credential is ``nsp_<token id>.<secret>``; only sha256(secret) is stored. A se
 what ``login`` creates (kind ``session``, expiring after ``auth.session_hours``); an API
 token is scoped to one project and capped at one role. Failed sign-ins count towards a
 lockout and are audited (a lockout is marked for alerting).
+
+``sign_in`` and ``authenticate`` make a ``RequestContext`` and so take none; every other operation
+here takes the caller's, and owns its transaction. ``login`` is ``sign_in`` over a transaction
+factory and a policy (the form tests of the sign-in timing call directly).
 """
 
 from __future__ import annotations
@@ -13,22 +17,29 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..access.context import Interface, RequestContext
+from ..access.rbac import ROLES, authorize
 from ..audit.events import append_event
 from ..config import AuthPolicy
 from ..db.models import ApiToken, Project, User
 from ..db.types import utcnow
-from ..errors import AuthenticationError, UsageError
+from ..errors import AuthenticationError, NotFoundError, UsageError
 from ..ids import new_id
-from .actors import Interface, RequestContext
 from .passwords import check_policy, hash_password, normalize, verify_password
-from .rbac import ROLES, authorize
+from .records import get_project
 from .strength import context_words
 from .userkeys import active_key, create_key, reencrypt
-from .users import actor_for
+from .users import USERNAME, actor_for
+from .views import TokenRow
+
+if TYPE_CHECKING:
+    from ..instance import Instance
 
 PREFIX = "nsp_"
 
@@ -53,7 +64,7 @@ class Credential:
 
 
 def _anonymous(username: str, interface: Interface) -> RequestContext:
-    from .actors import Actor
+    from ..access.context import Actor
 
     return RequestContext(Actor(id=f"unauthenticated:{username}", name=username, kind="service"), interface=interface)
 
@@ -91,21 +102,48 @@ class PendingAuthFailure(AuthenticationError):
     """A failed attempt whose counter and events must commit before the error surfaces."""
 
 
+# What every refused sign-in answers, whatever the cause (unknown user, wrong password, locked or
+# disabled account): a different answer would tell a guesser which usernames exist. The audit
+# event records the cause for administrators.
+SIGN_IN_REFUSED = "unknown user or wrong password, or the account is locked or disabled"
+
+
+@cache
+def _no_account_hash() -> str:
+    """An argon2id hash (the same parameters as every account's) of a random password: a sign-in
+    without an account to check verifies against it, so it takes as long as one with."""
+    return hash_password(secrets.token_urlsafe(24))
+
+
 def login(db_transaction, policy: AuthPolicy, username: str, password: str,  # type: ignore[no-untyped-def]
           interface: Interface = "cli") -> Credential:
-    """Sign in; return a session credential. Every outcome is audited."""
+    """Sign in; return a session credential. Every outcome is audited; every refusal raises the
+    same AuthenticationError (``SIGN_IN_REFUSED``) after the same argon2 work."""
     failure: AuthenticationError | None = None
+    # No account can have a name outside USERNAME, and such a name (a surrogate, a newline) must
+    # neither reach the database driver nor an audit event unescaped.
+    valid_name = USERNAME.fullmatch(username) is not None
+    # At most 80 characters: the event's actor id is "unauthenticated:" + this, in 100.
+    shown = username if valid_name else ascii(username[:80])[:80]
     with db_transaction() as session:
-        user = session.scalar(select(User).where(User.username == username))
+        user = session.scalar(select(User).where(User.username == username)) if valid_name else None
         if user is None:
-            append_event(session, _anonymous(username, interface), action="auth.failed",
-                         target=("user", username), after={"purpose": "login", "reason": "unknown user"})
-            failure = AuthenticationError("unknown user or wrong password")
+            verify_password(_no_account_hash(), password)
+            append_event(session, _anonymous(shown, interface), action="auth.failed",
+                         target=("user", shown), after={"purpose": "login", "reason": "unknown user"})
+            failure = AuthenticationError(SIGN_IN_REFUSED)
         else:
+            if user.disabled or user.locked_at is not None:
+                # check_password refuses these before verifying: spend the same time.
+                verify_password(_no_account_hash(), password)
             try:
                 check_password(session, user, password, policy, interface, "login")
-            except PendingAuthFailure as exc:
-                failure = AuthenticationError(exc.message)
+            except PendingAuthFailure:
+                failure = AuthenticationError(SIGN_IN_REFUSED)
+            except AuthenticationError as exc:  # disabled or locked: recorded after the rollback
+                refused = AuthenticationError(SIGN_IN_REFUSED)
+                refused.security_event = exc.security_event
+                raise refused from None
         if failure is None:
             assert user is not None
             cred = _issue(session, user, "session", "cli session", None, None,
@@ -138,91 +176,136 @@ def parse_token(token: str) -> tuple[str, str]:
     return token_id, secret
 
 
-def authenticate(session: Session, token: str, interface: Interface = "cli",
+def sign_in(instance: Instance, username: str, password: str, interface: Interface = "cli") -> Credential:
+    """``login`` against ``instance``: the operation adapters call to sign someone in. It takes no
+    ``RequestContext`` because it is what makes one (from the credential it returns, through
+    ``authenticate``); every outcome is audited by ``login``."""
+    return login(instance.db.transaction, instance.config.auth, username, password, interface)
+
+
+def authenticate(instance: Instance, token: str, interface: Interface = "cli",
                  allow_password_change: bool = False) -> RequestContext:
-    """The request context of a credential, or AuthenticationError."""
+    """The request context of a credential, or AuthenticationError (a refusal of a known
+    credential is audited). Like ``sign_in`` it takes no context: it is what makes one. A read:
+    nothing but a refusal's event is written."""
     token_id, secret = parse_token(token)
-    row = session.get(ApiToken, token_id)
-    if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
-        raise AuthenticationError("unknown or invalid token: log in again")
-    user = session.get(User, row.user_id)
-    assert user is not None
-    ctx = RequestContext(actor_for(user), interface=interface, token_id=row.id, token_kind=row.kind,
-                         token_project_id=row.project_id, token_role=row.role)
-    if row.revoked_at is not None:
-        raise _refuse(f"{row.kind} {row.id} was revoked: log in again", ctx, "auth.refused", ("token", row.id),
-                      {"reason": "revoked"})
-    if row.expires_at < utcnow():
-        raise _refuse(f"{row.kind} {row.id} expired at {row.expires_at:%Y-%m-%d %H:%M} UTC: log in again", ctx,
-                      "auth.refused", ("token", row.id), {"reason": "expired"})
-    if user.disabled or user.locked_at is not None:
-        raise _refuse(f"user {user.username} is {'disabled' if user.disabled else 'locked'}", ctx, "auth.refused",
-                      ("user", user.id), {"reason": "disabled" if user.disabled else "locked"})
-    if user.must_change_password and not allow_password_change:
-        raise AuthenticationError(f"user {user.username} must change the password first (nextstat-pro passwd)")
-    return ctx
+    with instance.db.read() as session:
+        row = session.get(ApiToken, token_id)
+        if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
+            raise AuthenticationError("unknown or invalid token: log in again")
+        user = session.get(User, row.user_id)
+        assert user is not None
+        ctx = RequestContext(actor_for(user), interface=interface, token_id=row.id, token_kind=row.kind,
+                             token_project_id=row.project_id, token_role=row.role)
+        if row.revoked_at is not None:
+            raise _refuse(f"{row.kind} {row.id} was revoked: log in again", ctx, "auth.refused", ("token", row.id),
+                          {"reason": "revoked"})
+        if row.expires_at < utcnow():
+            raise _refuse(f"{row.kind} {row.id} expired at {row.expires_at:%Y-%m-%d %H:%M} UTC: log in again", ctx,
+                          "auth.refused", ("token", row.id), {"reason": "expired"})
+        if user.disabled or user.locked_at is not None:
+            raise _refuse(f"user {user.username} is {'disabled' if user.disabled else 'locked'}", ctx,
+                          "auth.refused", ("user", user.id), {"reason": "disabled" if user.disabled else "locked"})
+        if user.must_change_password and not allow_password_change:
+            raise AuthenticationError(f"user {user.username} must change the password first (nextstat-pro passwd)")
+        return ctx
 
 
-def logout(session: Session, ctx: RequestContext) -> None:
-    if ctx.token_id is None:
-        return
-    row = session.get(ApiToken, ctx.token_id)
-    if row is not None and row.revoked_at is None:
-        row.revoked_at = utcnow()
-        append_event(session, ctx, action="token.revoked", target=("token", row.id), before={"revoked": False},
-                     after={"revoked": True, "kind": row.kind}, reason="logout")
+def logout(instance: Instance, ctx: RequestContext) -> None:
+    """Revoke the caller's own credential (``token.revoke`` of it): giving up access needs no role."""
+    with instance.db.transaction() as session:
+        authorize(session, ctx, "token.revoke")
+        if ctx.token_id is None:
+            return
+        row = session.get(ApiToken, ctx.token_id)
+        if row is not None and row.revoked_at is None:
+            row.revoked_at = utcnow()
+            append_event(session, ctx, action="token.revoked", target=("token", row.id), before={"revoked": False},
+                         after={"revoked": True, "kind": row.kind}, reason="logout")
 
 
-def create_token(session: Session, ctx: RequestContext, policy: AuthPolicy, project: Project, role: str,
-                 name: str, days: int) -> Credential:
+def create_token(instance: Instance, ctx: RequestContext, project: str, role: str, name: str,
+                 days: int) -> Credential:
     """An API token for the caller, scoped to ``project`` and capped at ``role`` (at most the
-    caller's own role there)."""
+    caller's own role there). The credential holds the secret: shown once, never stored."""
     if role not in ROLES:
         raise UsageError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+    policy = instance.config.auth
     if not 1 <= days <= policy.token_max_days:
         raise UsageError(f"token lifetime must be 1..{policy.token_max_days} days")
     need = {"viewer": "run.read", "editor": "run.create", "admin": "role.grant"}[role]
-    authorize(session, ctx, need, project)
-    user = session.get(User, ctx.actor.id)
-    assert user is not None
-    cred = _issue(session, user, "api", name, project, role, utcnow() + timedelta(days=days))
-    append_event(session, ctx, action="token.created", target=("token", cred.token_id), project=project.name,
-                 after={"name": name, "role": role, "expires_at": cred.expires_at.isoformat()})
-    return cred
+    with instance.db.transaction() as session:
+        found = get_project(session, project)
+        authorize(session, ctx, need, found)
+        user = session.get(User, ctx.actor.id)
+        assert user is not None
+        cred = _issue(session, user, "api", name, found, role, utcnow() + timedelta(days=days))
+        append_event(session, ctx, action="token.created", target=("token", cred.token_id), project=found.name,
+                     after={"name": name, "role": role, "expires_at": cred.expires_at.isoformat()})
+        return cred
 
 
-def revoke_token(session: Session, ctx: RequestContext, token_id: str, reason: str) -> None:
-    row = session.get(ApiToken, token_id)
-    if row is None:
-        raise UsageError(f"no token {token_id}")
-    if row.user_id != ctx.actor.id and not ctx.actor.is_instance_admin:
-        authorize(session, ctx, "user.disable")  # only the owner or an instance admin
-    if row.revoked_at is not None:
-        return
-    row.revoked_at = utcnow()
-    append_event(session, ctx, action="token.revoked", target=("token", row.id), before={"revoked": False},
-                 after={"revoked": True, "kind": row.kind}, reason=reason)
+def revoke_token(instance: Instance, ctx: RequestContext, token_id: str, reason: str) -> TokenRow:
+    """Revoke a credential: one's own (``token.revoke``), or anyone's (``token.revoke_any``, an
+    instance admin, e.g. for a leaked token of someone who left). Revoking a revoked one changes
+    nothing."""
+    with instance.db.transaction() as session:
+        authorize(session, ctx, "token.revoke")
+        row = session.get(ApiToken, token_id)
+        if row is None:
+            raise NotFoundError(f"no token {token_id}")
+        if row.user_id != ctx.actor.id:
+            authorize(session, ctx, "token.revoke_any")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            append_event(session, ctx, action="token.revoked", target=("token", row.id), before={"revoked": False},
+                         after={"revoked": True, "kind": row.kind}, reason=reason)
+        project = session.get(Project, row.project_id) if row.project_id is not None else None
+        return _token_row(row, project.name if project is not None else None, ctx)
 
 
-def change_password(session: Session, ctx: RequestContext, policy: AuthPolicy, old: str, new: str) -> None:
-    """The user changes their own password; their signing key is re-encrypted (or, after an
-    administrator's reset, created: so only the user ever holds it)."""
-    user = session.get(User, ctx.actor.id)
-    assert user is not None
-    if not verify_password(user.password_hash, old):
-        raise AuthenticationError("the current password is wrong")
-    if normalize(new) == normalize(old):
-        raise UsageError("the new password must differ from the current one")
-    check_policy(new, policy.min_password_length, min_score=policy.min_password_score,
-                 context=context_words(user.username, user.printed_name, user.email))
-    if active_key(session, user) is None:
-        create_key(session, user, new)
-    else:
-        reencrypt(session, user, old, new)
-    user.password_hash = hash_password(new)
-    user.password_changed_at = utcnow()
-    user.must_change_password = False
-    append_event(session, ctx, action="user.password_changed", target=("user", user.id),
-                 before={"must_change_password": True}, after={"must_change_password": False},
-                 reason="changed by the user")
+def list_tokens(instance: Instance, ctx: RequestContext) -> list[TokenRow]:
+    """The caller's own credentials still in force (sessions and API tokens), newest first: the
+    ids to give ``revoke_token``."""
+    with instance.db.read() as session:
+        authorize(session, ctx, "token.list")
+        rows = session.execute(
+            select(ApiToken, Project.name).outerjoin(Project, Project.id == ApiToken.project_id)
+            .where(ApiToken.user_id == ctx.actor.id, ApiToken.revoked_at.is_(None), ApiToken.expires_at > utcnow())
+            .order_by(ApiToken.created_at.desc(), ApiToken.id.desc()))
+        return [_token_row(t, project, ctx) for t, project in rows]
 
+
+def _token_row(t: ApiToken, project: str | None, ctx: RequestContext) -> TokenRow:
+    return TokenRow(token_id=t.id, kind=t.kind,  # type: ignore[arg-type]  # _issue writes session or api
+                    name=t.name, project=project, role=t.role,  # type: ignore[arg-type]
+                    created_at=t.created_at, expires_at=t.expires_at, revoked_at=t.revoked_at,
+                    current=t.id == ctx.token_id)
+
+
+def change_password(instance: Instance, ctx: RequestContext, old: str, new: str) -> None:
+    """The user changes their own password (no permission row: it acts on the caller's own
+    account, proven by the current password); their signing key is re-encrypted. A user without
+    an active key set a password an administrator chose (a reset before tokens, migration 0008):
+    the key made now is marked ``after_admin_reset``."""
+    policy = instance.config.auth
+    with instance.db.transaction() as session:
+        user = session.get(User, ctx.actor.id)
+        assert user is not None
+        if not verify_password(user.password_hash, old):
+            raise AuthenticationError("the current password is wrong")
+        if normalize(new) == normalize(old):
+            raise UsageError("the new password must differ from the current one")
+        check_policy(new, policy.min_password_length, min_score=policy.min_password_score,
+                     context=context_words(user.username, user.printed_name, user.email))
+        if active_key(session, user) is None:
+            create_key(session, ctx, user, new, after_admin_reset=True)
+        else:
+            reencrypt(session, user, old, new)
+        user.password_hash = hash_password(new)
+        user.password_changed_at = utcnow()
+        before = user.must_change_password
+        user.must_change_password = False
+        append_event(session, ctx, action="user.password_changed", target=("user", user.id),
+                     before={"must_change_password": before}, after={"must_change_password": False},
+                     reason="changed by the user")

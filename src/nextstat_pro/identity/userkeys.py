@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..access.context import RequestContext
+from ..audit.events import append_event
 from ..db.models import User, UserKey
 from ..db.types import utcnow
 from ..errors import AuthenticationError, ConflictError
@@ -66,14 +68,23 @@ def active_key(session: Session, user: User) -> UserKey | None:
     return session.scalar(select(UserKey).where(UserKey.user_id == user.id, UserKey.retired_at.is_(None)))
 
 
-def create_key(session: Session, user: User, password: str) -> UserKey:
+def create_key(session: Session, ctx: RequestContext, user: User, password: str, *,
+               after_admin_reset: bool = False, replaces: UserKey | None = None) -> UserKey:
+    """A new key pair for ``user``, its private half under ``password``, registered by a
+    ``user.key_created`` event (the public key, and whether an administrator could have known
+    the password it was made under: ``after_admin_reset``). ``replaces``: the key just retired."""
     if active_key(session, user) is not None:
         raise ConflictError(f"user {user.username} has an active signing key already")
     private = Ed25519PrivateKey.generate()
     public_raw = KeyPair(private).public_raw
     key = UserKey(key_id=key_id_of(public_raw), user_id=user.id, public_key=public_raw.hex(),
-                  encrypted_private=encrypt_private(private, password), created_at=utcnow())
+                  encrypted_private=encrypt_private(private, password), created_at=utcnow(),
+                  after_admin_reset=after_admin_reset)
     session.add(key)
+    append_event(session, ctx, action="user.key_created", target=("user", user.id),
+                 before={"key_id": replaces.key_id if replaces is not None else None},
+                 after={"key_id": key.key_id, "public_key": key.public_key, "username": user.username,
+                        "after_admin_reset": after_admin_reset})
     return key
 
 
@@ -83,10 +94,12 @@ def reencrypt(session: Session, user: User, old_password: str, new_password: str
         key.encrypted_private = encrypt_private(decrypt_private(key.encrypted_private, old_password), new_password)
 
 
-def retire(session: Session, user: User) -> None:
+def retire(session: Session, user: User) -> UserKey | None:
+    """Retire the user's active key (kept forever: old signatures stay verifiable); return it."""
     key = active_key(session, user)
     if key is not None:
         key.retired_at = utcnow()
+    return key
 
 
 def unlock(session: Session, user: User, password: str) -> tuple[UserKey, KeyPair]:

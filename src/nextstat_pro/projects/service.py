@@ -3,30 +3,42 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from .. import text
+from ..access.context import RequestContext
+from ..access.rbac import authorize
 from ..audit.events import append_event
 from ..db.models import Project, RoleBinding
 from ..db.session import PROJECT_CACHE
 from ..db.types import utcnow
 from ..errors import ConflictError, NotFoundError, UsageError
-from ..identity.actors import RequestContext
-from ..identity.rbac import authorize
 from ..ids import new_id
+from .views import ProjectRow
 
-PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+if TYPE_CHECKING:  # instance.py imports this module (a new instance's default project)
+    from ..instance import Instance
+
+PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 
 
 def create_project(session: Session, ctx: RequestContext, name: str, description: str = "") -> Project:
+    """The database function of ``create``, authorizing in the caller's transaction."""
     authorize(session, ctx, "project.create")
+    return _create_project(session, ctx, name, description)
+
+
+def _create_project(session: Session, ctx: RequestContext, name: str, description: str) -> Project:
     if not PROJECT_NAME.match(name):
         raise UsageError(
             f"invalid project name {name!r}: lowercase letters, digits, '_' or '-' (at most 63)"
         )
     if session.scalar(select(Project.id).where(Project.name == name)) is not None:
         raise ConflictError(f"project {name!r} exists already")
+    description = text.clean("description", description)
     project = Project(
         id=new_id(), name=name, description=description, created_at=utcnow(), created_by=ctx.actor.id
     )
@@ -57,7 +69,7 @@ def get_project(session: Session, name: str) -> Project:
         return known  # type: ignore[no-any-return]
     project = session.scalar(_BY_NAME, {"name": name})
     if project is None:
-        raise NotFoundError(f"no project named {name!r} (see: nextstat-pro project list)")
+        raise NotFoundError(f"no project named {name!r}")
     if cache is not None:
         session.expunge(project)
         cache[name] = project
@@ -71,12 +83,42 @@ def authorized_project(session: Session, ctx: RequestContext, name: str, operati
     return project
 
 
+def check_allowed(instance: Instance, ctx: RequestContext, name: str, operation: str) -> None:
+    """Refuse, before an operation reads anything the caller names (a file on this machine, a
+    registry reference), unless ``ctx`` may perform ``operation`` in project ``name``: a caller
+    who may not must learn nothing from what the reading would say (exists, unreadable...)."""
+    with instance.db.read() as session:
+        authorized_project(session, ctx, name, operation)
+
+
 def list_projects(session: Session, ctx: RequestContext) -> list[Project]:
-    """The projects the caller has a role in (every project for an instance admin)."""
+    """The projects the caller has a role in (every project for an instance admin or an auditor)."""
     authorize(session, ctx, "project.list")
+    return _visible_projects(session, ctx)
+
+
+def _visible_projects(session: Session, ctx: RequestContext) -> list[Project]:
     query = select(Project).order_by(Project.name)
-    if not ctx.actor.is_instance_admin:
+    if not (ctx.actor.is_instance_admin or ctx.actor.is_auditor):
         query = query.join(RoleBinding, RoleBinding.project_id == Project.id).where(RoleBinding.user_id == ctx.actor.id)
     if ctx.token_project_id is not None:
         query = query.where(Project.id == ctx.token_project_id)
     return list(session.scalars(query))
+
+
+def _row(project: Project) -> ProjectRow:
+    return ProjectRow(name=project.name, description=project.description, created_at=project.created_at)
+
+
+def create(instance: Instance, ctx: RequestContext, name: str, description: str = "") -> ProjectRow:
+    """Create a project (``project create``) with its audit event."""
+    with instance.db.transaction() as session:
+        authorize(session, ctx, "project.create")
+        return _row(_create_project(session, ctx, name, description))
+
+
+def list_rows(instance: Instance, ctx: RequestContext) -> list[ProjectRow]:
+    """The projects the caller may see (``project list``), by name."""
+    with instance.db.transaction() as session:
+        authorize(session, ctx, "project.list")
+        return [_row(p) for p in _visible_projects(session, ctx)]

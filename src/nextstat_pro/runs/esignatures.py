@@ -1,6 +1,6 @@
 """Electronic signatures on runs (21 CFR 11.50, 11.70, 11.200).
 
-A signature binds the signer (user id, printed name), the UTC time, the meaning and the
+A signature binds the signer (user id, username, printed name), the UTC time, the meaning and the
 reason to one run manifest digest, signed with the signer's own Ed25519 key (unlocked by
 their password, so nobody else can produce it). Verification (``verify.esignatures``)
 recomputes the payload from the record it is attached to: moved to another run, or over a
@@ -13,23 +13,27 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from .. import text
+from ..access.context import RequestContext
+from ..access.rbac import effective_role
 from ..audit.events import append_event
 from ..canonical import canonical_json
 from ..db.models import ApiToken, Project, Signature, User
 from ..db.types import rfc3339, utcnow
 from ..errors import AuthenticationError, ConflictError, UsageError
-from ..identity.actors import RequestContext
 from ..identity.auth import PendingAuthFailure, check_password
 from ..identity.userkeys import unlock
 from ..ids import new_id
-from ..instance import Instance
 from ..signing.approval import DECISIONS, MEANINGS, SignatureFact, approval_state, check_policy
 from ..signing.records import signature_payload
 from .records import read_run
+
+if TYPE_CHECKING:
+    from ..instance import Instance
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ def sign_run(instance: Instance, ctx: RequestContext, run_ref: str, meaning: str
         raise UsageError(f"unknown meaning {meaning!r} (meanings: {', '.join(MEANINGS)})")
     if decision not in DECISIONS:
         raise UsageError(f"unknown decision {decision!r} (approve or reject)")
-    if not reason.strip():
+    reason = text.clean("reason", reason)  # signed as stored: NFC, one line, no hidden characters
+    if not reason:
         raise UsageError("a reason is required to sign")
     policy = instance.config.auth
     failure: AuthenticationError | None = None
@@ -80,7 +85,8 @@ def sign_run(instance: Instance, ctx: RequestContext, run_ref: str, meaning: str
                 raise ConflictError(f"run {run.id} is {run.status}: only finished runs can be signed")
             existing = facts(session, run.id)
             why = check_policy(meaning, decision, user.id, run.created_by, run.status, existing,
-                               instance.config.approval_policy(project.name))
+                               instance.config.approval_policy(project.name),
+                               signer_role=effective_role(session, ctx, project), signer_username=user.username)
             if why is not None:
                 refused = ConflictError(f"signature refused: {why}")
                 refused.security_event = {"ctx": ctx, "action": "signature.refused", "target": ("run", run.id),
@@ -88,7 +94,7 @@ def sign_run(instance: Instance, ctx: RequestContext, run_ref: str, meaning: str
                 raise refused
             key, keys = unlock(session, user, password)
             signed_at = rfc3339(utcnow())
-            payload = signature_payload(run.id, run.manifest_digest, user, meaning, decision, reason, signed_at)
+            payload = signature_payload(run.id, run.manifest_digest, user, meaning, decision, reason, signed_at, key)
             data = canonical_json(payload)
             sig = Signature(id=new_id(), run_id=run.id, user_id=user.id, meaning=meaning, decision=decision,
                             payload=data.decode(), key_id=key.key_id,
@@ -100,8 +106,10 @@ def sign_run(instance: Instance, ctx: RequestContext, run_ref: str, meaning: str
             append_event(session, ctx, action="run.signed", target=("run", run.id), project=project.name,
                          before={"approval_state": before},
                          after={"signature_id": sig.id, "meaning": meaning, "decision": decision,
-                                "signer": user.printed_name, "manifest_digest": run.manifest_digest,
-                                "key_id": key.key_id, "approval_state": after},
+                                "signer": user.printed_name, "signer_username": user.username,
+                                "manifest_digest": run.manifest_digest,
+                                "key_id": key.key_id, "key_after_admin_reset": bool(key.after_admin_reset),
+                                "approval_state": after},
                          reason=reason)
             if token is not None:
                 token.last_signing_at = utcnow()

@@ -15,23 +15,26 @@ import json
 import shutil
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
+from ..access.context import RequestContext
 from ..audit import merkle, tree
 from ..audit.events import append_event
 from ..audit.proofs import b64
-from ..audit.service import EventFilter, checkpoint_in, query_events
+from ..audit.records import EventFilter, checkpoint_in, query_events
 from ..db.models import PurgedObject, Run
 from ..errors import IntegrityError, NotFoundError, UsageError
 from ..files import place_folder, require_empty
-from ..identity.actors import RequestContext
-from ..instance import Instance
 from ..signing.records import signatures_of
 from .records import read_run
 from .service import MANIFEST_NAME
+from .views import RunExport
+
+if TYPE_CHECKING:
+    from ..instance import Instance
 
 SUMS_NAME = "SHA256SUMS"
 ENVELOPE_NAME = "run.intoto.jsonl"
@@ -47,6 +50,11 @@ def read_manifest(instance: Instance, digest: str) -> dict[str, Any]:
 
 
 def export_run(instance: Instance, ctx: RequestContext, run_ref: str, dest: Path) -> Path:
+    """``export``, for in-process callers that want the folder's path."""
+    return Path(export_folder(instance, ctx, run_ref, dest).path)
+
+
+def export_folder(instance: Instance, ctx: RequestContext, run_ref: str, dest: Path) -> RunExport:
     """Export a finished run. The folder appears and its audit event commits together:
     if either fails, neither remains."""
     require_empty(dest)
@@ -66,11 +74,13 @@ def export_run(instance: Instance, ctx: RequestContext, run_ref: str, dest: Path
             )
             place_folder(files, dest)
             placed = True
+            done = RunExport(run_id=run.id, path=str(dest.resolve()), manifest_digest=run.manifest_digest,
+                             files=len(files))
     except BaseException:
         if placed:
             shutil.rmtree(dest, ignore_errors=True)
         raise
-    return dest
+    return done
 
 
 def _collect(instance: Instance, session: Session, manifest_digest: str) -> dict[str, bytes]:

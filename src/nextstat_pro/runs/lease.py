@@ -15,17 +15,20 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select, update
 
+from ..access.context import RequestContext
+from ..access.rbac import authorize
 from ..db.models import Run
 from ..db.session import core_connection
 from ..db.types import utcnow
-from ..identity.actors import RequestContext
-from ..identity.rbac import authorize
-from ..instance import Instance
 from .records import abandon_expired
+from .views import RecoveredRuns
+
+if TYPE_CHECKING:
+    from ..instance import Instance
 
 T = TypeVar("T")
 
@@ -56,26 +59,31 @@ def run_leased(instance: Instance, run_id: str, work: Callable[[], T]) -> T:
     worker = threading.Thread(target=target, name=f"run-{run_id}", daemon=True)
     worker.start()
     every = instance.config.run_lease_s / 3
+    # The run's own events (created, started) are witnessed while it executes, not after it.
+    witness_every = min(every, instance.config.checkpoint_interval_s)
     next_renewal = time.monotonic() + every
     while True:
-        worker.join(max(0.0, next_renewal - time.monotonic()))
+        worker.join(max(0.0, min(next_renewal - time.monotonic(), witness_every)))
         if not worker.is_alive():
             break
-        renew(instance, run_id)
-        next_renewal = time.monotonic() + every
+        # The lease first: witnessing (a checkpoint, a witness write) must never delay a renewal.
+        if time.monotonic() >= next_renewal - witness_every:
+            renew(instance, run_id)
+            next_renewal = time.monotonic() + every
+        instance.witnessing.due()
     if "error" in box:
         raise box["error"]
     return box["value"]  # type: ignore[no-any-return]
 
 
-def recover_abandoned(instance: Instance, ctx: RequestContext) -> list[str]:
+def recover_abandoned(instance: Instance, ctx: RequestContext) -> RecoveredRuns:
     """Mark every running run whose lease has expired ``failed`` (reason ``abandoned``), each
     with its audit event; return their ids. Any signed-in user's command may do this: it only
     records what already happened, and each run's event names the lease that expired."""
     now = utcnow()
     with instance.db.transaction() as session:
         authorize(session, ctx, "run.recover")
-        return abandon_expired(session, ctx, now)
+        return RecoveredRuns(abandon_expired(session, ctx, now))
 
 
 def has_expired_leases(instance: Instance) -> bool:

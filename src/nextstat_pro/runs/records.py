@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from ..access.context import RequestContext
+from ..access.rbac import allowed, authorize
 from ..audit.events import append_event
 from ..db.models import HubItem, HubVersion, Project, Run, RunArtifact, RunInput, RunVersion
 from ..db.session import core_connection
 from ..db.types import rfc3339, utcnow
 from ..errors import ConflictError, NotFoundError, UsageError
-from ..identity.actors import RequestContext
-from ..identity.rbac import authorize
 from ..ids import new_id
 from .manifest import FileEntry
 
@@ -211,9 +211,18 @@ def get_run(session: Session, run_ref: str) -> Run:
 
 
 def read_run(session: Session, ctx: RequestContext, run_ref: str, operation: str = "run.read") -> Run:
-    """A run the caller may read (or export, or sign: ``operation``)."""
+    """A run the caller may read (or export, sign, cancel: ``operation``). To a caller who may not
+    read the run's project the answer is exactly the one for a missing run: the reference tells
+    nothing of what exists where (as ``audit prove`` for events)."""
     run = get_run(session, run_ref)
     project = session.get(Project, run.project_id)
+    if not allowed(session, ctx, "run.read", project):
+        hidden = NotFoundError(f"no run {run_ref!r}")
+        # The refusal is still audited (and alerted on) as the denial it is.
+        hidden.security_event = {"ctx": ctx, "action": "access.denied", "target": ("operation", operation),
+                                 "project": project.name if project is not None else None,
+                                 "after": {"operation": operation, "needs": "viewer", "had": None, "alert": True}}
+        raise hidden
     authorize(session, ctx, operation, project)
     return run
 
@@ -228,6 +237,12 @@ def list_runs(
     limit: int = 100,
 ) -> list[Run]:
     authorize(session, ctx, "run.read", project)
+    return _query_runs(session, project, status, task, since, limit)
+
+
+def _query_runs(session: Session, project: Project, status: str | None, task: str | None, since: datetime | None,
+                limit: int) -> list[Run]:
+    """``list_runs`` once authorized (the runs operations authorize in their own words)."""
     if status is not None and status not in STATUSES:
         raise UsageError(f"unknown status {status!r} (statuses: {', '.join(STATUSES)})")
     query = select(Run).where(Run.project_id == project.id).order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)

@@ -8,51 +8,48 @@ Runs younger than the policy's minimum or under legal hold are refused with the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from .. import text
+from ..access.context import RequestContext
+from ..access.rbac import authorize
 from ..audit.events import append_event
 from ..config import RetentionPolicy
 from ..db.models import Project, PurgedObject, Run, RunArtifact
 from ..db.types import utcnow
 from ..errors import ConflictError, UsageError
-from ..identity.actors import RequestContext
-from ..identity.rbac import authorize
-from ..instance import Instance
 from .records import get_run
+from .views import RetentionItem
+
+if TYPE_CHECKING:
+    from ..instance import Instance
 
 RECORD_CLASS = "run_artifacts"
 PURGEABLE = ("result.json", "run.log")
 YEAR_S = 365.25 * 24 * 3600
 
 
-@dataclass(frozen=True)
-class RetentionItem:
-    run_id: str
-    project: str
-    finished_at: datetime | None
-    state: str  # retained | held | eligible | purged
-    rule: str
-
-
 def assess(run: Run, project: str, policy: RetentionPolicy, purged: bool, now: datetime) -> RetentionItem:
+    def item(state: Literal["retained", "held", "eligible", "purged"], rule: str) -> RetentionItem:
+        return RetentionItem(run_id=run.id, project=project, finished_at=run.finished_at, state=state, rule=rule)
+
     min_years = policy.min_years.get(RECORD_CLASS, 0.0)
     if purged:
-        return RetentionItem(run.id, project, run.finished_at, "purged", "artifacts already purged")
+        return item("purged", "artifacts already purged")
     if run.id in policy.legal_hold_runs:
-        return RetentionItem(run.id, project, run.finished_at, "held", f"legal hold on run {run.id}")
+        return item("held", f"legal hold on run {run.id}")
     if project in policy.legal_hold_projects:
-        return RetentionItem(run.id, project, run.finished_at, "held", f"legal hold on project {project}")
+        return item("held", f"legal hold on project {project}")
     if run.finished_at is None:
-        return RetentionItem(run.id, project, None, "retained", f"run is {run.status}, not finished")
+        return item("retained", f"run is {run.status}, not finished")
     age = (now - run.finished_at).total_seconds() / YEAR_S
     if age < min_years:
-        return RetentionItem(run.id, project, run.finished_at, "retained",
-                             f"{RECORD_CLASS} are kept {min_years:g} years; this run finished {age:.2f} years ago")
-    return RetentionItem(run.id, project, run.finished_at, "eligible", f"older than {min_years:g} years, no hold")
+        return item("retained", f"{RECORD_CLASS} are kept {min_years:g} years; this run finished {age:.2f} years ago")
+    return item("eligible", f"older than {min_years:g} years, no hold")
 
 
 def _purged_runs(session: Session) -> set[str]:
@@ -64,9 +61,14 @@ def _purged_runs(session: Session) -> set[str]:
     return {r for r, digests in runs.items() if digests and digests <= purged}
 
 
-def status(session: Session, ctx: RequestContext, policy: RetentionPolicy,
-           now: datetime | None = None) -> list[RetentionItem]:
-    authorize(session, ctx, "retention.read")
+def status(instance: Instance, ctx: RequestContext, now: datetime | None = None) -> list[RetentionItem]:
+    """What the retention policy keeps, holds and allows to purge (``audit retention status``)."""
+    with instance.db.read() as session:
+        authorize(session, ctx, "retention.read")
+        return _assess_all(session, instance.config.retention, now)
+
+
+def _assess_all(session: Session, policy: RetentionPolicy, now: datetime | None) -> list[RetentionItem]:
     now = now or datetime.now(UTC)
     purged = _purged_runs(session)
     rows = session.execute(
@@ -76,6 +78,7 @@ def status(session: Session, ctx: RequestContext, policy: RetentionPolicy,
 
 def purge(instance: Instance, ctx: RequestContext, run_ids: list[str], reason: str) -> list[str]:
     """Purge the artifacts of ``run_ids``; refuse the whole request if one is not eligible."""
+    reason = text.clean("reason", reason)
     if not reason.strip():
         raise UsageError("a reason is required to purge artifacts")
     policy = instance.config.retention
@@ -122,7 +125,8 @@ def _digests_of_runs_not_in(session: Session, run_ids: set[str]) -> set[str]:
 
 def apply(instance: Instance, ctx: RequestContext, reason: str, dry_run: bool) -> list[RetentionItem]:
     with instance.db.transaction() as session:
-        eligible = [i for i in status(session, ctx, instance.config.retention) if i.state == "eligible"]
+        authorize(session, ctx, "retention.read")
+        eligible = [i for i in _assess_all(session, instance.config.retention, None) if i.state == "eligible"]
     if not dry_run and eligible:
         purge(instance, ctx, [i.run_id for i in eligible], reason)
     return eligible

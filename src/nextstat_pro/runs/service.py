@@ -16,22 +16,26 @@ import logging
 import traceback
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..access.context import RequestContext
+from ..access.rbac import authorize
 from ..canonical import canonical_json, digest_of
 from ..db.types import rfc3339, utcnow
 from ..engine import InputFile, PreparedTask, engine_info, execute, platform_info, prepare
 from ..engine.params import check_seed
 from ..errors import NSPError, Terminated
-from ..identity.actors import RequestContext
-from ..identity.rbac import authorize
-from ..instance import Instance
-from ..projects.service import get_project
+from ..projects.service import check_allowed, get_project
 from ..signing.attestation import run_statement
 from ..signing.dsse import sign_statement
 from .lease import lease_until, run_leased
 from .manifest import FileEntry, RunRecord, build_manifest
 from .records import add_versions, create_run, finish
+from .references import RunInputs, VersionUse, _gather_run
+from .views import RunOutcome
+
+if TYPE_CHECKING:
+    from ..instance import Instance
 
 RESULT_NAME = "result.json"
 LOG_NAME = "run.log"
@@ -39,45 +43,18 @@ MANIFEST_NAME = "manifest.json"
 
 
 @dataclass(frozen=True)
-class VersionUse:
-    """A registry version a run uses (resolved once, recorded by digest)."""
-
-    version_id: str
-    role: str
-    ref: str
-    kind: str
-    name: str
-    semver: str | None
-    digest: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {"role": self.role, "ref": self.ref, "kind": self.kind, "name": self.name, "semver": self.semver,
-                "digest": self.digest}
-
-    @property
-    def link(self) -> tuple[str, str, str]:
-        """(version_id, role, ref), as records.add_versions stores it."""
-        return self.version_id, self.role, self.ref
-
-
-@dataclass(frozen=True)
 class RunRequest:
+    """A run to record. ``inputs``: files already read (in-process callers); ``given``: inputs as a
+    caller names them (paths, registry references, a patch), read and resolved by ``run_task``."""
+
     task: str
     project: str
     params: dict[str, Any]
     seed: int | None
-    inputs: list[InputFile]
+    inputs: list[InputFile] = field(default_factory=list)
     patch: str | None = None
     versions: list[VersionUse] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    run_id: str
-    status: str
-    manifest_digest: str
-    result: dict[str, Any] | None
-    error: str | None
+    given: RunInputs | None = None
 
 
 class _LogCapture(logging.Handler):
@@ -95,7 +72,15 @@ class _LogCapture(logging.Handler):
 
 def run_task(instance: Instance, ctx: RequestContext, request: RunRequest) -> RunOutcome:
     """Validate, record and execute one task in-process. Bad input raises before anything
-    is written; an engine failure is recorded as a failed run (and returned, not raised)."""
+    is written; an engine failure is recorded as a failed run (and returned, not raised).
+    Inputs ``given`` by path or reference are read and resolved first (a registry read,
+    authorized on its own)."""
+    if request.given is not None:
+        check_allowed(instance, ctx, request.project, "run.create")  # before reading what it names
+        gathered = _gather_run(instance, ctx, request.project, request.given)
+        request = replace(request, inputs=[*request.inputs, *gathered.files],
+                          versions=[*request.versions, *gathered.versions], patch=gathered.patch or request.patch,
+                          given=None)
     prepared = prepare(request.task, request.params, request.inputs, request.patch)
     check_seed(request.seed, getattr(prepared.params, "n_toys", 1))
     params = prepared.params.model_dump()
@@ -176,7 +161,7 @@ def _execute_and_finish(
     status = "succeeded" if error is None else "failed"
     manifest_digest = finish_run(instance, ctx, _record(run_id, request, params, inputs, created_at, started_at),
                                  outputs, capture.text(), status, error, quality_ok, unstored=unstored)
-    return RunOutcome(run_id, status, manifest_digest, result, error)
+    return RunOutcome(run_id=run_id, status=status, manifest_digest=manifest_digest, error=error, result=result)
 
 
 def _record(run_id: str, request: RunRequest, params: dict[str, Any], inputs: list[FileEntry], created_at: datetime,

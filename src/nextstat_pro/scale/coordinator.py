@@ -30,27 +30,32 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..access.context import RequestContext
+from ..access.rbac import authorize
 from ..audit.events import append_event
 from ..db.models import HubItem, HubVersion, Project, Run, RunInput, RunVersion, ScaleJob, ScaleShard
 from ..db.types import utcnow
 from ..engine import InputFile
 from ..errors import ConfigError, ConflictError, NSPError, UsageError
 from ..hub.content import canonical_records_content
-from ..hub.service import push as hub_push
-from ..identity.actors import RequestContext
-from ..identity.rbac import authorize
-from ..instance import Instance
+from ..hub.push import push as hub_push
 from ..runs.manifest import FileEntry, RunRecord
 from ..runs.records import get_run, transition
-from ..runs.service import RESULT_NAME, VersionUse, finish_run
+from ..runs.references import VersionUse
+from ..runs.service import RESULT_NAME, finish_run
 from .backends import Backend, Launch, get_backend
 from .collect import CollectError, ShardResult, merge, read_shard, shard_status
 from .partition import shard_ranges
 from .spec import JobSpec, spec_uri
+from .views import JobProgress
+
+if TYPE_CHECKING:
+    from ..instance import Instance
 
 POLL_S = 0.2  # between looks, for backends that do not say (Backend.poll_interval)
 RUNNER_MODULE = "nextstat_pro.scale.runner"
@@ -58,12 +63,7 @@ RUNNER_MODULE = "nextstat_pro.scale.runner"
 SECRET_ENV = ("NSP_TOKEN", "NSP_PASSWORD", "NSP_NEW_PASSWORD")
 
 
-@dataclass
-class Progress:
-    shards_done: int
-    shards_total: int
-    points_done: int
-    points_total: int
+Progress = JobProgress  # what ``on_progress`` receives: the job's progress view
 
 
 def _resumable(session: Session, run_id: str) -> tuple[Run, Project]:
@@ -95,7 +95,7 @@ def coordinate(instance: Instance, ctx: RequestContext, run_id: str,
     before the transaction that references them commits."""
     with instance.db.transaction() as session:
         run, project_row = _resumable(session, run_id)
-        authorize(session, ctx, "run.create", project_row)  # it records progress, publishes
+        authorize(session, ctx, "run.resume", project_row)  # it records progress, publishes
         _refuse_finished(run)
         project = project_row.name
         job = session.get(ScaleJob, run.id)
@@ -196,10 +196,12 @@ def coordinate(instance: Instance, ctx: RequestContext, run_id: str,
                     row_job.handles = [*row_job.handles, handle]
             done = sum(1 for s in shards.values() if s.status == "done")
             if on_progress:
-                on_progress(Progress(done, len(shards), sum(len(ranges[i]) for i, s in shards.items()
-                                                            if s.status == "done"), len(spec.items)))
+                on_progress(Progress(shards_done=done, shards_total=len(shards),
+                                     points_done=sum(len(ranges[i]) for i, s in shards.items() if s.status == "done"),
+                                     points_total=len(spec.items)))
             if not pending:
                 break
+            instance.witnessing.due()  # the shards' events witnessed while the job runs
             backend.wait(interval)
     finally:
         backend.close()
@@ -280,7 +282,7 @@ def start_thread(instance: Instance, ctx: RequestContext, run_id: str,
     thread, see backends/local.py)."""
     with instance.db.transaction() as session:
         run, project = _resumable(session, run_id)
-        authorize(session, ctx, "run.create", project)
+        authorize(session, ctx, "run.resume", project)
         _refuse_finished(run)
         run_id = run.id
     thread = CoordinatorThread(instance, ctx, run_id, on_progress)
@@ -321,7 +323,7 @@ def start_process(instance: Instance, ctx: RequestContext, run_id: str, *, detac
     returned ``process`` is the coordinator itself, the caller waits for it."""
     with instance.db.transaction() as session:
         run, project = _resumable(session, run_id)
-        authorize(session, ctx, "run.create", project)
+        authorize(session, ctx, "run.resume", project)
         _refuse_finished(run)
         run_id = run.id
     workdir = instance.home.resolve() / "jobs" / run_id

@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from ..identity.actors import RequestContext
+    from ..access.context import RequestContext
 
 
 def context_from(session: Session, who: dict[str, Any]) -> RequestContext:
     """The context of a ticket, from the database: the user as it is now (refused when
     disabled or locked) and the credential's scope and role cap (refused when revoked or
     expired). A ticket names ids only, so it cannot claim more than the request had."""
+    from ..access.context import RequestContext
     from ..db.models import ApiToken, User
     from ..db.types import utcnow
     from ..errors import AuthenticationError
-    from ..identity.actors import RequestContext
     from ..identity.users import actor_for
 
     user = session.get(User, who["user_id"])

@@ -12,35 +12,54 @@ already written are not recomputed, and none is counted twice).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from ..access.context import RequestContext
+from ..access.rbac import authorize
 from ..audit.events import append_event
 from ..db.models import Project, ScaleJob, ScaleShard
 from ..db.types import utcnow
 from ..engine import InputFile, prepare
 from ..engine.inputs import parse_json
 from ..engine.params import check_seed
-from ..errors import UsageError
-from ..identity.actors import RequestContext
-from ..identity.rbac import authorize
-from ..instance import Instance
-from ..projects.service import get_project
+from ..errors import FieldError, UsageError
+from ..projects.service import check_allowed, get_project
 from ..runs.manifest import FileEntry
-from ..runs.records import add_versions, create_run, get_run, transition
-from ..runs.service import VersionUse
+from ..runs.records import add_versions, create_run, read_run, transition
+from ..runs.references import VersionUse, gather_inputs
 from .backends import get_backend
 from .partition import shard_ranges
 from .spec import InputRef, JobSpec, JobTask
+from .views import JobProgress, JobStatus, JobSummary, PointRow, ShardRow
+
+if TYPE_CHECKING:
+    from ..instance import Instance
+
+
+class JobInputs(BaseModel):
+    """What a job reads, as given: files on the service's file system, or registry references
+    (grid: patchset references, each bringing its base model; otherwise model references)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workspace: Path | None = Field(None, description="A pyhf JSON workspace file.")
+    patchset: Path | None = Field(None, description="A pyhf patchset file (grid).")
+    models: list[str] = Field([], description="Registry references (grid: patchset REFs; fit-many: one per model).")
 
 
 @dataclass(frozen=True)
 class SubmitRequest:
+    """A job to record. ``inputs``: files already read (in-process callers); ``given``: inputs as a
+    caller names them, read and resolved by ``submit``."""
+
     task: JobTask
     project: str
-    inputs: list[InputFile]
+    inputs: list[InputFile] = field(default_factory=list)
     versions: list[VersionUse] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
@@ -52,6 +71,7 @@ class SubmitRequest:
     patches: list[str] | None = None
     max_retries: int = 2
     result_name: str | None = None
+    given: JobInputs | None = None
 
 
 def plan_items(req: SubmitRequest) -> tuple[list[Any], dict[str, Any]]:
@@ -61,8 +81,8 @@ def plan_items(req: SubmitRequest) -> tuple[list[Any], dict[str, Any]]:
     roles = {i.role: i for i in req.inputs}
     if req.task == "grid":
         if set(roles) != {"workspace", "patchset"}:
-            raise UsageError("grid needs a workspace and a patchset "
-                             "(--model PATCHSET_REF, or --workspace and --patchset)")
+            raise FieldError("grid needs a workspace and a patchset (a patchset reference, or both files)",
+                             "models", "workspace", "patchset")
         patchset = parse_json(roles["patchset"])
         names = [p["metadata"]["name"] for p in patchset["patches"]]
         if req.patches:
@@ -82,7 +102,7 @@ def plan_items(req: SubmitRequest) -> tuple[list[Any], dict[str, Any]]:
         return [lo + i * (hi - lo) / (n - 1) for i in range(n)], {}
     if req.task == "toys":
         if req.seed is None:
-            raise UsageError("toys need --seed")
+            raise FieldError("toys need a seed", "seed")
         n = int(params.pop("n_toys", 100))
         if n < 1:
             raise UsageError("n_toys must be at least 1")
@@ -91,7 +111,7 @@ def plan_items(req: SubmitRequest) -> tuple[list[Any], dict[str, Any]]:
         return list(range(n)), params
     if req.task == "fit-many":
         if not req.inputs or any(i.role != "workspace" for i in req.inputs):
-            raise UsageError("fit-many needs one or more models (--model REF, repeatable)")
+            raise FieldError("fit-many needs one or more registry models", "models")
         names = [i.name for i in req.inputs]
         if len(set(names)) != len(names):
             raise UsageError("fit-many got the same model twice")
@@ -102,10 +122,21 @@ def plan_items(req: SubmitRequest) -> tuple[list[Any], dict[str, Any]]:
 
 
 def submit(instance: Instance, ctx: RequestContext, req: SubmitRequest) -> str:
-    """Validate and record a job; nothing runs yet. Returns the run id."""
+    """Validate and record a job; nothing runs yet. Returns the run id (``status_of`` is its view).
+    Inputs ``given`` by path or reference are read and resolved first (a registry read, authorized
+    on its own)."""
     get_backend(req.backend)  # an unknown backend is refused before anything is written
-    if req.shards < 1 or req.workers < 1:
-        raise UsageError("--shards and --workers must be at least 1")
+    for name in ("shards", "workers"):
+        if getattr(req, name) < 1:
+            raise FieldError(f"{name} must be at least 1", name)
+    if req.given is not None:
+        check_allowed(instance, ctx, req.project, "run.create")  # before reading what it names
+        kind = "patchset" if req.task == "grid" else "model"
+        gathered = gather_inputs(instance, ctx, req.project, [(role, path) for role, path in (
+            ("workspace", req.given.workspace), ("patchset", req.given.patchset)) if path is not None],
+            [(kind, ref) for ref in req.given.models])
+        req = replace(req, inputs=[*req.inputs, *gathered.files], versions=[*req.versions, *gathered.versions],
+                      given=None)
     items, params = plan_items(req)
     with instance.db.transaction() as session:
         project = get_project(session, req.project)
@@ -134,30 +165,37 @@ def submit(instance: Instance, ctx: RequestContext, req: SubmitRequest) -> str:
 
 def cancel(instance: Instance, ctx: RequestContext, run_id: str, reason: str) -> None:
     with instance.db.transaction() as session:
-        run = get_run(session, run_id)
+        run = read_run(session, ctx, run_id, "run.cancel")
         project = session.get(Project, run.project_id)
-        authorize(session, ctx, "run.create", project)
         if session.get(ScaleJob, run.id) is None:
             raise UsageError(f"run {run.id} is not a job")
         transition(session, ctx, run, project.name if project else "", "cancelled", reason=reason)
 
 
-def status_of(instance: Instance, ctx: RequestContext, run_id: str) -> dict[str, Any]:
-    with instance.db.transaction() as session:
-        run = get_run(session, run_id)
-        authorize(session, ctx, "run.read", session.get(Project, run.project_id))
+def status_of(instance: Instance, ctx: RequestContext, run_id: str) -> JobStatus:
+    """A job's run, its progress and its shards."""
+    with instance.db.read() as session:
+        run = read_run(session, ctx, run_id)
+        job = session.get(ScaleJob, run.id)
+        if job is None:
+            raise UsageError(f"run {run.id} is not a job")
         shards = list(session.scalars(select(ScaleShard).where(ScaleShard.run_id == run.id).order_by(ScaleShard.shard)))
-        return {"run_id": run.id, "status": run.status,
-                "shards": [{"shard": s.shard, "status": s.status, "attempts": s.attempts, "error": s.error}
-                           for s in shards]}
+        # The shards' sizes follow from the plan recorded with the run (no read of the spec).
+        ranges = shard_ranges(run.params["items"], run.params["shards"])
+        done = [s for s in shards if s.status == "done"]
+        progress = JobProgress(shards_done=len(done), shards_total=len(shards),
+                               points_done=sum(len(ranges[s.shard]) for s in done), points_total=run.params["items"])
+        return JobStatus(run_id=run.id, status=run.status, task=run.task, backend=job.backend,
+                         spec_digest=job.spec_digest, progress=progress,
+                         shards=[ShardRow(shard=s.shard, status=s.status, attempts=s.attempts, error=s.error)
+                                 for s in shards])
 
 
 
-def summary(instance: Instance, ctx: RequestContext, run_id: str) -> dict[str, Any] | None:
+def summary(instance: Instance, ctx: RequestContext, run_id: str) -> JobSummary | None:
     """Headline numbers of a collected job: one row per point."""
-    with instance.db.transaction() as session:
-        run = get_run(session, run_id)
-        authorize(session, ctx, "run.read", session.get(Project, run.project_id))
+    with instance.db.read() as session:
+        run = read_run(session, ctx, run_id)
         job = session.get(ScaleJob, run.id)
         if job is None or job.result_digest is None:
             return None
@@ -166,7 +204,7 @@ def summary(instance: Instance, ctx: RequestContext, run_id: str) -> dict[str, A
     rows = []
     for p in merged["points"]:
         r = p.get("result") or {}
-        row = {"index": p["index"], "item": p["item"], "ok": p["ok"]}
+        row: dict[str, Any] = {"index": p["index"], "item": p["item"], "ok": p["ok"]}
         for key in ("observed", "cls", "nll", "q_mu", "converged"):
             if key in r:
                 row[key] = r[key]
@@ -176,6 +214,6 @@ def summary(instance: Instance, ctx: RequestContext, run_id: str) -> dict[str, A
             row["poi"] = r["poi"]["value"]
         elif "poi" in r:
             row["poi"] = r["poi"]
-        rows.append(row)
-    return {"run_id": run_id, "task": merged["task"], "result_digest": digest, "points": rows,
-            "failed": len(merged["failed_points"])}
+        rows.append(PointRow(**row))
+    return JobSummary(run_id=run_id, task=merged["task"], result_digest=digest, points=rows,
+                      failed=len(merged["failed_points"]))

@@ -72,6 +72,18 @@ def _check_sums(folder: Path) -> dict[str, str]:
 MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 
 
+def signer_label(payload: dict[str, Any]) -> str:
+    """``Alice Smith (asmith)``: how a signature's signer is shown, so that two signers of one
+    printed name are told apart, and whether the signing key was made after an administrator's
+    password reset (the signed payload says so: docs/identity.md). Raw text: a renderer escapes it
+    (``text.shown``)."""
+    signer = payload["signer"]
+    label = f"{signer['printed_name']} ({signer['username']})"
+    if signer.get("key_after_admin_reset"):
+        label += " [signing key made after an administrator's password reset]"
+    return label
+
+
 def verify_run_folder(folder: Path, run_key_pem: bytes | None = None, log_key: str | None = None) -> RunVerification:
     """Verify an exported run folder; any failure, malformed content included, is a
     VerificationError naming what is wrong (never a traceback)."""
@@ -114,7 +126,15 @@ def _verify_run_folder(folder: Path, run_key_pem: bytes | None, log_key: str | N
                              log_key is not None, len(sums))
     records = json.loads(_read(folder, "signatures.json"))
     for record in records:
-        result.signatures.append(verify_signature(record, manifest["run_id"], manifest_digest))
+        payload = verify_signature(record, manifest["run_id"], manifest_digest)
+        signer = payload.get("signer")
+        # 21 CFR 11.50: a signature shows who signed; the username beside the printed name is
+        # what tells two people of the same name apart.
+        if not isinstance(signer, dict) or not all(
+                isinstance(signer.get(k), str) and signer[k] for k in ("username", "printed_name")):
+            raise VerificationError(f"signature {record.get('id')} does not name its signer's username and "
+                                    "printed name")
+        result.signatures.append(payload)
 
     try:
         verifier = Verifier.parse(log_key if log_key is not None else _read(folder, "audit/log.pub").decode())
