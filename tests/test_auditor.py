@@ -34,8 +34,8 @@ from nextstat_pro.identity.users import (
     whoami,
 )
 from nextstat_pro.instance import Instance
-from nextstat_pro.projects import create_project, get_project, list_projects
-from nextstat_pro.runs import RunRequest, export_run, list_runs, read_run, retention, run_task
+from nextstat_pro.projects import create_project, list_rows
+from nextstat_pro.runs import RunRequest, export_run, list_run_rows, read_run, retention, run_task
 from nextstat_pro.runs.esignatures import sign_run
 from nextstat_pro.scale import coordinator
 from nextstat_pro.scale import service as scale
@@ -76,8 +76,8 @@ def test_the_auditor_reads_and_verifies_everything(setup: tuple[Instance, Any, s
     assert me.auditor and not me.instance_admin and me.roles == {"default": None, "secret": None}
     assert [b.username for b in list_role_bindings(inst, quinn, "default")] == ["eddie"]
     with inst.db.transaction() as s:
-        assert {p.name for p in list_projects(s, quinn)} == {"default", "secret"}
-        assert [r.id for r in list_runs(s, quinn, get_project(s, "secret"))] == [run_id]
+        assert {p.name for p in list_rows(inst, quinn)} == {"default", "secret"}
+        assert [r.run_id for r in list_run_rows(inst, quinn, "secret")] == [run_id]
         assert read_run(s, quinn, run_id).id == run_id
     retention.status(inst, quinn)
     assert audit.verify(inst, quinn).ok

@@ -15,8 +15,8 @@ from nextstat_pro.errors import AuthenticationError, ConflictError, PermissionDe
 from nextstat_pro.identity import auth, resets
 from nextstat_pro.identity.users import create_user, disable_user
 from nextstat_pro.instance import Instance
-from nextstat_pro.projects import create_project, get_project
-from nextstat_pro.runs import RunRequest, list_runs, run_task
+from nextstat_pro.projects import create_project
+from nextstat_pro.runs import RunRequest, list_run_rows, run_task
 
 from .audit_helpers import actions_after, last_seq
 from .conftest import PASSWORD, shared
@@ -103,8 +103,7 @@ def test_viewer_cannot_write_and_the_attempt_is_audited(instance: Instance) -> N
     with pytest.raises(PermissionDeniedError), instance.db.transaction() as s:
         create_project(s, ctx, "sneaky")
     assert actions_after(instance, before) == ["access.denied", "access.denied"]
-    with instance.db.transaction() as s:  # reading is fine
-        assert list_runs(s, ctx, get_project(s, "default")) == []
+    assert list_run_rows(instance, ctx, "default") == []  # reading is fine
 
 
 def test_api_tokens_are_scoped_and_capped(instance: Instance) -> None:
@@ -120,10 +119,9 @@ def test_api_tokens_are_scoped_and_capped(instance: Instance) -> None:
         assert cred.token.split(".")[1] not in stored.secret_hash  # only a hash is stored
     tctx = auth.authenticate(instance, cred.token)
     assert tctx.actor.username == "eddie" and tctx.token_role == "viewer"
-    with instance.db.transaction() as s:
-        list_runs(s, tctx, get_project(s, "default"))
-    with pytest.raises(PermissionDeniedError), instance.db.transaction() as s:
-        list_runs(s, tctx, get_project(s, "elsewhere"))
+    list_run_rows(instance, tctx, "default")
+    with pytest.raises(PermissionDeniedError):
+        list_run_rows(instance, tctx, "elsewhere")
     request = RunRequest("fit", "default", {}, None,
                          [InputFile.read("workspace", shared("workspaces", "simple_workspace.json"))])
     with pytest.raises(PermissionDeniedError):

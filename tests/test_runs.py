@@ -30,7 +30,6 @@ from nextstat_pro.runs import (
     export_run,
     get_run,
     list_run_rows,
-    list_runs,
     run_artifacts,
     run_task,
     show_run,
@@ -118,14 +117,10 @@ def test_list_filters(instance: Instance) -> None:
     run_task(instance, ctx, request("upper-limit", "tHu_workspace.json"))
     from datetime import UTC, datetime, timedelta
 
-    from nextstat_pro.projects import get_project
-
-    with instance.db.transaction() as s:
-        p = get_project(s, "default")
-        assert len(list_runs(s, ctx, p)) == 3
-        assert [r.task for r in list_runs(s, ctx, p, status="failed")] == ["upper-limit"]
-        assert [r.task for r in list_runs(s, ctx, p, task="hypotest")] == ["hypotest"]
-        assert list_runs(s, ctx, p, since=datetime.now(UTC) + timedelta(hours=1)) == []
+    assert len(list_run_rows(instance, ctx, "default")) == 3
+    assert [r.task for r in list_run_rows(instance, ctx, "default", status="failed")] == ["upper-limit"]
+    assert [r.task for r in list_run_rows(instance, ctx, "default", task="hypotest")] == ["hypotest"]
+    assert list_run_rows(instance, ctx, "default", since=datetime.now(UTC) + timedelta(hours=1)) == []
 
 
 def test_the_service_reads_files_resolves_references_and_chooses_the_patch(sqlite_instance: Instance,

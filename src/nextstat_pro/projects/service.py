@@ -91,12 +91,6 @@ def check_allowed(instance: Instance, ctx: RequestContext, name: str, operation:
         authorized_project(session, ctx, name, operation)
 
 
-def list_projects(session: Session, ctx: RequestContext) -> list[Project]:
-    """The projects the caller has a role in (every project for an instance admin or an auditor)."""
-    authorize(session, ctx, "project.list")
-    return _visible_projects(session, ctx)
-
-
 def _visible_projects(session: Session, ctx: RequestContext) -> list[Project]:
     query = select(Project).order_by(Project.name)
     if not (ctx.actor.is_instance_admin or ctx.actor.is_auditor):
@@ -119,6 +113,6 @@ def create(instance: Instance, ctx: RequestContext, name: str, description: str 
 
 def list_rows(instance: Instance, ctx: RequestContext) -> list[ProjectRow]:
     """The projects the caller may see (``project list``), by name."""
-    with instance.db.transaction() as session:
+    with instance.db.read() as session:
         authorize(session, ctx, "project.list")
         return [_row(p) for p in _visible_projects(session, ctx)]

@@ -227,22 +227,9 @@ def read_run(session: Session, ctx: RequestContext, run_ref: str, operation: str
     return run
 
 
-def list_runs(
-    session: Session,
-    ctx: RequestContext,
-    project: Project,
-    status: str | None = None,
-    task: str | None = None,
-    since: datetime | None = None,
-    limit: int = 100,
-) -> list[Run]:
-    authorize(session, ctx, "run.read", project)
-    return _query_runs(session, project, status, task, since, limit)
-
-
 def _query_runs(session: Session, project: Project, status: str | None, task: str | None, since: datetime | None,
                 limit: int) -> list[Run]:
-    """``list_runs`` once authorized (the runs operations authorize in their own words)."""
+    """A project's runs, newest first, filtered (``reads.list_run_rows`` authorizes)."""
     if status is not None and status not in STATUSES:
         raise UsageError(f"unknown status {status!r} (statuses: {', '.join(STATUSES)})")
     query = select(Run).where(Run.project_id == project.id).order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
