@@ -194,11 +194,9 @@ def coordinate(instance: Instance, ctx: RequestContext, run_id: str,
                     row_job = session.get(ScaleJob, run_id)
                     assert row_job is not None
                     row_job.handles = [*row_job.handles, handle]
-            done = sum(1 for s in shards.values() if s.status == "done")
             if on_progress:
-                on_progress(Progress(shards_done=done, shards_total=len(shards),
-                                     points_done=sum(len(ranges[i]) for i, s in shards.items() if s.status == "done"),
-                                     points_total=len(spec.items)))
+                on_progress(Progress.of(ranges, (i for i, s in shards.items() if s.status == "done"),
+                                        len(shards)))
             if not pending:
                 break
             instance.witnessing.due()  # the shards' events witnessed while the job runs

@@ -182,9 +182,7 @@ def status_of(instance: Instance, ctx: RequestContext, run_id: str) -> JobStatus
         shards = list(session.scalars(select(ScaleShard).where(ScaleShard.run_id == run.id).order_by(ScaleShard.shard)))
         # The shards' sizes follow from the plan recorded with the run (no read of the spec).
         ranges = shard_ranges(run.params["items"], run.params["shards"])
-        done = [s for s in shards if s.status == "done"]
-        progress = JobProgress(shards_done=len(done), shards_total=len(shards),
-                               points_done=sum(len(ranges[s.shard]) for s in done), points_total=run.params["items"])
+        progress = JobProgress.of(ranges, (s.shard for s in shards if s.status == "done"), len(shards))
         return JobStatus(run_id=run.id, status=run.status, task=run.task, backend=job.backend,
                          spec_digest=job.spec_digest, progress=progress,
                          shards=[ShardRow(shard=s.shard, status=s.status, attempts=s.attempts, error=s.error)

@@ -7,6 +7,8 @@ Schemas in ``docs/schemas/views/`` are generated from them (``nextstat_pro.view_
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from pydantic import BaseModel, ConfigDict, Field
 
 _VIEW = ConfigDict(extra="forbid", frozen=True)
@@ -21,6 +23,14 @@ class JobProgress(BaseModel):
     shards_total: int
     points_done: int
     points_total: int
+
+    @classmethod
+    def of(cls, ranges: Sequence[range], done: Iterable[int], shards_total: int) -> JobProgress:
+        """From the job's shard plan (``partition.shard_ranges``) and the shards done: the one
+        computation the coordinator's progress and ``runs shards`` share."""
+        finished = list(done)
+        return cls(shards_done=len(finished), shards_total=shards_total,
+                   points_done=sum(len(ranges[i]) for i in finished), points_total=sum(len(r) for r in ranges))
 
 
 class ShardRow(BaseModel):
