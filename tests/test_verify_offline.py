@@ -9,6 +9,7 @@ The import checks run in a fresh interpreter: this test process has imported eve
 from __future__ import annotations
 
 import ast
+import base64
 import hashlib
 import json
 import os
@@ -19,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import nextstat_pro
 from nextstat_pro.audit.export import export_bundle
 from nextstat_pro.audit.service import prove
+from nextstat_pro.canonical import canonical_json
 from nextstat_pro.engine import InputFile
 from nextstat_pro.errors import IntegrityError
 from nextstat_pro.instance import init_instance
@@ -164,6 +168,22 @@ def _drop_run_started(folder: Path) -> None:
     resum(folder)
 
 
+def _drop_signature(folder: Path) -> None:
+    (folder / "signatures.json").write_text("[]\n")
+    resum(folder)
+
+
+def _forge_signer_key(folder: Path) -> None:
+    """Rita's review re-signed with a key of the forger's own, carried in signatures.json."""
+    forged = Ed25519PrivateKey.generate()
+    raw = forged.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    records = json.loads((folder / "signatures.json").read_text())
+    records[0].update(public_key=raw.hex(), key_id=hashlib.sha256(raw).hexdigest(), signature=base64.b64encode(
+        forged.sign(canonical_json(records[0]["payload"]))).decode())
+    (folder / "signatures.json").write_text(json.dumps(records))
+    resum(folder)
+
+
 def _edit_envelope(folder: Path) -> None:
     envelope = json.loads((folder / "run.intoto.jsonl").read_text().splitlines()[0])
     envelope["signatures"][0]["sig"] = envelope["signatures"][0]["sig"][::-1]
@@ -183,9 +203,12 @@ def _edit_checkpoint(folder: Path) -> None:
     (_edit_result, r"^outputs/result\.json: digest mismatch"),
     (_edit_signature_reason, r"^signature \S+ by Rita does not verify"),
     (_drop_run_started, r"^the run's run\.started audit event is missing from the export"),
+    (_drop_signature, r"^signature \S+: the sealed run\.signed event \d+ records it, but signatures\.json does not"),
+    (_forge_signer_key, r"^signature \S+ by Rita \(rita\): key \S+ was registered by no sealed user\.key_created"),
     (_edit_envelope, r"^run\.intoto\.jsonl: "),
     (_edit_checkpoint, r"^audit checkpoint: signature by \S+ does not verify"),
-], ids=["artifact", "e-signature", "audit-event", "envelope", "checkpoint"])
+], ids=["artifact", "e-signature", "audit-event", "signature-left-out", "forged-signer-key", "envelope",
+        "checkpoint"])
 def test_a_tampered_folder_fails_with_one_error_naming_what(offline: dict[str, Path], tmp_path: Path,
                                                             tamper: Any, named: str) -> None:
     folder = tmp_path / "export"

@@ -7,6 +7,7 @@ about themselves. Each operation returns a view of ``audit.views``."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, select
@@ -22,8 +23,16 @@ from .events import event_document
 from .proofs import consistency_document, inclusion_document
 from .records import EventFilter as EventFilter  # the filter of read_events, for its callers
 from .records import checkpoint_in, query_events
+from .state import check_state
 from .verify import verify_log
-from .views import AuditEventRow, AuditVerifyReport, CheckpointRow, ConsistencyProof, InclusionProof
+from .views import (
+    AuditEventRow,
+    AuditVerifyReport,
+    CheckpointRow,
+    ConsistencyProof,
+    InclusionProof,
+    StateDifference,
+)
 
 if TYPE_CHECKING:
     from ..instance import Instance
@@ -99,21 +108,30 @@ def consistency(instance: Instance, ctx: RequestContext, size1: int, size2: int)
                                                                    instance.log_verifier()))
 
 
-def verify(instance: Instance, ctx: RequestContext) -> AuditVerifyReport:
-    """Re-derive the chain, the tree and every checkpoint (``audit.verify``), and report the
-    instance files that are more open than configured beside it."""
+def verify(instance: Instance, ctx: RequestContext, *, state: bool = True) -> AuditVerifyReport:
+    """Re-derive the chain, the tree and every checkpoint (``audit.verify``), then, when they
+    hold and ``state``, the tables the log projects (audit/state.py), in the same transaction
+    so both see one snapshot; report the instance files that are more open than configured."""
     with instance.db.transaction() as session:
         authorize(session, ctx, "audit.verify")
         report = verify_log(
             session, instance.log_verifier(), instance.config.log_origin, instance.db.seal_key or b"",
             instance.witness(), max_unwitnessed_s=instance.config.max_unwitnessed_s,
         )
-    return AuditVerifyReport(ok=report.ok, events=report.events, tree_size=report.tree_size,
+        derived = check_state(session) if state and report.ok else None
+    difference = None
+    if derived is not None:
+        report.warnings.extend(derived.warnings)
+        if derived.finding is not None:
+            difference = StateDifference(**dataclasses.asdict(derived.finding))
+    return AuditVerifyReport(ok=report.ok and difference is None, events=report.events, tree_size=report.tree_size,
                              oldest_unwitnessed_s=report.oldest_unwitnessed_s,
                              checkpoints=report.checkpoints, witnessed=report.witnessed,
                              latest_witnessed=report.latest_witnessed, first_bad_seq=report.first_bad_seq,
                              problem=report.problem, warnings=list(report.warnings),
-                             unwitnessed=report.unwitnessed, file_permissions=check_home_permissions(instance))
+                             unwitnessed=report.unwitnessed, file_permissions=check_home_permissions(instance),
+                             state_checked=derived is not None, state_rows=derived.rows if derived else {},
+                             state_difference=difference)
 
 
 def read_events(instance: Instance, ctx: RequestContext, f: EventFilter, after_seq: int = 0,

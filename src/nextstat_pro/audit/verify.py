@@ -10,6 +10,8 @@ Checks, in order, naming the first bad ``seq`` and what is wrong:
 4. the unwitnessed tail: how many events no witnessed checkpoint covers and how long the
    oldest of them has waited, which may not exceed the configured bound (continuous witnessing
    signs within about a second of a commit, audit/witnessing.py).
+Once they hold, ``audit.service.verify`` re-derives the state tables from the same events in the
+same transaction (audit/state.py).
 """
 
 from __future__ import annotations

@@ -99,6 +99,17 @@ class CheckpointRow(BaseModel):
     note: str = Field(description="The signed note (C2SP checkpoint).")
 
 
+class StateDifference(BaseModel):
+    """The first table row that differs from the state the sealed events describe."""
+
+    model_config = _CONFIG
+    table: str
+    key: str = Field(description="The row's primary key, as column=value.")
+    column: str = Field(description="The differing column, or (row) for a row that should not exist or is missing.")
+    expected: str = Field(description="What the sealed events say.")
+    found: str = Field(description="What the table holds.")
+
+
 class AuditVerifyReport(BaseModel):
     """``audit verify``: what was re-derived from the rows and the witness, and the first problem."""
 
@@ -116,6 +127,11 @@ class AuditVerifyReport(BaseModel):
     oldest_unwitnessed_s: float | None = Field(
         default=None, description="Seconds the oldest unwitnessed event has waited (bound: max_unwitnessed_s).")
     file_permissions: list[str] = Field(description="Instance files more open than configured.")
+    state_checked: bool = Field(default=False, description="Whether the state tables were re-derived from the "
+                                                           "log (after the log checks passed; not with --no-state).")
+    state_rows: dict[str, int] = Field(default_factory=dict, description="Rows checked per table.")
+    state_difference: StateDifference | None = Field(
+        default=None, description="The first row that differs from the log (then ok is false).")
 
 
 class AuditExportSummary(BaseModel):

@@ -61,7 +61,10 @@ def verify(
         console.print(f"  ✔ signed by [bold]{escape(shown(signer_label(p)))}[/] at {escape(shown(p['signed_at']))} — "
                       f"meaning: {escape(shown(p['meaning']))} ({escape(shown(p['decision']))}); "
                       f"reason: {escape(shown(p['reason']))}")
-    if not r.signatures:
+    if r.signatures:
+        console.print("  ✔ each signature matches its sealed run.signed event, under the key the signer's sealed "
+                      "user.key_created event registered (active at the signing)")
+    else:
         console.print("  · no electronic signatures")
     console.print(f"  ✔ {r.events} audit events of the run included in the log at tree size {r.checkpoint_size}"
                   + ("" if r.log_key_pinned else " (the exported log key: pin it with --log-key)"))
@@ -72,8 +75,10 @@ def audit_verify(
     bundle: Path | None = typer.Option(None, "--bundle", help="Verify an exported bundle offline instead."),
     key: Path | None = typer.Option(None, "--key", help="The log's verifier key (trusted) for --bundle."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    no_state: bool = typer.Option(False, "--no-state", help="Skip re-deriving the state tables from the log."),
 ) -> None:
-    """Re-derive the chain, the Merkle tree and every checkpoint; exit 0 only when all hold."""
+    """Re-derive the chain, the Merkle tree, every checkpoint and then the state tables (users, roles,
+    runs, artifacts, registry, signatures, keys) from the sealed events; exit 0 only when all hold."""
     if bundle is not None:
         try:
             console.print(f"[green]bundle verified[/]: {verify_bundle(bundle, _read_key(key))}")
@@ -89,12 +94,16 @@ def audit_verify(
     # Opened without the permission check that refuses every other command: audit verify
     # reports wide modes beside the trail's own findings instead of refusing to look.
     instance = st.instance(check_permissions=False)
-    report = service.verify(instance, st.context())
+    report = service.verify(instance, st.context(), state=not no_state)
     file_problems = report.file_permissions
     if as_json:
         print_model(report)
-    if not report.ok:
+    if report.problem is not None:
         raise IntegrityError(f"audit trail BROKEN at seq {report.first_bad_seq}: {report.problem}")
+    diff = report.state_difference
+    if diff is not None:
+        raise IntegrityError(f"state differs from the audit log: {diff.table} row {diff.key}: {diff.column} is "
+                             f"{diff.found}, the sealed events say {diff.expected}")
     if file_problems:
         raise InsecurePermissionsError("audit trail intact, but instance files are too open: "
                                        + "; ".join(file_problems))
@@ -104,6 +113,8 @@ def audit_verify(
             f"{report.tree_size} re-derived, {report.checkpoints} stored and {report.witnessed} witnessed "
             f"checkpoints match; {report.unwitnessed} event(s) after the latest witnessed checkpoint"
             + (f" (the oldest waiting {report.oldest_unwitnessed_s:.1f} s)" if report.oldest_unwitnessed_s else "")
+            + (f"; state re-derived from the log: {sum(report.state_rows.values())} rows of "
+               f"{len(report.state_rows)} tables match" if report.state_checked else "; state tables not checked")
         )
         for warning in report.warnings:
             err_console.print(f"warning: {warning}")

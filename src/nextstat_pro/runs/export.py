@@ -4,8 +4,10 @@ The folder holds ``manifest.json`` (the exact stored bytes, so its sha256 is the
 content hash), ``outputs/<name>``, ``inputs/<role>/<name>`` and ``SHA256SUMS`` in the
 format ``sha256sum -c`` reads; for ``nextstat-pro verify``, also the signed attestation,
 the e-signatures and every audit event of the run and its artifacts with inclusion proofs
-(``audit/``). It is assembled in a temporary sibling folder and renamed
-into place, so a failed export leaves nothing behind.
+(``audit/``), and the ``user.key_created`` events of the signers' keys with theirs
+(``audit/signer-keys.jsonl``: a signature is checked with the key the sealed log registered).
+It is assembled in a temporary sibling folder and renamed into place, so a failed export
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ SUMS_NAME = "SHA256SUMS"
 ENVELOPE_NAME = "run.intoto.jsonl"
 RUN_KEY_NAME = "keys/run-signing.pub"
 SIGNATURES_NAME = "signatures.json"
+SIGNER_KEYS_NAME = "audit/signer-keys.jsonl"
 PAGE = 5000
 PROOF_BATCH = 500
 
@@ -115,7 +118,7 @@ def _sums(files: dict[str, bytes]) -> bytes:
 
 def _signed_extras(instance: Instance, session: Session, run: Run, manifest: dict[str, Any]) -> dict[str, bytes]:
     """What `nextstat-pro verify` needs offline: the DSSE envelope and the run-signing public
-    key, the e-signatures with their signers' public keys, and the run's audit events with
+    key, the e-signatures, and the run's audit events and its signers' key events with
     inclusion proofs against a checkpoint and the log key."""
     files: dict[str, bytes] = {}
     if run.envelope_digest is not None:
@@ -126,9 +129,11 @@ def _signed_extras(instance: Instance, session: Session, run: Run, manifest: dic
     # transaction, so nothing can be appended between it and the reads below, and the
     # signatures read next all have their run.signed events under it.
     cp = checkpoint_in(instance, session)
-    files[SIGNATURES_NAME] = (json.dumps(signatures_of(session, run.id), indent=2) + "\n").encode()
+    signatures = signatures_of(session, run.id)
+    files[SIGNATURES_NAME] = (json.dumps(signatures, indent=2) + "\n").encode()
     events = _run_events(session, run.id, manifest)
-    late = [e for e in events if e["seq"] > cp.size]
+    keys = _signer_key_events(session, signatures, events)
+    late = [e for e in [*events, *keys] if e["seq"] > cp.size]
     if late:
         # Cannot happen while every appender takes the log lock; if it ever does, an export
         # without these events would claim to hold the whole record, so refuse instead.
@@ -139,6 +144,12 @@ def _signed_extras(instance: Instance, session: Session, run: Run, manifest: dic
               for e, proof in zip(events, _inclusion_proofs(session, [e["seq"] for e in events], cp.size),
                                   strict=True)]
     files["audit/events.jsonl"] = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events).encode()
+    # Apart from the run's events (whose file holds only what is about the run): the key events are
+    # about users, and a verifier takes each signer's public key from them, not from signatures.json.
+    files[SIGNER_KEYS_NAME] = "".join(
+        json.dumps({"event": e, "proof": [b64(p) for p in proof]}, ensure_ascii=False) + "\n"
+        for e, proof in zip(keys, _inclusion_proofs(session, [e["seq"] for e in keys], cp.size), strict=True)
+    ).encode()
     files["audit/proofs.jsonl"] = "".join(json.dumps(p) + "\n" for p in proofs).encode()
     files["audit/checkpoint.note"] = cp.note.encode()
     files["audit/log.pub"] = f"{instance.log_verifier()}\n".encode()
@@ -165,6 +176,27 @@ def _run_events(session: Session, run_id: str, manifest: dict[str, Any]) -> list
             return events
         events.extend(e for e in page if _belongs_to_run(e, run_id))
         cursor = page[-1]["seq"]
+
+
+def _signer_key_events(session: Session, signatures: list[dict[str, Any]],
+                       events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every ``user.key_created`` event of each user that a signature record or a ``run.signed``
+    event names, in seq order: the event that registered the signing key, and those of the
+    user's other keys, which tell when it stopped being the active one (a new key replaces the
+    active key in the transaction that retires it, so there is no separate retirement event)."""
+    users = {str(r["payload"]["signer"]["user_id"]) for r in signatures
+             if isinstance(r.get("payload"), dict) and isinstance(r["payload"].get("signer"), dict)
+             and r["payload"]["signer"].get("user_id")}
+    users |= {str(e["actor"]["id"]) for e in events if e["action"] == "run.signed"}
+    if not users:
+        return []
+    wanted = EventFilter(action="user.key_created", targets=tuple(("user", u) for u in sorted(users)))
+    found: list[dict[str, Any]] = []
+    cursor = 0
+    while page := query_events(session, wanted, after_seq=cursor, limit=PAGE):
+        found.extend(page)
+        cursor = page[-1]["seq"]
+    return found
 
 
 def _belongs_to_run(event: dict[str, Any], run_id: str) -> bool:

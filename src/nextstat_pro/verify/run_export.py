@@ -3,13 +3,15 @@
 Checks, stopping at the first failure (which it names): every file against SHA256SUMS and
 no unlisted file; the DSSE envelope's signature by the run-signing key (pinned with --key,
 else the exported key, whose fingerprint is printed); the statement's subjects against the
-files and its manifest digest against manifest.json; every electronic signature against
-its signer's key and this run's manifest; every exported audit event (about the run, or
-about one of its artifacts and not owned by another run) by inclusion in the exported
-checkpoint, signed by the log key (pinned with --log-key, else the exported one); and that
-none is missing that the manifest and signatures imply: run.created, run.started, the final
-run.<status> event recording this manifest, artifact.stored of every output, a record of
-every input (its artifact.stored, or its line in run.created), run.signed of every signature.
+files and its manifest digest against manifest.json; every exported audit event (about the
+run, or about one of its artifacts and not owned by another run) by inclusion in the exported
+checkpoint, signed by the log key (pinned with --log-key, else the exported one); that none is
+missing that the manifest implies: run.created, run.started, the final run.<status> event
+recording this manifest, artifact.stored of every output, a record of every input (its
+artifact.stored, or its line in run.created); and every electronic signature bound to the
+sealed log (``esignatures.bind_signatures``): one run.signed event each and a record for each
+such event, verified under the public key that the signer's sealed user.key_created event
+(proven in the checkpoint too) registered, which was the user's active key at the signing.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .dsse import EnvelopeError, key_id, open_envelope
 from .errors import VerificationError
-from .esignatures import verify_signature
+from .esignatures import bind_signatures
 from .merkle import ProofError, verify_inclusion
-from .note import NoteError, Verifier, open_checkpoint
+from .note import Checkpoint, NoteError, Verifier, open_checkpoint
 from .proofs import ProofVerificationError, event_leaf
+
+SIGNER_KEYS = "audit/signer-keys.jsonl"
 
 
 @dataclass
@@ -125,16 +129,13 @@ def _verify_run_folder(folder: Path, run_key_pem: bytes | None, log_key: str | N
     result = RunVerification(manifest["run_id"], manifest["status"], key_id(raw), run_key_pem is not None,
                              log_key is not None, len(sums))
     records = json.loads(_read(folder, "signatures.json"))
+    if not isinstance(records, list):
+        raise VerificationError("signatures.json is not a list of signatures")
     for record in records:
-        payload = verify_signature(record, manifest["run_id"], manifest_digest)
-        signer = payload.get("signer")
-        # 21 CFR 11.50: a signature shows who signed; the username beside the printed name is
-        # what tells two people of the same name apart.
-        if not isinstance(signer, dict) or not all(
-                isinstance(signer.get(k), str) and signer[k] for k in ("username", "printed_name")):
-            raise VerificationError(f"signature {record.get('id')} does not name its signer's username and "
-                                    "printed name")
-        result.signatures.append(payload)
+        # Before the audit part, so that a signature moved from another run is named as such.
+        if record["payload"].get("run_id") != manifest["run_id"] or \
+                record["payload"].get("manifest_digest") != manifest_digest:
+            raise VerificationError(f"signature {record.get('id')} is over another run or manifest")
 
     try:
         verifier = Verifier.parse(log_key if log_key is not None else _read(folder, "audit/log.pub").decode())
@@ -154,17 +155,43 @@ def _verify_run_folder(folder: Path, run_key_pem: bytes | None, log_key: str | N
             raise VerificationError(f"audit event {seq} appears twice")
         if seq not in proofs:
             raise VerificationError(f"audit event {seq} ({event['action']}) has no inclusion proof")
-        try:
-            verify_inclusion(seq - 1, cp.size, event_leaf(event), [base64.b64decode(p) for p in proofs[seq]], cp.root)
-        except (ProofError, ProofVerificationError) as exc:
-            raise VerificationError(f"audit event {seq}: {exc}") from None
+        _included(event, proofs[seq], cp)
         events[seq] = event
     if not events:
         raise VerificationError("the export holds no audit events of the run")
-    _check_complete(list(events.values()), manifest, manifest_digest, records)
+    _check_complete(list(events.values()), manifest, manifest_digest)
+    result.signatures = bind_signatures(
+        records, [e for e in events.values() if e["action"] == "run.signed"], _key_events(folder, sums, cp),
+        run_id, manifest_digest)
     result.events = len(events)
     result.checkpoint_size = cp.size
     return result
+
+
+def _included(event: dict[str, Any], proof: list[str], cp: Checkpoint) -> None:
+    try:
+        verify_inclusion(event["seq"] - 1, cp.size, event_leaf(event), [base64.b64decode(p) for p in proof], cp.root)
+    except (ProofError, ProofVerificationError) as exc:
+        raise VerificationError(f"audit event {event['seq']}: {exc}") from None
+
+
+def _key_events(folder: Path, sums: dict[str, str], cp: Checkpoint) -> list[dict[str, Any]] | None:
+    """The signers' ``user.key_created`` events, each proven in the checkpoint; None for an
+    export made before exports carried them (its signatures then fail: ``bind_signatures``)."""
+    if SIGNER_KEYS not in sums:
+        return None
+    out: dict[int, dict[str, Any]] = {}
+    for line in _read(folder, SIGNER_KEYS).decode().splitlines():
+        entry = json.loads(line)
+        event = entry["event"]
+        if event["action"] != "user.key_created" or event["target"].get("type") != "user":
+            raise VerificationError(f"{SIGNER_KEYS}: audit event {event['seq']} ({event['action']}) is not the "
+                                    "registration of a user's key")
+        if event["seq"] in out:
+            raise VerificationError(f"{SIGNER_KEYS}: audit event {event['seq']} appears twice")
+        _included(event, entry["proof"], cp)
+        out[event["seq"]] = event
+    return [out[seq] for seq in sorted(out)]
 
 
 def _about_this_run(event: dict[str, Any], run_id: str, artifacts: set[str]) -> bool:
@@ -180,10 +207,10 @@ def _about_this_run(event: dict[str, Any], run_id: str, artifacts: set[str]) -> 
     return not named or run_id in named
 
 
-def _check_complete(events: list[dict[str, Any]], manifest: dict[str, Any], manifest_digest: str,
-                    signatures: list[dict[str, Any]]) -> None:
-    """What the signed manifest and signatures imply the export must hold. Each event proves
-    itself, but only these expectations catch one left out (nothing signed lists the seqs)."""
+def _check_complete(events: list[dict[str, Any]], manifest: dict[str, Any], manifest_digest: str) -> None:
+    """What the signed manifest implies the export must hold. Each event proves itself, but only
+    these expectations catch one left out (nothing signed lists the seqs); the signatures and
+    their run.signed events are matched both ways by ``bind_signatures``."""
     run_id = manifest["run_id"]
     by_action: dict[str, list[dict[str, Any]]] = {}
     for event in events:
@@ -215,10 +242,6 @@ def _check_complete(events: list[dict[str, Any]], manifest: dict[str, Any], mani
             raise VerificationError(f"inputs/{entry.get('role')}/{entry['name']} ({entry['digest']}): no audit "
                                      "event of the export records it (artifact.stored or run.created)")
 
-    signed = {_side(e, "after").get("signature_id") for e in by_action.get("run.signed", [])}
-    for record in signatures:
-        if record["id"] not in signed:
-            raise VerificationError(f"signature {record['id']}: its run.signed audit event is missing from the export")
 
 
 def _side(event: dict[str, Any], side: str) -> dict[str, Any]:
