@@ -249,3 +249,29 @@ def test_state_check_time_on_2000_runs(instance: Instance) -> None:
     rows = sum(report.rows.values())
     print(f"\nstate check ({inst.db.dialect}) over {report.events} events, {rows} rows: {took:.3f} s")
     assert took < 10
+
+
+def test_config_json_is_re_derived_from_init_and_its_audited_changes(instance: Instance) -> None:
+    """The approval policy and the other settable keys: a change through `config set` verifies, a
+    hand edit of config.json (say, a loosened approval policy) is named."""
+    from nextstat_pro.config import load_config, write_config
+    from nextstat_pro.config_service import set_config
+
+    ctx = instance.context()
+    set_config(instance, ctx, "approval", '{"default": {"approver_role": "editor", "approvers": ["qa"]}}',
+               "QA approves in the default project")
+    set_config(instance, ctx, "smtp", '{"host": "mail.example.org", "from_address": "nsp@example.org"}',
+               "mail for resets")
+    set_config(instance, ctx, "smtp.port", "2525", "the relay's port")
+    set_config(instance, ctx, "run_lease_s", "45", "slow database")
+    assert audit_service.verify(instance, ctx).ok
+    edited = load_config(instance.home).model_copy(update={"approval": {}})  # the policy back to "any admin"
+    write_config(instance.home, edited)
+    reopened = Instance.open(instance.home)
+    try:
+        report = audit_service.verify(reopened, reopened.context())
+    finally:
+        reopened.close()
+    assert not report.ok and report.state_difference is not None
+    assert (report.state_difference.table, report.state_difference.key) == ("config.json", "key='approval'")
+    assert "approver_role" in report.state_difference.expected and report.state_difference.found == "{}"

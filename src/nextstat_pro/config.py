@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -112,6 +112,42 @@ class InstanceConfig(BaseModel):
 
     def approval_policy(self, project: str) -> ApprovalPolicy:
         return self.approval.get(project, ApprovalPolicy())
+
+
+# What `config set` may change, each change an audited `config.changed` event; the values at
+# `init` are in the `instance.initialized` event, so `audit verify` re-derives them all
+# (audit/state.py): a hand edit of config.json is a finding.
+SETTABLE = (
+    "default_project",
+    # The projects' approval policies, as one JSON object ({"project": {...policy...}}).
+    "approval",
+    "checkpoint_interval_s",
+    "max_unwitnessed_s",
+    "protected_aliases",
+    "hub_min_years",
+    "retention.min_years",
+    "retention.legal_hold_projects",
+    "retention.legal_hold_runs",
+    "run_lease_s",
+    "auth.min_password_length",
+    "auth.min_password_score",
+    # The whole section as a JSON object (or null: no mail), or one field of it.
+    "smtp",
+    "smtp.host",
+    "smtp.port",
+    "smtp.from_address",
+    "smtp.security",
+    "smtp.username",
+    "smtp.password_env",
+    "smtp.timeout_s",
+    "smtp.reset_token_minutes",
+)
+
+
+def settable_values(config: InstanceConfig) -> dict[str, Any]:
+    """The settable part of ``config`` as JSON values, by top-level key (a section whole)."""
+    dumped = config.model_dump(mode="json")
+    return {key: dumped[key] for key in dict.fromkeys(k.partition(".")[0] for k in SETTABLE)}
 
 
 def resolve_home(home: str | Path | None) -> Path:

@@ -11,35 +11,12 @@ from pydantic import ValidationError
 from .access.context import RequestContext
 from .access.rbac import authorize
 from .audit.events import append_event
-from .config import InstanceConfig, write_config
+from .config import SETTABLE, InstanceConfig, write_config
 from .errors import UsageError
 
 if TYPE_CHECKING:
     from .instance import Instance
 
-SETTABLE = (
-    "default_project",
-    "checkpoint_interval_s",
-    "max_unwitnessed_s",
-    "protected_aliases",
-    "hub_min_years",
-    "retention.min_years",
-    "retention.legal_hold_projects",
-    "retention.legal_hold_runs",
-    "run_lease_s",
-    "auth.min_password_length",
-    "auth.min_password_score",
-    # The whole section as a JSON object (or null: no mail), or one field of it.
-    "smtp",
-    "smtp.host",
-    "smtp.port",
-    "smtp.from_address",
-    "smtp.security",
-    "smtp.username",
-    "smtp.password_env",
-    "smtp.timeout_s",
-    "smtp.reset_token_minutes",
-)
 
 
 def show_config(instance: Instance, ctx: RequestContext) -> InstanceConfig:

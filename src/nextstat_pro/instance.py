@@ -16,7 +16,7 @@ from .audit.note import Verifier
 from .audit.tree import StoredCheckpoint, checkpoint
 from .audit.witness import Witness, open_witness
 from .audit.witnessing import Witnessing
-from .config import InstanceConfig, config_path, load_config, write_config
+from .config import InstanceConfig, config_path, load_config, settable_values, write_config
 from .db import migrate
 from .db.models import AuditCheckpoint, AuditEvent, InstanceInfo, User
 from .db.session import Database
@@ -231,25 +231,27 @@ def init_instance(
         db.seal_key = load_or_create_secret(home / SEAL_KEY_FILE, create=True)
         verifier = Verifier.for_key(origin, keys)
         open_witness(witness_url).write("log.pub", f"{verifier}\n".encode())
+        config = InstanceConfig(
+            instance_id=instance_id, db_url=db_url, store_url=store_url, admin=admin,
+            log_origin=origin, witness_url=witness_url, permissions=permissions,
+        )
         with db.transaction() as session:
             user = create_first_admin(session, username=admin, printed_name=printed_name or admin, password=password)
             ctx = RequestContext(actor_for(user), interface="cli")
             session.add(
                 InstanceInfo(instance_id=instance_id, created_at=utcnow(), settings={"log_key": str(verifier)})
             )
+            # The settable configuration as written: audit verify re-derives config.json from it
+            # and the config.changed events after it (audit/state.py).
             append_event(
                 session,
                 ctx,
                 action="instance.initialized",
                 target=("instance", instance_id),
                 after={"db": db.dialect, "store": store.url, "admin": admin, "log_key": str(verifier),
-                       "witness": witness_url},
+                       "witness": witness_url, "config": settable_values(config)},
             )
             create_project(session, ctx, "default", "Default project created by init")
-        config = InstanceConfig(
-            instance_id=instance_id, db_url=db_url, store_url=store_url, admin=admin,
-            log_origin=origin, witness_url=witness_url, permissions=permissions,
-        )
         write_config(home, config)
     except BaseException:
         db.dispose()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from ..access.context import RequestContext
 from ..access.rbac import allowed, authorize
+from ..config import settable_values
 from ..db.models import AuditCheckpoint, AuditEvent, Project
 from ..errors import NotFoundError, UsageError
 from ..permissions import check_home_permissions
@@ -23,7 +24,7 @@ from .events import event_document
 from .proofs import consistency_document, inclusion_document
 from .records import EventFilter as EventFilter  # the filter of read_events, for its callers
 from .records import checkpoint_in, query_events
-from .state import check_state
+from .state import check_config, check_state
 from .verify import verify_log
 from .views import (
     AuditEventRow,
@@ -119,6 +120,9 @@ def verify(instance: Instance, ctx: RequestContext, *, state: bool = True) -> Au
             instance.witness(), max_unwitnessed_s=instance.config.max_unwitnessed_s,
         )
         derived = check_state(session) if state and report.ok else None
+        if derived is not None and derived.finding is None:
+            derived.finding, config_warnings = check_config(session, settable_values(instance.config))
+            derived.warnings.extend(config_warnings)
     difference = None
     if derived is not None:
         report.warnings.extend(derived.warnings)

@@ -288,3 +288,44 @@ def check_state(session: Session) -> StateReport:
         if report.finding is not None:
             break
     return report
+
+
+def check_config(session: Session, settable: Mapping[str, Any]) -> tuple[StateFinding | None, list[str]]:
+    """Compare the instance's settable configuration (``config.settable_values`` of config.json)
+    with what ``instance.initialized`` wrote and the ``config.changed`` events after it: a hand
+    edit of config.json (a loosened approval policy, a longer lease) is the first differing key.
+    An instance initialised before the init event carried its configuration is compared on the
+    keys its events changed only (from the first change's ``before``), with a warning."""
+    t = AuditEvent.__table__.c
+    expected: dict[str, Any] = {}
+    known: set[str] = set()  # top-level keys whose expected value the events give
+    warnings: list[str] = []
+    rows = session.execute(select(t.action, t.target_id, t.body)
+                           .where(t.action.in_(("instance.initialized", "config.changed"))).order_by(t.seq))
+    for action, key, body in rows:
+        after = json.loads(body).get("after") or {}
+        if action == "instance.initialized":
+            if isinstance(after.get("config"), dict):
+                expected.update(after["config"])
+                known.update(after["config"])
+            else:
+                warnings.append("state: the instance was initialised before its configuration was sealed: only "
+                                "keys changed since are compared with config.json")
+            continue
+        section, _, name = str(key).partition(".")
+        if section not in known:  # first change of a key the init event did not carry
+            before = json.loads(body).get("before") or {}
+            expected[section] = _with(settable.get(section), name, before.get(key)) if name else before.get(key)
+            known.add(section)
+        expected[section] = _with(expected.get(section), name, after.get(key)) if name else after.get(key)
+    for section in sorted(known):
+        if section in settable and expected.get(section) != settable[section]:
+            return StateFinding("config.json", f"key={section!r}", "value", _show(expected.get(section)),
+                                _show(settable[section])), warnings
+    return None, warnings
+
+
+def _with(section: Any, name: str, value: Any) -> dict[str, Any]:
+    out = dict(section) if isinstance(section, Mapping) else {}
+    out[name] = value
+    return out
