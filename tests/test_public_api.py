@@ -8,7 +8,7 @@ def test_public_names() -> None:
     assert set(nextstat_pro.__all__) == {"Instance", "NSPError", "__version__", "init_instance"}
     assert {"append_event", "verify_log"} <= set(audit.__all__)
     assert {"prepare", "execute", "TASKS", "InputFile"} <= set(engine.__all__)
-    assert {"run_task", "export_run", "list_runs", "get_run"} <= set(runs.__all__)
+    assert {"run_task", "export_run", "list_run_rows", "get_run"} <= set(runs.__all__)
     assert {"open_store", "LocalStore", "S3Store", "ObjectStore"} <= set(store.__all__)
     assert {"push", "push_many", "PushRequest", "import_manifest", "resolve", "list_items"} <= set(hub.__all__)
 
