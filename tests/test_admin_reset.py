@@ -110,7 +110,9 @@ def test_the_admin_chosen_password_path_is_refused(cli, home: Path) -> None:  # 
         run_id = _fit(inst)
         signed = sign_run(inst, session_for(inst, "rita", RITA), run_id, "review", "checked", RITA, "rita")
         assert signed.payload["signer"]["username"] == "rita"
-        assert "key_after_admin_reset" not in signed.payload["signer"]
+        # Her key was made at `user create` under the first password the admin chose: every
+        # manifestation of her signatures says so (until a reset by e-mailed token replaces it).
+        assert signed.payload["signer"]["key_after_admin_reset"] is True
         with inst.db.transaction() as s:
             denied = s.scalars(select(AuditEvent.action).where(AuditEvent.action == "access.denied")).all()
         assert denied == ["access.denied"]
@@ -268,7 +270,7 @@ def test_the_two_admin_path_marks_the_key(instance: Instance, tmp_path: Path) ->
 
     verified = verify_run_folder(tmp_path / "export")
     assert [signer_label(p) for p in verified.signatures] == [
-        "Rita (rita) [signing key made after an administrator's password reset]"]
+        "Rita (rita) [signing key made under a password an administrator chose]"]
 
 
 # --- tokens that must not work ----------------------------------------------------------------------
@@ -303,3 +305,25 @@ def test_a_token_reused_expired_superseded_or_for_another_user_is_refused(sqlite
     complete_reset(inst, "rita", second, NEW)
     refused("rita", second, r"^this reset token was used already \(")
     auth.sign_in(inst, "rita", NEW)
+
+
+def test_an_admin_who_created_the_account_cannot_sign_unmarked(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same attack through account creation: the admin chose bob's first password, signs in as
+    bob, changes the password and signs. The key was made under the admin's password, so the
+    signature says so in the payload, the sealed event and the offline verifier's line."""
+    h = ["--home", str(home)]
+    assert cli(*h, "user", "create", "bob", "--printed-name", "Bob Builder",
+               env={"NSP_NEW_PASSWORD": CHOSEN}).code == 0
+    assert cli(*h, "role", "grant", "bob", "editor", "--reason", "team").code == 0
+    inst = Instance.open(home)
+    try:
+        run_id = _fit(inst)
+        bob = session_for(inst, "bob", CHOSEN)
+        auth.change_password(inst, bob, CHOSEN, NEW)  # "bob's own" password now: the same key
+        signed = sign_run(inst, session_for(inst, "bob", NEW), run_id, "review", "looks fine", NEW, "bob")
+        assert signed.payload["signer"]["key_after_admin_reset"] is True
+        with inst.db.transaction() as s:
+            event = json.loads(s.scalar(select(AuditEvent.body).where(AuditEvent.action == "run.signed")) or "{}")
+        assert event["after"]["key_after_admin_reset"] is True
+    finally:
+        inst.close()

@@ -140,8 +140,8 @@ def _printed_name(s: Session, ids: dict[str, str]) -> None:
 
 
 def _key_mark(s: Session, ids: dict[str, str]) -> None:
-    s.execute(text("UPDATE user_keys SET after_admin_reset = :t WHERE user_id = :u"),
-              {"t": True, "u": user_id(s, "rita")})
+    s.execute(text("UPDATE user_keys SET after_admin_reset = NOT after_admin_reset WHERE user_id = :u"),
+              {"u": user_id(s, "rita")})
 
 
 def _key_retired(s: Session, ids: dict[str, str]) -> None:

@@ -103,7 +103,10 @@ def _add_user(session: Session, ctx: RequestContext | None, *, username: str, pr
             "auditor": user.is_auditor,
         },
     )
-    create_key(session, ctx, user, password)
+    # An account another person created: that person chose the password the key is made under, so
+    # they could sign as the new user; the key says so in every manifestation (as after a reset
+    # approved by a second admin) until a reset by e-mailed token, which they never see, replaces it.
+    create_key(session, ctx, user, password, after_admin_reset=ctx is not None)
     return user
 
 

@@ -84,7 +84,7 @@ def signer_label(payload: dict[str, Any]) -> str:
     signer = payload["signer"]
     label = f"{signer['printed_name']} ({signer['username']})"
     if signer.get("key_after_admin_reset"):
-        label += " [signing key made after an administrator's password reset]"
+        label += " [signing key made under a password an administrator chose]"
     return label
 
 
