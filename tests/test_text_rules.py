@@ -207,7 +207,9 @@ def test_a_signature_reason_and_the_signer_as_every_manifestation_shows_them(
     result = sign_run(instance, rita, run.run_id, "review", unicodedata.normalize("NFD", " geprüft "),
                       "rita-password-long-1", "rita")
     assert result.payload["reason"] == "geprüft"
-    assert result.payload["signer"] == {"user_id": rita.actor.id, "username": "rita", "printed_name": "Rita"}
+    # (an account the admin created: its key is marked as one made under the admin's password)
+    assert result.payload["signer"] == {"user_id": rita.actor.id, "username": "rita", "printed_name": "Rita",
+                                        "key_after_admin_reset": True}
     with instance.db.transaction() as s:
         event = s.scalar(select(AuditEvent).where(AuditEvent.action == "run.signed"))
         after = json.loads(event.body)["after"]
