@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-_CONFIG = ConfigDict(extra="forbid", frozen=True)
+from ..viewbase import VIEW_CONFIG
+
+_CONFIG = VIEW_CONFIG
 
 
 class EventActor(BaseModel):

@@ -10,9 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-_VIEW = ConfigDict(extra="forbid", frozen=True)
+from ..viewbase import VIEW_CONFIG
+
+_VIEW = VIEW_CONFIG
 
 
 class VersionDoc(BaseModel):

@@ -12,9 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-_CONFIG = ConfigDict(extra="forbid", frozen=True)
+from ..viewbase import VIEW_CONFIG
+
+_CONFIG = VIEW_CONFIG
 Role = Literal["viewer", "editor", "admin"]
 
 

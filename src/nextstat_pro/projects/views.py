@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-_VIEW = ConfigDict(extra="forbid", frozen=True)
+from ..viewbase import VIEW_CONFIG
+
+_VIEW = VIEW_CONFIG
 
 
 class ProjectRow(BaseModel):

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-_VIEW = ConfigDict(extra="forbid", frozen=True)
+from ..viewbase import VIEW_CONFIG
+
+_VIEW = VIEW_CONFIG
 
 
 class JobProgress(BaseModel):
