@@ -36,10 +36,22 @@ missing=()
 [ -n "$(find_pg_bin)" ] || missing+=(postgresql)
 command -v slurmctld >/dev/null || missing+=(slurm-wlm)
 command -v munged >/dev/null || missing+=(munge)
+# The server's SSO (xmlsec1 for SAML, Node.js for the OpenID provider the tests start), reports
+# (WeasyPrint's Pango and HarfBuzz, a font; pdftotext and qpdf to check PDFs) and the dashboard's
+# browser tests (Debian's Chromium).
+command -v xmlsec1 >/dev/null || missing+=(xmlsec1)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v pdftotext >/dev/null || missing+=(poppler-utils)
+command -v qpdf >/dev/null || missing+=(qpdf)
+for pkg in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "with-services: installing ${missing[*]} (apt-get)" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
   else
     echo "with-services: missing ${missing[*]} and not root: tests that need them will fail" >&2
   fi

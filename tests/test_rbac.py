@@ -75,6 +75,9 @@ EXPECTED: dict[str, tuple[str, bool]] = {
     "hub.alias": ("editor", False),
     "hub.alias_protected": ("admin", False),
     "hub.retention": ("admin", False),
+    # alerts (NS-Alerts)
+    # reports (NS-Compliance)
+    # server and single sign-on (NS-Server)
 }
 
 # Service modules: each public function authorizes on every path, or says here why it need not.

@@ -109,6 +109,9 @@ class InstanceConfig(BaseModel):
     approval: dict[str, ApprovalPolicy] = Field(default_factory=dict)
     # Who may read the instance's files: the owner only, or also the group chosen at init.
     permissions: FilePolicy = Field(default_factory=lambda: FilePolicy())
+    # alerts (NS-Alerts)
+    # reports (NS-Compliance)
+    # server and single sign-on (NS-Server)
 
     def approval_policy(self, project: str) -> ApprovalPolicy:
         return self.approval.get(project, ApprovalPolicy())

@@ -67,6 +67,9 @@ PERMISSIONS: dict[str, str] = {
     "hub.alias": "editor",
     "hub.alias_protected": "admin",
     "hub.retention": "admin",
+    # alerts (NS-Alerts)
+    # reports (NS-Compliance)
+    # server and single sign-on (NS-Server)
 }
 
 # The project operations an auditor may perform in every project: reads only. ``run.sign`` needs

@@ -61,6 +61,9 @@ app = typer.Typer(
         "runs": _runs_app,
         "audit": lambda: _audit_app(),
         "hub": attr(".hub", "hub_app"),
+        "alerts": attr(".alerts", "alerts_app"),
+        "report": attr(".reports", "report_app"),
+        "serve": attr(".server", "serve"),
     }),
 )
 # The root callback opens this invocation's instance state for every command but these: verify

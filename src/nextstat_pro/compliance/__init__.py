@@ -1,0 +1,1 @@
+"""NS-Compliance: report templates, run certificates, audit-trail reports and reviews, validation packs."""
