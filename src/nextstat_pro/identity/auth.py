@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING
@@ -309,3 +309,15 @@ def change_password(instance: Instance, ctx: RequestContext, old: str, new: str)
         append_event(session, ctx, action="user.password_changed", target=("user", user.id),
                      before={"must_change_password": before}, after={"must_change_password": False},
                      reason="changed by the user")
+
+
+def record_refusal(instance: Instance, reason: str, *, client: str | None, interface: Interface = "api",
+                   who: str = "unknown", target: tuple[str, str] = ("request", "-"),
+                   detail: dict[str, object] | None = None) -> None:
+    """Audit a request refused before it had a caller (a missing CSRF token, too many sign-in
+    attempts from one address, an upload whose bytes do not match its digest...): an
+    ``auth.refused`` event, which the security alerts read. Refusing is the adapter's; keeping a
+    record of it is this function's."""
+    ctx = replace(_anonymous(who, interface), client=client)
+    with instance.db.transaction() as session:
+        append_event(session, ctx, action="auth.refused", target=target, after={"reason": reason, **(detail or {})})

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..access.context import RequestContext
-from ..db.models import Project, Run
+from ..db.models import Project, Run, User
+from ..db.types import rfc3339
+from ..errors import FieldError, NotFoundError
 from ..projects.service import authorized_project
 from .export import read_manifest
-from .records import _query_runs, read_run, versions_of
+from .records import RunFilter, _query_runs, read_run, versions_of
 from .service import RESULT_NAME
-from .views import ArtifactRow, RunArtifactRow, RunDetail, RunInputRow, RunRow
+from .views import ArtifactRow, RunArtifactRow, RunDetail, RunInputRow, RunPage, RunRow
 
 if TYPE_CHECKING:
     from ..instance import Instance
@@ -35,6 +40,47 @@ def list_run_rows(instance: Instance, ctx: RequestContext, project_name: str, st
         runs = _query_runs(session, project, status, task, since, limit)
         used = versions_of(session, [r.id for r in runs])
         return [RunRow(**_row(r, project.name, used.get(r.id, []))) for r in runs]
+
+
+MAX_PAGE = 500
+
+
+def _encode_cursor(run: Run) -> str:
+    raw = f"{rfc3339(run.created_at)}|{run.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, run_id = raw.partition("|")
+        parsed = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FieldError("cursor is not one this server issued", "cursor") from exc
+    if not run_id or parsed.tzinfo is None:
+        raise FieldError("cursor is not one this server issued", "cursor")
+    return parsed, run_id
+
+
+def list_runs_page(instance: Instance, ctx: RequestContext, project_name: str, f: RunFilter,
+                   limit: int = 50, cursor: str | None = None) -> RunPage:
+    """One page of a project's runs, newest first, filtered; ``cursor`` continues a listing with
+    the same filter (keyset on created_at and id)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise FieldError(f"limit must be between 1 and {MAX_PAGE}", "limit")
+    after = _decode_cursor(cursor) if cursor else None
+    with instance.db.read() as session:
+        project = authorized_project(session, ctx, project_name, "run.read")
+        if f.created_by is not None:
+            user = session.scalar(select(User).where(User.username == f.created_by))
+            # An unknown author matches no run: a listing, not a lookup.
+            f = replace(f, created_by=user.id if user is not None else "-")
+        runs = _query_runs(session, project, None, None, None, limit + 1, f=f, after=after)
+        more = len(runs) > limit
+        runs = runs[:limit]
+        used = versions_of(session, [r.id for r in runs])
+        items = [RunRow(**_row(r, project.name, used.get(r.id, []))) for r in runs]
+    return RunPage(items=items, next_cursor=_encode_cursor(runs[-1]) if more else None)
 
 
 def _project_of(session: Session, run: Run) -> Project:
@@ -78,3 +124,17 @@ def run_artifacts(instance: Instance, ctx: RequestContext, run_ref: str) -> list
             rows.append(ArtifactRow(name="manifest.json", digest=run.manifest_digest, size=None,
                                     media_type="application/json"))
         return rows
+
+
+def artifact_row(instance: Instance, ctx: RequestContext, run_ref: str, name: str) -> ArtifactRow:
+    """One stored object of a run by its name (``manifest.json`` included, with its size), for a
+    download: an adapter streams the bytes from the store by the row's digest."""
+    with instance.db.read() as session:
+        run = read_run(session, ctx, run_ref)
+        for a in run.artifacts:
+            if a.name == name:
+                return ArtifactRow(name=a.name, digest=a.digest, size=a.size, media_type=a.media_type)
+        if name == "manifest.json" and run.manifest_digest:
+            return ArtifactRow(name=name, digest=run.manifest_digest, size=instance.store.size(run.manifest_digest),
+                               media_type="application/json")
+        raise NotFoundError(f"run {run.id} has no artifact {name!r}")

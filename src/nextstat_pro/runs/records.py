@@ -227,18 +227,42 @@ def read_run(session: Session, ctx: RequestContext, run_ref: str, operation: str
     return run
 
 
+@dataclass(frozen=True)
+class RunFilter:
+    """What a runs listing keeps: each field None keeps every run. ``until`` is exclusive;
+    ``created_by`` is a user id (the listing resolves a username)."""
+
+    status: str | None = None
+    task: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    created_by: str | None = None
+    fit_ok: bool | None = None
+
+
 def _query_runs(session: Session, project: Project, status: str | None, task: str | None, since: datetime | None,
-                limit: int) -> list[Run]:
-    """A project's runs, newest first, filtered (``reads.list_run_rows`` authorizes)."""
-    if status is not None and status not in STATUSES:
-        raise UsageError(f"unknown status {status!r} (statuses: {', '.join(STATUSES)})")
+                limit: int, *, f: RunFilter | None = None, after: tuple[datetime, str] | None = None) -> list[Run]:
+    """A project's runs, newest first, filtered (``reads.list_run_rows`` authorizes); ``after`` is
+    the (created_at, id) of the last run of the previous page (keyset: no OFFSET scan)."""
+    f = f or RunFilter(status=status, task=task, since=since)
+    if f.status is not None and f.status not in STATUSES:
+        raise UsageError(f"unknown status {f.status!r} (statuses: {', '.join(STATUSES)})")
     query = select(Run).where(Run.project_id == project.id).order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
-    if status is not None:
-        query = query.where(Run.status == status)
-    if task is not None:
-        query = query.where(Run.task == task)
-    if since is not None:
-        query = query.where(Run.created_at >= since)
+    if f.status is not None:
+        query = query.where(Run.status == f.status)
+    if f.task is not None:
+        query = query.where(Run.task == f.task)
+    if f.since is not None:
+        query = query.where(Run.created_at >= f.since)
+    if f.until is not None:
+        query = query.where(Run.created_at < f.until)
+    if f.created_by is not None:
+        query = query.where(Run.created_by == f.created_by)
+    if f.fit_ok is not None:
+        query = query.where(Run.fit_ok == f.fit_ok)
+    if after is not None:
+        at, run_id = after
+        query = query.where((Run.created_at < at) | ((Run.created_at == at) & (Run.id < run_id)))
     return list(session.scalars(query))
 
 

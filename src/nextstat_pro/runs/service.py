@@ -13,11 +13,13 @@ database transaction open:
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .. import observability
 from ..access.context import RequestContext
 from ..access.rbac import authorize
 from ..canonical import canonical_json, digest_of
@@ -25,6 +27,7 @@ from ..db.types import rfc3339, utcnow
 from ..engine import InputFile, PreparedTask, engine_info, execute, platform_info, prepare
 from ..engine.params import check_seed
 from ..errors import NSPError, Terminated
+from ..observability import metrics
 from ..projects.service import check_allowed, get_project
 from ..signing.attestation import run_statement
 from ..signing.dsse import sign_statement
@@ -81,6 +84,14 @@ def run_task(instance: Instance, ctx: RequestContext, request: RunRequest) -> Ru
         request = replace(request, inputs=[*request.inputs, *gathered.files],
                           versions=[*request.versions, *gathered.versions], patch=gathered.patch or request.patch,
                           given=None)
+    attributes = {"nextstat.task": request.task, "nextstat.project": request.project}
+    with observability.span("nextstat.run", attributes) as span:
+        outcome = _run_task(instance, ctx, request, span)
+        span.set_attribute("nextstat.status", outcome.status)
+        return outcome
+
+
+def _run_task(instance: Instance, ctx: RequestContext, request: RunRequest, span: observability.SpanLike) -> RunOutcome:
     prepared = prepare(request.task, request.params, request.inputs, request.patch)
     check_seed(request.seed, getattr(prepared.params, "n_toys", 1))
     params = prepared.params.model_dump()
@@ -97,6 +108,7 @@ def run_task(instance: Instance, ctx: RequestContext, request: RunRequest) -> Ru
         add_versions(session, run.run_id, [u.link for u in request.versions])
         run_id, created_at, started_at = run.run_id, run.created_at, run.started_at
     assert started_at is not None
+    span.set_attribute("nextstat.run_id", run_id)
     return _execute_and_finish(
         instance, ctx, prepared, request, run_id, params, inputs, created_at, started_at
     )
@@ -125,8 +137,12 @@ def _execute_and_finish(
         log.info("params %s seed %s patch %s", params, request.seed, request.patch)
         result: dict[str, Any] | None = None
         error: str | None = None
+        executing = time.perf_counter()
         try:
-            result = run_leased(instance, run_id, lambda: execute(prepared, request.seed))
+            try:
+                result = run_leased(instance, run_id, lambda: execute(prepared, request.seed))
+            finally:
+                metrics.fit_done(request.task, result is not None, time.perf_counter() - executing)
         except (KeyboardInterrupt, Terminated) as exc:
             # Interrupted (SIGINT, or SIGTERM as the adapter raises it): the run ends as
             # cancelled now, its log and manifest recorded, and the interruption goes on up.
@@ -195,5 +211,6 @@ def finish_run(instance: Instance, ctx: RequestContext, run: RunRecord, outputs:
                digests={"manifest_digest": manifest_digest, "envelope_digest": envelope_digest}, fit_ok=quality_ok,
                reason=reason)
         add_versions(session, run.run_id, [u.link for u in extra_versions or []])
+    metrics.run_finished(status)
     return manifest_digest
 

@@ -38,6 +38,17 @@ class RunRow(BaseModel):
         description="Registry versions the run used, as ``name@semver`` (``name@sha256:…`` without a label).")
 
 
+class RunPage(BaseModel):
+    """One page of a project's runs, newest first (``GET /api/v1/projects/{project}/runs``):
+    ``next_cursor`` fetches the next page with the same filters (keyset pagination, so a deep page
+    costs what the first does); null on the last page."""
+
+    model_config = _VIEW
+
+    items: list[RunRow]
+    next_cursor: str | None
+
+
 class RunInputRow(BaseModel):
     """One recorded input of a run."""
 
@@ -120,5 +131,5 @@ class RetentionItem(BaseModel):
     rule: str = Field(description="Why: the policy's rule that decided the state.")
 
 
-VIEWS: tuple[type[BaseModel], ...] = (RunRow, RunDetail, ArtifactRow, RunOutcome, RunExport, RecoveredRuns,
+VIEWS: tuple[type[BaseModel], ...] = (RunRow, RunPage, RunDetail, ArtifactRow, RunOutcome, RunExport, RecoveredRuns,
                                       RetentionItem)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ..canonical import digest_of, parse_digest
@@ -37,6 +40,21 @@ class ObjectStore(Protocol):
         ...
 
     def get(self, digest: str) -> bytes: ...
+
+    def put_file(self, path: Path, digest: str | None = None) -> StoredObject:
+        """Store a file's bytes without holding them in memory (an upload spooled to disk). A
+        given ``digest`` is checked against the bytes: a mismatch stores nothing."""
+        ...
+
+    def size(self, digest: str) -> int:
+        """The stored object's length in bytes (NotFoundError when absent)."""
+        ...
+
+    def read_range(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes ``[start, end)`` in chunks, never the whole object at once. Read whole
+        (``start`` 0, no ``end``), the chunks are hashed as they pass and the last step raises
+        DigestMismatchError if they do not hash to ``digest``."""
+        ...
 
     def exists(self, digest: str) -> bool: ...
 
@@ -81,3 +99,28 @@ def check_ref_name(name: str) -> str:
             c.isalnum() or c in "-_./:" for c in name):
         raise ValueError(f"invalid ref name {name!r}")
     return name
+
+
+CHUNK = 1 << 20  # streamed reads and writes move 1 MiB at a time
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """The ``sha256:`` digest and size of a file, read in chunks."""
+    h, size = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return "sha256:" + h.hexdigest(), size
+
+
+def checked_stream(digest: str, chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
+    """Pass ``chunks`` through, then fail if they did not hash to ``digest`` (a reader that
+    got every byte learns the object was corrupt; a streamed response is cut short)."""
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk)
+        yield chunk
+    actual = "sha256:" + h.hexdigest()
+    if actual != digest:
+        raise DigestMismatchError(digest, actual, where)

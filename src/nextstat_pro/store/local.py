@@ -6,12 +6,27 @@ Objects and refs are read-only files as open as their folder lets them be (``fil
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from ..canonical import digest_of
+from ..errors import DigestMismatchError
 from ..files import atomic_write, atomic_write_many, ensure_folder, reach
-from .base import StoredObject, check_ref_name, checked_digest, missing, object_key, verified
+from .base import (
+    CHUNK,
+    StoredObject,
+    check_ref_name,
+    checked_digest,
+    checked_stream,
+    file_digest,
+    missing,
+    object_key,
+    verified,
+)
 
 
 class LocalStore:
@@ -53,6 +68,57 @@ class LocalStore:
         except FileNotFoundError:
             raise missing(digest, str(path)) from None
         return verified(digest, data, str(path))
+
+    def put_file(self, path: Path, digest: str | None = None) -> StoredObject:
+        actual, size = file_digest(path)
+        if digest is not None and digest != actual:
+            raise DigestMismatchError(digest, actual, str(path))
+        target = self._path(actual)
+        if target.exists():
+            return StoredObject(actual, size, created=False)
+        folder = ensure_folder(target.parent)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out, path.open("rb") as src:
+                shutil.copyfileobj(src, out, CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o444 & reach(folder))
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return StoredObject(actual, size, created=True)
+
+    def size(self, digest: str) -> int:
+        path = self._path(digest)
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            raise missing(digest, str(path)) from None
+
+    def read_range(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        path = self._path(digest)
+        try:
+            fh = path.open("rb")
+        except FileNotFoundError:
+            raise missing(digest, str(path)) from None
+        whole = start == 0 and end is None
+        chunks = self._chunks(fh, start, end)
+        return checked_stream(digest, chunks, str(path)) if whole else chunks
+
+    @staticmethod
+    def _chunks(fh: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:
+        with fh:
+            fh.seek(start)
+            left = None if end is None else end - start
+            while left is None or left > 0:
+                chunk = fh.read(CHUNK if left is None else min(CHUNK, left))
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
 
     def exists(self, digest: str) -> bool:
         return self._path(digest).exists()

@@ -5,14 +5,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import ConfigError
-from .base import StoredObject, check_ref_name, checked_digest, missing, object_key, verified
+from ..errors import ConfigError, DigestMismatchError
+from .base import (
+    CHUNK,
+    StoredObject,
+    check_ref_name,
+    checked_digest,
+    checked_stream,
+    file_digest,
+    missing,
+    object_key,
+    verified,
+)
 
 
 class S3Store:
@@ -76,6 +88,52 @@ class S3Store:
         except BotoCoreError as exc:
             raise ConfigError(f"S3 read from {self.bucket!r} failed: {exc}") from None
         return verified(digest, data, f"s3://{self.bucket}/{key}")
+
+    def put_file(self, path: Path, digest: str | None = None) -> StoredObject:
+        actual, size = file_digest(path)
+        if digest is not None and digest != actual:
+            raise DigestMismatchError(digest, actual, str(path))
+        if self.exists(actual):
+            return StoredObject(actual, size, created=False)
+        try:
+            # upload_file goes multipart above its threshold; each part carries its checksum.
+            self.client.upload_file(str(path), self.bucket, self._key(actual),
+                                    ExtraArgs={"ChecksumAlgorithm": "SHA256"})
+        except (ClientError, BotoCoreError) as exc:
+            raise ConfigError(f"S3 write to {self.bucket!r} failed: {exc}") from None
+        return StoredObject(actual, size, created=True)
+
+    def _head(self, digest: str) -> dict[str, Any]:
+        key = self._key(digest)
+        try:
+            head: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=key)
+            return head
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise missing(digest, f"s3://{self.bucket}/{key}") from None
+            raise ConfigError(f"S3 lookup in {self.bucket!r} failed: {exc}") from None
+        except BotoCoreError as exc:
+            raise ConfigError(f"S3 lookup in {self.bucket!r} failed: {exc}") from None
+
+    def size(self, digest: str) -> int:
+        return int(self._head(digest)["ContentLength"])
+
+    def read_range(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        key = self._key(digest)
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if start or end is not None:
+            args["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        try:
+            body = self.client.get_object(**args)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise missing(digest, f"s3://{self.bucket}/{key}") from None
+            raise ConfigError(f"S3 read from {self.bucket!r} failed: {exc}") from None
+        except BotoCoreError as exc:
+            raise ConfigError(f"S3 read from {self.bucket!r} failed: {exc}") from None
+        chunks: Iterator[bytes] = body.iter_chunks(CHUNK)
+        return checked_stream(digest, chunks, f"s3://{self.bucket}/{key}") if args.keys() == {"Bucket", "Key"} \
+            else chunks
 
     def exists(self, digest: str) -> bool:
         try:

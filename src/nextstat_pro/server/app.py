@@ -1,0 +1,89 @@
+"""The FastAPI application over one instance: middleware, error mapping, routes, background work.
+
+``create_app(instance)`` serves an instance the caller opened (tests, benchmarks); ``app_factory``
+opens the one named by ``NSP_HOME`` in each worker process (``nextstat-pro serve --workers N``).
+Background threads of a server process: the audit tail is witnessed every
+``checkpoint_interval_s`` (a server has no command end at which to flush it, audit/witnessing.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from ..config import resolve_home
+from ..instance import Instance
+from . import problems
+from .ratelimit import RateLimiter
+from .routes import API_ROUTERS, health
+from .security import BodyLimit, SecurityHeaders
+from .sessions import SessionCodec, session_key
+
+log = logging.getLogger("nextstat_pro.server")
+API_TITLE = "NextStat Pro API"
+API_VERSION = "1"
+
+# Work a server process runs beside its requests, each a function (instance, stop event); the
+# alerts dispatcher registers itself here when its package is installed (server/background.py).
+Background = Callable[[Instance, threading.Event], None]
+
+
+def _witness_loop(instance: Instance, stop: threading.Event) -> None:
+    interval = float(instance.config.checkpoint_interval_s)
+    while not stop.wait(interval):
+        try:
+            instance.witnessing.due()
+        except Exception:  # a failed witnessing is retried at the next tick; verify reports a gap
+            log.exception("witnessing the audit tail failed")
+
+
+def create_app(instance: Instance, *, background: tuple[Background, ...] | None = None,
+               close_instance: bool = False) -> FastAPI:
+    from .background import default_background
+
+    tasks = (_witness_loop, *default_background()) if background is None else background
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        threads = [threading.Thread(target=task, args=(instance, stop), name=f"nsp-{task.__name__}", daemon=True)
+                   for task in tasks]
+        for t in threads:
+            t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=10)
+            instance.witnessing.flush()
+            if close_instance:
+                instance.close()
+
+    app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan,
+                  description="The HTTP API of NextStat Pro: every route adapts one service operation. "
+                              "Errors are RFC 9457 problem documents whose `exit_code` is the CLI's.",
+                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+    app.state.instance = instance
+    app.state.sessions = SessionCodec(session_key(instance.home), instance.config.server.session_idle_minutes * 60)
+    app.state.login_limiter = RateLimiter()
+    problems.install(app)
+    app.include_router(health.router)
+    for router in API_ROUTERS:
+        app.include_router(router, prefix="/api/v1")
+    server = instance.config.server
+    app.add_middleware(BodyLimit, limits=lambda: (server.max_body_bytes, server.max_json_bytes))
+    app.add_middleware(SecurityHeaders, trust_proxy=lambda: server.trust_proxy_headers)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """The app of a worker process started by ``serve``: the instance of ``$NSP_HOME``."""
+    home = Path(os.environ["NSP_HOME"]) if os.environ.get("NSP_HOME") else resolve_home(None)
+    return create_app(Instance.open(home), close_instance=True)

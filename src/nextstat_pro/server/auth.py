@@ -1,0 +1,100 @@
+"""Who is calling: the ``RequestContext`` of a request, from a bearer token or a browser session.
+
+``Authorization: Bearer nsp_…`` (a CLI session or an API token) or the ``nsp_session`` cookie of
+a browser sign-in; both go through ``identity.auth.authenticate``, so an expired, revoked or
+locked credential is refused (and audited) exactly as in the CLI. A cookie-authenticated request
+that changes something must carry the session's CSRF token (header ``X-CSRF-Token`` or form field
+``csrf_token``): a refusal is a 403 and an ``auth.refused`` event.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+
+from ..access.context import RequestContext
+from ..errors import AuthenticationError, PermissionDeniedError
+from ..identity.auth import authenticate, record_refusal
+from ..instance import Instance
+from .sessions import COOKIE, CSRF_FIELD, CSRF_HEADER, SessionCodec
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def instance_of(request: Request) -> Instance:
+    inst: Instance = request.app.state.instance
+    return inst
+
+
+def codec_of(request: Request) -> SessionCodec:
+    codec: SessionCodec = request.app.state.sessions
+    return codec
+
+
+def client_of(request: Request) -> str | None:
+    """The client's address: the peer, or the first X-Forwarded-For hop behind a trusted proxy."""
+    inst = instance_of(request)
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded and inst.config.server.trust_proxy_headers:
+        return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else None
+
+
+def is_tls(request: Request) -> bool:
+    if request.url.scheme == "https":
+        return True
+    inst = instance_of(request)
+    return inst.config.server.trust_proxy_headers and request.headers.get("x-forwarded-proto", "") == "https"
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(COOKIE, codec_of(request).encode(token), httponly=True, samesite="strict",
+                        secure=is_tls(request), path="/")
+
+
+async def _form_csrf(request: Request) -> str | None:
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        return value if isinstance(value, str) else None
+    return None
+
+
+async def caller(request: Request, response: Response) -> RequestContext:
+    """The authenticated caller of this request (401 problem when there is none)."""
+    inst = instance_of(request)
+    client = client_of(request)
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("Authorization header must be 'Bearer <token>'")
+        ctx = authenticate(inst, token.strip(), "api")
+        return _with_client(ctx, client)
+    cookie = request.cookies.get(COOKIE)
+    if cookie is None:
+        raise AuthenticationError("not signed in: send 'Authorization: Bearer <token>' or sign in")
+    codec = codec_of(request)
+    token = codec.decode(cookie)
+    ctx = authenticate(inst, token, "api")
+    if request.method not in SAFE_METHODS:
+        presented = request.headers.get(CSRF_HEADER) or await _form_csrf(request)
+        assert ctx.token_id is not None
+        if not codec.check_csrf(ctx.token_id, presented):
+            record_refusal(inst, "csrf", client=client, who=ctx.actor.username or ctx.actor.id,
+                           target=("user", ctx.actor.id), detail={"method": request.method, "path": request.url.path})
+            raise PermissionDeniedError("missing or wrong CSRF token: reload the page and try again")
+    set_session_cookie(request, response, token)  # the idle clock restarts
+    return _with_client(ctx, client)
+
+
+def _with_client(ctx: RequestContext, client: str | None) -> RequestContext:
+    from dataclasses import replace
+
+    return replace(ctx, client=client)
+
+
+Caller = Annotated[RequestContext, Depends(caller)]
+Inst = Annotated[Instance, Depends(instance_of)]

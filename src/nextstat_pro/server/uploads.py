@@ -1,0 +1,59 @@
+"""Uploaded files, spooled to a private temp folder under names the client cannot steer.
+
+A service reads caller-named files by path (``runs.references``); an upload becomes such a file
+in a folder made for the request and removed after it. A file name is kept only as its last
+component and only if it is a plain name (no separators, no ``..``, no control characters): a
+name like ``../../etc/passwd`` is refused, never followed. A client may send the sha256 of each
+file (``sha256:<hex>``); a mismatch is refused before anything is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi import UploadFile
+
+from ..errors import DigestMismatchError, FieldError
+
+CHUNK = 1 << 20
+
+
+def safe_name(name: str | None, fallback: str) -> str:
+    """A plain file name from a client, or FieldError (path traversal, control characters)."""
+    if not name:
+        return fallback
+    if "/" in name or "\\" in name or name in (".", "..") or name.startswith("..") or any(
+            unicodedata.category(c).startswith("C") for c in name) or len(name) > 255:
+        raise FieldError(f"file name {name!r} is not a plain file name", "filename")
+    return name
+
+
+@contextmanager
+def spool_folder() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="nsp-upload-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def save(upload: UploadFile, folder: Path, field: str, expected: str | None = None) -> Path:
+    """Write ``upload`` into ``folder`` (in chunks) and check ``expected`` (``sha256:<hex>``)."""
+    sub = folder / field  # one sub-folder per field: two fields may carry the same file name
+    sub.mkdir()
+    path = sub / safe_name(upload.filename, field)
+    h = hashlib.sha256()
+    with path.open("wb") as out:
+        while chunk := upload.file.read(CHUNK):
+            h.update(chunk)
+            out.write(chunk)
+    actual = "sha256:" + h.hexdigest()
+    if expected is not None and expected != actual:
+        raise DigestMismatchError(expected, actual, f"upload {field!r}")
+    return path
