@@ -14,11 +14,13 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
 from ..config import resolve_home
 from ..instance import Instance
+from ..web import mount as mount_web
 from . import problems
 from .ratelimit import RateLimiter
 from .routes import API_ROUTERS, health
@@ -41,6 +43,21 @@ def _witness_loop(instance: Instance, stop: threading.Event) -> None:
             instance.witnessing.due()
         except Exception:  # a failed witnessing is retried at the next tick; verify reports a gap
             log.exception("witnessing the audit tail failed")
+
+
+def build_app(lifespan: Callable[[FastAPI], Any] | None = None) -> FastAPI:
+    """The application's routes and error mapping, without an instance: what the OpenAPI
+    document describes (``server.openapi``); ``create_app`` adds the instance and middleware."""
+    app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan,
+                  description="The HTTP API of NextStat Pro: every route adapts one service operation. "
+                              "Errors are RFC 9457 problem documents whose `exit_code` is the CLI's.",
+                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+    problems.install(app)
+    app.include_router(health.router)
+    for router in API_ROUTERS:
+        app.include_router(router, prefix="/api/v1")
+    mount_web(app)
+    return app
 
 
 def create_app(instance: Instance, *, background: tuple[Background, ...] | None = None,
@@ -66,17 +83,10 @@ def create_app(instance: Instance, *, background: tuple[Background, ...] | None 
             if close_instance:
                 instance.close()
 
-    app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan,
-                  description="The HTTP API of NextStat Pro: every route adapts one service operation. "
-                              "Errors are RFC 9457 problem documents whose `exit_code` is the CLI's.",
-                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+    app = build_app(lifespan)
     app.state.instance = instance
     app.state.sessions = SessionCodec(session_key(instance.home), instance.config.server.session_idle_minutes * 60)
     app.state.login_limiter = RateLimiter()
-    problems.install(app)
-    app.include_router(health.router)
-    for router in API_ROUTERS:
-        app.include_router(router, prefix="/api/v1")
     server = instance.config.server
     app.add_middleware(BodyLimit, limits=lambda: (server.max_body_bytes, server.max_json_bytes))
     app.add_middleware(SecurityHeaders, trust_proxy=lambda: server.trust_proxy_headers)
