@@ -1,13 +1,41 @@
-"""``nextstat-pro serve``: the HTTP API (and, in time, the dashboard) over this instance."""
+"""``nextstat-pro serve``: the HTTP API and the dashboard over this instance.
+
+This is where the two are composed (``site``): the API (``server``) knows nothing of the pages,
+the pages (``web``) build on the API's sessions and error mapping.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ..errors import UsageError
 from .common import err_console, state
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from ..instance import Instance
+
+
+def site(instance: Instance, *, close_instance: bool = False) -> FastAPI:
+    """The API and the dashboard over ``instance``, with the server's background work."""
+    from ..server.app import create_app
+    from ..web import mount
+
+    return create_app(instance, close_instance=close_instance, mounts=(mount,))
+
+
+def app_factory() -> FastAPI:
+    """The application of a worker process: the instance of ``$NSP_HOME`` (set by ``serve``)."""
+    from ..config import resolve_home
+    from ..instance import Instance
+
+    home = Path(os.environ["NSP_HOME"]) if os.environ.get("NSP_HOME") else resolve_home(None)
+    return site(Instance.open(home), close_instance=True)
 
 
 def serve(
@@ -20,7 +48,6 @@ def serve(
     """Serve the HTTP API: /api/v1 (OpenAPI at /api/v1/openapi.json), /healthz, /readyz."""
     import uvicorn
 
-    from ..server.app import create_app
     from ..server.sessions import session_key
 
     st = state(ctx)
@@ -31,8 +58,8 @@ def serve(
     session_key(inst.home)  # made once here, before N workers race to make it
     err_console.print(f"serving {inst.home} on http://{host}:{port} ({workers} worker(s))", markup=False)
     if workers == 1:
-        uvicorn.run(create_app(inst), host=host, port=port, log_level=log_level, proxy_headers=False)
+        uvicorn.run(site(inst), host=host, port=port, log_level=log_level, proxy_headers=False)
         return
     os.environ["NSP_HOME"] = str(inst.home)
-    uvicorn.run("nextstat_pro.server.app:app_factory", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("nextstat_pro.cli.server:app_factory", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, proxy_headers=False)

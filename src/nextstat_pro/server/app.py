@@ -1,7 +1,7 @@
 """The FastAPI application over one instance: middleware, error mapping, routes, background work.
 
-``create_app(instance)`` serves an instance the caller opened (tests, benchmarks); ``app_factory``
-opens the one named by ``NSP_HOME`` in each worker process (``nextstat-pro serve --workers N``).
+``create_app(instance)`` serves an instance the caller opened (tests, benchmarks); ``serve``
+(cli/server.py) composes it with the dashboard's pages, in each worker process.
 Background threads of a server process: the audit tail is witnessed every
 ``checkpoint_interval_s`` (a server has no command end at which to flush it, audit/witnessing.py).
 """
@@ -9,18 +9,14 @@ Background threads of a server process: the audit tail is witnessed every
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
-from ..config import resolve_home
 from ..instance import Instance
-from ..web import mount as mount_web
 from . import problems
 from .ratelimit import RateLimiter
 from .routes import API_ROUTERS, health
@@ -45,23 +41,29 @@ def _witness_loop(instance: Instance, stop: threading.Event) -> None:
             log.exception("witnessing the audit tail failed")
 
 
-def build_app(lifespan: Callable[[FastAPI], Any] | None = None) -> FastAPI:
+Mount = Callable[[FastAPI], None]
+
+
+def build_app(lifespan: Callable[[FastAPI], Any] | None = None, mounts: tuple[Mount, ...] = ()) -> FastAPI:
     """The application's routes and error mapping, without an instance: what the OpenAPI
-    document describes (``server.openapi``); ``create_app`` adds the instance and middleware."""
+    document describes (``server.openapi``); ``create_app`` adds the instance and middleware.
+    ``mounts`` add more (the dashboard's pages: ``web.mount``), composed by ``serve``."""
     app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan,
                   description="The HTTP API of NextStat Pro: every route adapts one service operation. "
                               "Errors are RFC 9457 problem documents whose `exit_code` is the CLI's.",
-                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
+                  swagger_ui_oauth2_redirect_url=None)
     problems.install(app)
     app.include_router(health.router)
     for router in API_ROUTERS:
         app.include_router(router, prefix="/api/v1")
-    mount_web(app)
+    for mount in mounts:
+        mount(app)
     return app
 
 
 def create_app(instance: Instance, *, background: tuple[Background, ...] | None = None,
-               close_instance: bool = False) -> FastAPI:
+               close_instance: bool = False, mounts: tuple[Mount, ...] = ()) -> FastAPI:
     from .background import default_background
 
     tasks = (_witness_loop, *default_background()) if background is None else background
@@ -83,7 +85,7 @@ def create_app(instance: Instance, *, background: tuple[Background, ...] | None 
             if close_instance:
                 instance.close()
 
-    app = build_app(lifespan)
+    app = build_app(lifespan, mounts)
     app.state.instance = instance
     app.state.sessions = SessionCodec(session_key(instance.home), instance.config.server.session_idle_minutes * 60)
     app.state.login_limiter = RateLimiter()
@@ -91,9 +93,3 @@ def create_app(instance: Instance, *, background: tuple[Background, ...] | None 
     app.add_middleware(BodyLimit, limits=lambda: (server.max_body_bytes, server.max_json_bytes))
     app.add_middleware(SecurityHeaders, trust_proxy=lambda: server.trust_proxy_headers)
     return app
-
-
-def app_factory() -> FastAPI:
-    """The app of a worker process started by ``serve``: the instance of ``$NSP_HOME``."""
-    home = Path(os.environ["NSP_HOME"]) if os.environ.get("NSP_HOME") else resolve_home(None)
-    return create_app(Instance.open(home), close_instance=True)

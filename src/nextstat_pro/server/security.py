@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..errors import UsageError
 from .problems import problem_response
 
 Scope = MutableMapping[str, Any]
@@ -25,10 +24,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 HSTS = "max-age=31536000; includeSubDomains"
-
-
-class BodyTooLargeError(UsageError):
-    http_status = 413
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -56,17 +51,42 @@ class BodyLimit:
                 scope, receive, send)
             return
         seen = 0
+        over = False
+        replaced = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLargeError(f"request body exceeds the limit of {limit} bytes")
+                    # The route's body parser sees the client go away and fails; whatever it
+                    # answers is replaced by the 413 below. A route that already started
+                    # spooling an upload drops it with its request.
+                    over = True
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited, send)
+        async def answer(message: Message) -> None:
+            nonlocal replaced
+            if over and not replaced and message["type"] == "http.response.start":
+                replaced = True
+                await problem_response(413, f"request body exceeds the limit of {limit} bytes")(
+                    scope, receive, send)
+                return
+            if replaced:
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, limited, answer)
+        except Exception:
+            if not over:
+                raise
+            if not replaced:
+                await problem_response(413, f"request body exceeds the limit of {limit} bytes")(scope, receive, send)
 
 
 class SecurityHeaders:

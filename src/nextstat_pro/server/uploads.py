@@ -19,9 +19,20 @@ from pathlib import Path
 
 from fastapi import UploadFile
 
-from ..errors import DigestMismatchError, FieldError
+from ..errors import FieldError, InputError
 
 CHUNK = 1 << 20
+
+
+class UploadDigestError(InputError):
+    """An upload's bytes do not hash to the digest its sender declared (damaged in transit, or
+    not the file the sender meant): refused before anything is stored."""
+
+    def __init__(self, field: str, expected: str, actual: str) -> None:
+        super().__init__(f"upload {field!r} hashes to {actual}, not the declared {expected}")
+        self.fields = (field,)
+        self.expected = expected
+        self.actual = actual
 
 
 def safe_name(name: str | None, fallback: str) -> str:
@@ -55,5 +66,5 @@ def save(upload: UploadFile, folder: Path, field: str, expected: str | None = No
             out.write(chunk)
     actual = "sha256:" + h.hexdigest()
     if expected is not None and expected != actual:
-        raise DigestMismatchError(expected, actual, f"upload {field!r}")
+        raise UploadDigestError(field, expected, actual)
     return path

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
-from ...errors import DigestMismatchError, FieldError, UsageError
+from ...errors import FieldError, UsageError
 from ...identity.auth import record_refusal
 from ...runs import RunInputs, RunRequest, export_folder, run_artifacts, run_result, run_task, show_run
 from ...runs.esignatures import sign_run
@@ -28,7 +28,7 @@ from ...scale import coordinator
 from ...scale import service as jobs
 from ...scale.views import JobStatus
 from ..auth import Caller, Inst, client_of
-from ..uploads import save, spool_folder
+from ..uploads import UploadDigestError, save, spool_folder
 
 router = APIRouter(tags=["runs"])
 
@@ -94,7 +94,7 @@ def create_run(
             paths = {name: save(up, folder, name, expected.get(name))
                      for name, up in (("workspace", workspace), ("patchset", patchset), ("dataset", dataset))
                      if up is not None}
-        except DigestMismatchError as exc:
+        except UploadDigestError as exc:
             record_refusal(inst, "digest_mismatch", client=client_of(request), who=ctx.actor.username or ctx.actor.id,
                            target=("project", project), detail={"expected": exc.expected, "actual": exc.actual})
             raise
