@@ -55,12 +55,16 @@ def serving(home: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[byte
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            code = proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+            raise
+        finally:
+            err = proc.stderr.read().decode() if proc.stderr is not None else ""
+            if proc.stderr is not None:
+                proc.stderr.close()
+        assert code == 0 and "error" not in err, (code, err)  # SIGTERM is a clean stop
 
 
 def bearer(url: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ the pages (``web``) build on the API's sessions and error mapping.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,9 +58,20 @@ def serve(
                          "(its writers take turns on one file)")
     session_key(inst.home)  # made once here, before N workers race to make it
     err_console.print(f"serving {inst.home} on http://{host}:{port} ({workers} worker(s))", markup=False)
-    if workers == 1:
-        uvicorn.run(site(inst), host=host, port=port, log_level=log_level, proxy_headers=False)
-        return
-    os.environ["NSP_HOME"] = str(inst.home)
-    uvicorn.run("nextstat_pro.cli.server:app_factory", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, proxy_headers=False)
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the handler it
+    # replaced: for serve that is a normal end (exit 0), not the CLI's "terminated" error.
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if workers == 1:
+            uvicorn.run(site(inst), host=host, port=port, log_level=log_level, proxy_headers=False)
+        else:
+            os.environ["NSP_HOME"] = str(inst.home)
+            uvicorn.run("nextstat_pro.cli.server:app_factory", factory=True, host=host, port=port,
+                        workers=workers, log_level=log_level, proxy_headers=False)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stopped(_signum: int, _frame: object) -> None:
+    """The signal that stopped the server, raised again by uvicorn after its shutdown."""

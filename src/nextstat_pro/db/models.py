@@ -69,7 +69,14 @@ class Run(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     inputs: Mapped[list[RunInput]] = relationship(order_by="RunInput.id")
     artifacts: Mapped[list[RunArtifact]] = relationship(order_by="RunArtifact.id")
-    __table_args__ = (Index("ix_runs_status_lease", "status", "lease_until"),)  # migration 0006
+    __table_args__ = (
+        Index("ix_runs_status_lease", "status", "lease_until"),  # migration 0006
+        # The runs list, newest first per project and filter, keyset-paged (migration 0012).
+        Index("ix_runs_project_created", "project_id", "created_at", "id"),
+        Index("ix_runs_project_status_created", "project_id", "status", "created_at", "id"),
+        Index("ix_runs_project_task_created", "project_id", "task", "created_at", "id"),
+        Index("ix_runs_project_author_created", "project_id", "created_by", "created_at", "id"),
+    )
 
 
 class RunInput(Base):

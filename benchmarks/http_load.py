@@ -1,0 +1,61 @@
+"""A closed-loop HTTP load: C clients (httpx, asyncio) each send the next request as soon as the
+last answered, for a fixed time; latencies per request. Used by bench_server.py on both sides
+(our server and MLflow's), so both meet the same load. Needs only httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+Request = Callable[[int], tuple[str, str, dict[str, Any]]]  # i -> (method, url, httpx kwargs)
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1e3 if values else float("nan")
+
+
+async def _load(request: Request, clients: int, seconds: float, headers: dict[str, str]) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=60) as client:
+        end = time.perf_counter() + seconds
+        counter = 0
+
+        async def one_client() -> None:
+            nonlocal counter, errors
+            while time.perf_counter() < end:
+                counter += 1
+                method, url, kwargs = request(counter)
+                t0 = time.perf_counter()
+                r = await client.request(method, url, **kwargs)
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code >= 400:
+                    errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        took = time.perf_counter() - start
+    return {"req/s": len(latencies) / took, "p50 ms": pct(latencies, 0.50), "p95 ms": pct(latencies, 0.95),
+            "p99 ms": pct(latencies, 0.99), "requests": float(len(latencies)), "errors": float(errors)}
+
+
+def load(request: Request, clients: int, seconds: float, headers: dict[str, str] | None = None) -> dict[str, float]:
+    return asyncio.run(_load(request, clients, seconds, headers or {}))
+
+
+def sequential_p50(request: Request, n: int, headers: dict[str, str] | None = None) -> float:
+    """p50 of ``n`` requests one after another (no queueing): the server's own cost per request."""
+    out = []
+    with httpx.Client(headers=headers or {}, timeout=60) as client:
+        for i in range(n):
+            method, url, kwargs = request(i)
+            t0 = time.perf_counter()
+            client.request(method, url, **kwargs).raise_for_status()
+            out.append(time.perf_counter() - t0)
+    return pct(out, 0.5)
