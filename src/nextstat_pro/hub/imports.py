@@ -64,8 +64,9 @@ class ImportFailed(PartError):
         self.report = report
 
 
-def parse_manifest(manifest: Path, kind: str) -> list[ManifestEntry]:
-    """Every entry of ``manifest``, checked for shape, names, labels, tags and files present."""
+def parse_manifest(manifest: Path, kind: str, confine: bool = False) -> list[ManifestEntry]:
+    """Every entry of ``manifest``, checked for shape, names, labels, tags and files present;
+    with ``confine``, each file must be a regular file inside the manifest's folder."""
     if kind not in KINDS:
         raise UsageError(f"unknown kind {kind!r} ({', '.join(KINDS)})")
     try:
@@ -79,7 +80,7 @@ def parse_manifest(manifest: Path, kind: str) -> list[ManifestEntry]:
         if not text.strip():
             continue
         try:
-            entry = _entry(number, text, manifest.parent, kind)
+            entry = _entry(number, text, manifest.parent, kind, confine)
             check_request(entry.name, entry.semver, entry.tags)
         except (InputError, UsageError) as exc:
             raise type(exc)(f"{manifest} line {number}: {exc.message}") from None
@@ -89,7 +90,7 @@ def parse_manifest(manifest: Path, kind: str) -> list[ManifestEntry]:
     return entries
 
 
-def _entry(number: int, text: str, root: Path, kind: str) -> ManifestEntry:
+def _entry(number: int, text: str, root: Path, kind: str, confine: bool = False) -> ManifestEntry:
     try:
         doc: Any = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -115,6 +116,10 @@ def _entry(number: int, text: str, root: Path, kind: str) -> ManifestEntry:
     if kind != "patchset" and doc.get("base"):
         raise UsageError(f"'base' is for patchsets, not {kind}s")
     path = root / doc["file"]
+    # A manifest from elsewhere (an upload to the server) names files in its own folder only: an
+    # absolute path, a '..' or a link would read the server's files into the registry.
+    if confine and (path.is_symlink() or not path.resolve().is_relative_to(root.resolve())):
+        raise InputError(f"file {doc['file']!r} is outside the manifest's folder")
     if not path.is_file():
         raise InputError(f"file not found: {path}")
     return ManifestEntry(number, doc["name"], path, path.stat().st_size, doc.get("version"),
@@ -138,12 +143,14 @@ def _batches(entries: list[ManifestEntry], size: int, max_bytes: int) -> Iterato
 
 def import_manifest(instance: Instance, ctx: RequestContext, project_name: str, kind: str, manifest: Path,
                     batch_size: int = 500, max_batch_bytes: int = 256 << 20,
-                    progress: Callable[[ImportReport], None] | None = None) -> ImportReport:
+                    progress: Callable[[ImportReport], None] | None = None, confine: bool = False
+                    ) -> ImportReport:
     """Push every entry of ``manifest`` as a version of ``kind`` in ``project_name``, a batch
-    per transaction; see the module's documentation for what a refusal leaves behind."""
+    per transaction; see the module's documentation for what a refusal leaves behind. ``confine``:
+    the manifest came from elsewhere, its files must be inside its folder (``parse_manifest``)."""
     if batch_size < 1:
         raise FieldError("a batch holds at least 1 version", "batch_size")
-    entries = parse_manifest(manifest, kind)
+    entries = parse_manifest(manifest, kind, confine)
     report = ImportReport()
     for batch in _batches(entries, batch_size, max_batch_bytes):
         requests = []

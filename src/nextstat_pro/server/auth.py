@@ -64,6 +64,16 @@ async def _form_csrf(request: Request) -> str | None:
 
 async def caller(request: Request, response: Response) -> RequestContext:
     """The authenticated caller of this request (401 problem when there is none)."""
+    return await _caller(request, response, allow_password_change=False)
+
+
+async def caller_changing_password(request: Request, response: Response) -> RequestContext:
+    """The caller of the routes a user whose password must change may still use (who am I, change
+    it, sign out), as the CLI's ``whoami``, ``passwd`` and ``logout``."""
+    return await _caller(request, response, allow_password_change=True)
+
+
+async def _caller(request: Request, response: Response, allow_password_change: bool) -> RequestContext:
     inst = instance_of(request)
     client = client_of(request)
     header = request.headers.get("authorization")
@@ -71,14 +81,14 @@ async def caller(request: Request, response: Response) -> RequestContext:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationError("Authorization header must be 'Bearer <token>'")
-        ctx = authenticate(inst, token.strip(), "api")
+        ctx = authenticate(inst, token.strip(), "api", allow_password_change)
         return _with_client(ctx, client)
     cookie = request.cookies.get(COOKIE)
     if cookie is None:
         raise AuthenticationError("not signed in: send 'Authorization: Bearer <token>' or sign in")
     codec = codec_of(request)
     token = codec.decode(cookie)
-    ctx = authenticate(inst, token, "api")
+    ctx = authenticate(inst, token, "api", allow_password_change)
     if request.method not in SAFE_METHODS:
         presented = request.headers.get(CSRF_HEADER) or await _form_csrf(request)
         assert ctx.token_id is not None
@@ -97,4 +107,5 @@ def _with_client(ctx: RequestContext, client: str | None) -> RequestContext:
 
 
 Caller = Annotated[RequestContext, Depends(caller)]
+CallerChangingPassword = Annotated[RequestContext, Depends(caller_changing_password)]
 Inst = Annotated[Instance, Depends(instance_of)]

@@ -17,9 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fastapi import UploadFile
+from fastapi import Request, UploadFile
 
+from ..access.context import RequestContext
 from ..errors import FieldError, InputError
+from ..identity.auth import record_refusal
+from ..instance import Instance
+from .archives import UnsafeArchiveError, unzip_safely
+from .auth import client_of
 
 CHUNK = 1 << 20
 
@@ -68,3 +73,32 @@ def save(upload: UploadFile, folder: Path, field: str, expected: str | None = No
     if expected is not None and expected != actual:
         raise UploadDigestError(field, expected, actual)
     return path
+
+
+def save_checked(inst: Instance, ctx: RequestContext, request: Request, upload: UploadFile, folder: Path,
+                 field: str, expected: str | None, target: tuple[str, str]) -> Path:
+    """``save``, and a digest mismatch audited as an ``auth.refused`` event (``digest_mismatch``)."""
+    try:
+        return save(upload, folder, field, expected)
+    except UploadDigestError as exc:
+        record_refusal(inst, "digest_mismatch", client=client_of(request), who=ctx.actor.username or ctx.actor.id,
+                       target=target, detail={"expected": exc.expected, "actual": exc.actual})
+        raise
+
+
+def unpack_upload(inst: Instance, ctx: RequestContext, request: Request, upload: UploadFile, folder: Path,
+                  field: str, expected: str | None, target: tuple[str, str]) -> Path:
+    """Spool the uploaded zip ``field`` (digest-checked) and unpack it safely (``archives``) into a
+    folder of ``folder``; a digest mismatch or an unsafe archive is refused and audited. Returns
+    the folder."""
+    archive = save_checked(inst, ctx, request, upload, folder, field, expected, target)
+    dest = folder / f"{field}.unpacked"
+    dest.mkdir()
+    try:
+        unzip_safely(archive, dest, inst.config.server.max_body_bytes)
+    except UnsafeArchiveError as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        record_refusal(inst, "unsafe_archive", client=client_of(request), who=ctx.actor.username or ctx.actor.id,
+                       target=target, detail={"problem": exc.message})
+        raise
+    return dest

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import audit, auth, projects, runs
+from . import audit, audit_export, auth, config, hub, identity, jobs, projects, runs, sso, verify
 
-API_ROUTERS: tuple[APIRouter, ...] = (auth.router, projects.router, runs.router, audit.router)
+API_ROUTERS: tuple[APIRouter, ...] = (auth.router, projects.router, runs.router, audit.router, jobs.router, hub.router,
+                                      identity.router, config.router, verify.router, audit_export.router,
+                                      sso.router)

@@ -13,7 +13,7 @@ from ...errors import AuthenticationError, NSPError
 from ...identity.auth import Credential, logout, record_refusal, sign_in
 from ...identity.users import whoami
 from ...identity.views import WhoAmI
-from ..auth import Caller, Inst, client_of, codec_of, set_session_cookie
+from ..auth import Caller, CallerChangingPassword, Inst, client_of, codec_of, set_session_cookie
 from ..sessions import COOKIE
 
 router = APIRouter(tags=["auth"])
@@ -95,7 +95,7 @@ def csrf(request: Request, ctx: Caller) -> CsrfToken:
 
 
 @router.post("/auth/logout", status_code=204, summary="End this session or revoke this token")
-def sign_out(inst: Inst, ctx: Caller, response: Response) -> Response:
+def sign_out(inst: Inst, ctx: CallerChangingPassword, response: Response) -> Response:
     logout(inst, ctx)
     out = Response(status_code=204)
     out.delete_cookie(COOKIE, path="/")
@@ -103,5 +103,5 @@ def sign_out(inst: Inst, ctx: Caller, response: Response) -> Response:
 
 
 @router.get("/me", response_model=WhoAmI, summary="The caller's account, credential and role cap")
-def me(inst: Inst, ctx: Caller) -> WhoAmI:
+def me(inst: Inst, ctx: CallerChangingPassword) -> WhoAmI:
     return whoami(inst, ctx)

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from ...errors import FieldError, UsageError
-from ...identity.auth import record_refusal
 from ...runs import RunInputs, RunRequest, export_folder, run_artifacts, run_result, run_task, show_run
 from ...runs.esignatures import sign_run
 from ...runs.reads import artifact_row, list_runs_page
@@ -27,8 +26,8 @@ from ...runs.views import ArtifactRow, RunDetail, RunOutcome, RunPage
 from ...scale import coordinator
 from ...scale import service as jobs
 from ...scale.views import JobStatus
-from ..auth import Caller, Inst, client_of
-from ..uploads import UploadDigestError, save, spool_folder
+from ..auth import Caller, Inst
+from ..uploads import save_checked, spool_folder
 
 router = APIRouter(tags=["runs"])
 
@@ -90,14 +89,9 @@ def create_run(
     if dataset is not None and dataset_ref is not None:
         raise FieldError("send a dataset file or a dataset_ref, not both", "dataset", "dataset_ref")
     with spool_folder() as folder:
-        try:
-            paths = {name: save(up, folder, name, expected.get(name))
-                     for name, up in (("workspace", workspace), ("patchset", patchset), ("dataset", dataset))
-                     if up is not None}
-        except UploadDigestError as exc:
-            record_refusal(inst, "digest_mismatch", client=client_of(request), who=ctx.actor.username or ctx.actor.id,
-                           target=("project", project), detail={"expected": exc.expected, "actual": exc.actual})
-            raise
+        paths = {name: save_checked(inst, ctx, request, up, folder, name, expected.get(name), ("project", project))
+                 for name, up in (("workspace", workspace), ("patchset", patchset), ("dataset", dataset))
+                 if up is not None}
         ds = str(paths["dataset"]) if "dataset" in paths else dataset_ref
         given = RunInputs(workspace=paths.get("workspace"), model=model, patchset=paths.get("patchset"), patch=patch,
                           dataset=ds)
