@@ -76,7 +76,15 @@ EXPECTED: dict[str, tuple[str, bool]] = {
     "hub.alias_protected": ("admin", False),
     "hub.retention": ("admin", False),
     # alerts (NS-Alerts)
+    "alerts.manage": ("admin", False),
+    "alerts.read": ("editor", False),
+    "alerts.manage_instance": ("instance-admin", False),
     # reports (NS-Compliance)
+    "report.read": ("viewer", False),
+    "report.create": ("editor", False),
+    "report.audit": ("admin", False),
+    "report.sign": ("viewer", False),
+    "report.validation_pack": ("instance-admin", False),
     # server and single sign-on (NS-Server)
 }
 
@@ -86,8 +94,23 @@ SERVICE_MODULES = ["projects/service.py", "runs/service.py", "runs/records.py", 
                    "identity/auth.py", "identity/resets.py", "runs/esignatures.py", "config_service.py",
                    "hub/push.py", "hub/resolve.py", "hub/documents.py", "hub/metadata.py",
                    "hub/retention.py", "hub/imports.py", "hub/likelihood.py", "runs/references.py", "runs/lease.py",
-                   "runs/reads.py", "scale/service.py", "scale/coordinator.py"]
+                   "runs/reads.py", "scale/service.py", "scale/coordinator.py",
+                   "alerts/service.py", "compliance/validation/pack.py",
+                   "identity/sso.py", "identity/sso_oidc.py", "identity/sso_saml.py", "identity/sso_passphrase.py",
+                   "compliance/registry.py", "compliance/service.py", "compliance/certificate.py",
+                   "compliance/audit_reports.py", "compliance/pack.py",
+                   "runs/board.py"]
 EXEMPT = {
+    # reports (NS-Compliance)
+    "template_content": "pure: a packed template as registry content",
+    "ensure_builtins_in": "database function of the report operations (authorized there)",
+    "template_for": "database function of the report operations (authorized there)",
+    "check_kind": "input validation",
+    "written": "pure: a recorded report's view, its files written where the operation was asked to",
+    "manifestations": "database function of sign_report (authorized there)",
+    "certificate_data": "pure: a certificate's data from a run's export files",
+    "risk_group": "pure: an event's risk group",
+    "parse_findings": "input validation of a reviewer's findings file",
     "get_project": "a lookup used inside authorized operations",
     "lease_until": "pure: a lease's end from the instance's lease length",
     "renew": "housekeeping of a run the caller's operation started (run_task authorized it); not audited",
@@ -112,6 +135,7 @@ EXEMPT = {
     "login": "authentication itself (sign_in over a transaction factory and a policy)",
     "sign_in": "authentication itself: it makes the RequestContext it would need",
     "authenticate": "authentication itself: it makes the RequestContext it would need",
+    "record_refusal": "audits a request refused before it had a caller (CSRF, rate limit): nobody to authorize",
     "complete_reset": "authentication by a one-time reset token, which makes the user's context (as sign_in)",
     "change_password": "acts on the caller's own account",
     "parse_token": "pure",
@@ -133,6 +157,23 @@ EXEMPT = {
     "refresh_statistics": "planner statistics after an authorized import; no record changes",
     "parse_manifest": "input validation (fields, names, files) before an import's first batch",
     "import_manifest": "batches of push_many (authorized there, each batch)",
+    # single sign-on (NS-Server)
+    "sign_in_federated": "authentication itself: it makes the RequestContext it would need",
+    "start_oidc": "authentication itself: begins a sign-in, nobody is signed in yet",
+    "finish_oidc": "authentication itself: ends in sign_in_federated",
+    "verify_id_token": "authentication itself: a check inside finish_oidc",
+    "start_saml": "authentication itself: begins a sign-in, nobody is signed in yet",
+    "finish_saml": "authentication itself: ends in sign_in_federated",
+    "saml_metadata": "public: the service provider's metadata, for the IdP",
+    "sso_config": "pure: the instance's single sign-on section",
+    "service_actor": "pure",
+    "refused": "audits a refused sign-in (like record_refusal): nobody to authorize",
+    "new_state": "pure",
+    "open_pending": "authentication itself: a sign-in's state before anyone is signed in",
+    "take_pending": "authentication itself: a sign-in's state before anyone is signed in",
+    "is_federated": "lookup inside set_signature_passphrase and check_signing_secret",
+    "set_signature_passphrase": "acts on the caller's own account (as change_password)",
+    "check_signing_secret": "part of sign (as check_password)",
 }
 
 # The two primitives: an authorizing call is one of these, or of a function proven to call one.

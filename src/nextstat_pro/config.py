@@ -72,6 +72,78 @@ class SmtpConfig(BaseModel):
     reset_token_minutes: int = Field(default=60, ge=5, le=7 * 24 * 60)
 
 
+class ServerConfig(BaseModel):
+    """``nextstat-pro serve``: request limits and browser sessions. A browser session expires
+    ``auth.session_hours`` after sign-in (absolute) or after ``session_idle_minutes`` without a
+    request (idle), whichever comes first."""
+
+    # Any request body; uploads stream to a spool file and are refused (413) past this.
+    max_body_bytes: int = Field(default=2 << 30, ge=1024)
+    # A JSON body (no upload) is parsed in memory: a far smaller bound.
+    max_json_bytes: int = Field(default=1 << 20, ge=1024)
+    session_idle_minutes: float = Field(default=30, gt=0)
+    # Sign-in attempts per client address and minute (per server process), before the lockout
+    # of ``auth.lockout_attempts`` failures per account.
+    login_attempts_per_minute: int = Field(default=10, ge=1)
+    # Behind a TLS reverse proxy: trust its X-Forwarded-Proto/For (HSTS, Secure cookies).
+    trust_proxy_headers: bool = False
+
+
+JwsAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
+DEFAULT_ID_TOKEN_ALGORITHMS: tuple[JwsAlgorithm, ...] = ("RS256", "PS256", "ES256", "EdDSA")
+
+
+class OidcConfig(BaseModel):
+    """An OpenID Connect provider (authorization code + PKCE). The client secret is never in
+    config.json: ``client_secret_env`` names the environment variable that holds it (none: a
+    public client, PKCE alone)."""
+
+    # Exactly the ``iss`` of its ID tokens; discovery is read from <issuer>/.well-known/openid-configuration.
+    issuer: str = Field(min_length=8, max_length=500)
+    client_id: str = Field(min_length=1, max_length=200)
+    client_secret_env: str | None = Field(default=None, max_length=100)
+    # This server's callback as the browser reaches it (behind a proxy: the public URL).
+    redirect_url: str = Field(min_length=8, max_length=500)
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    username_claim: str = "preferred_username"
+    name_claim: str = "name"
+    email_claim: str = "email"
+    groups_claim: str | None = "groups"
+    # Signature algorithms an ID token may use (never "none", never a shared-secret HS*).
+    algorithms: list[JwsAlgorithm] = Field(default_factory=lambda: list(DEFAULT_ID_TOKEN_ALGORITHMS))
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+
+class SamlConfig(BaseModel):
+    """A SAML 2.0 identity provider; this server is the service provider (SP). Assertions must be
+    signed by a key of the IdP's metadata."""
+
+    # The IdP's metadata: a file path or an https URL (read when the server starts a sign-in).
+    idp_metadata: str = Field(min_length=1, max_length=1000)
+    sp_entity_id: str = Field(min_length=1, max_length=500)
+    # The assertion consumer service: this server's /api/v1/auth/saml/acs as the browser reaches it.
+    acs_url: str = Field(min_length=8, max_length=500)
+    username_attribute: str = "uid"
+    name_attribute: str | None = "displayName"
+    email_attribute: str | None = "mail"
+    groups_attribute: str | None = "memberOf"
+    xmlsec_binary: str = "/usr/bin/xmlsec1"
+
+
+class SsoConfig(BaseModel):
+    """Single sign-on (docs/sso.md): OpenID Connect and/or SAML. ``group_roles`` maps an IdP group
+    to project roles (``{"qa": {"default": "viewer"}}``); in each project it names, an SSO user's
+    role follows their groups at every sign-in (the highest one wins; none: the role is revoked)."""
+
+    oidc: OidcConfig | None = None
+    saml: SamlConfig | None = None
+    group_roles: dict[str, dict[str, Literal["viewer", "editor", "admin"]]] = Field(default_factory=dict)
+    # How long a started sign-in may take at the IdP before its state (and a SAML request id) expires.
+    login_minutes: float = Field(default=10, gt=0, le=120)
+    # Leeway for the IdP's clock in expiry and issued-at checks.
+    clock_skew_s: float = Field(default=60, ge=0, le=600)
+
+
 class InstanceConfig(BaseModel):
     format: int = 1
     instance_id: str
@@ -109,9 +181,25 @@ class InstanceConfig(BaseModel):
     approval: dict[str, ApprovalPolicy] = Field(default_factory=dict)
     # Who may read the instance's files: the owner only, or also the group chosen at init.
     permissions: FilePolicy = Field(default_factory=lambda: FilePolicy())
-    # alerts (NS-Alerts)
+    # alerts (NS-Alerts): the dispatcher (alerts/dispatcher.py, docs/alerts.md). How often it runs the
+    # full `audit verify` for the integrity rule; a failed delivery is retried after alerts_backoff_s,
+    # doubling (with jitter) up to alerts_backoff_max_s, until alerts_max_attempts, then dead-lettered;
+    # events of one root cause within alerts_group_window_s add to one alert; the dispatcher lease.
+    alerts_integrity_interval_s: float = Field(default=600.0, ge=1, le=7 * 86_400)
+    alerts_max_attempts: int = Field(default=8, ge=1, le=100)
+    alerts_backoff_s: float = Field(default=1.0, gt=0, le=3600)
+    alerts_backoff_max_s: float = Field(default=300.0, gt=0, le=86_400)
+    alerts_group_window_s: float = Field(default=300.0, ge=0, le=7 * 86_400)
+    alerts_send_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    alerts_lease_s: float = Field(default=10.0, ge=1, le=3600)
     # reports (NS-Compliance)
+    # How many events an audit-trail report or review prints (per risk group for a review); every
+    # event of the period is in the PDF's attached events file whatever this says.
+    reports_print_limit: int = Field(default=1000, ge=1, le=100_000)
     # server and single sign-on (NS-Server)
+    server: ServerConfig = Field(default_factory=lambda: ServerConfig())
+    # Single sign-on (OIDC and/or SAML) and its group-to-role mapping; none: local accounts only.
+    sso: SsoConfig | None = None
 
     def approval_policy(self, project: str) -> ApprovalPolicy:
         return self.approval.get(project, ApprovalPolicy())
@@ -144,6 +232,22 @@ SETTABLE = (
     "smtp.password_env",
     "smtp.timeout_s",
     "smtp.reset_token_minutes",
+    "server.max_body_bytes",
+    "server.max_json_bytes",
+    "server.session_idle_minutes",
+    "server.login_attempts_per_minute",
+    "server.trust_proxy_headers",
+    # The whole single sign-on section as one JSON object (or null): who may sign in and which
+    # roles IdP groups give are security decisions, audited like any other change.
+    "sso",
+    # alerts (NS-Alerts)
+    "alerts_integrity_interval_s",
+    "alerts_max_attempts",
+    "alerts_backoff_s",
+    "alerts_backoff_max_s",
+    "alerts_group_window_s",
+    "alerts_send_timeout_s",
+    "alerts_lease_s",
 )
 
 

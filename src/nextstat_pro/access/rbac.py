@@ -68,7 +68,15 @@ PERMISSIONS: dict[str, str] = {
     "hub.alias_protected": "admin",
     "hub.retention": "admin",
     # alerts (NS-Alerts)
+    "alerts.manage": "admin",
+    "alerts.read": "editor",
+    "alerts.manage_instance": "instance-admin",
     # reports (NS-Compliance)
+    "report.read": "viewer",
+    "report.create": "editor",
+    "report.audit": "admin",
+    "report.sign": "viewer",
+    "report.validation_pack": "instance-admin",
     # server and single sign-on (NS-Server)
 }
 

@@ -70,8 +70,9 @@ def _anonymous(username: str, interface: Interface) -> RequestContext:
 
 
 def check_password(session: Session, user: User, password: str, policy: AuthPolicy, interface: Interface,
-                   purpose: str) -> None:
-    """Verify ``password`` for ``user``; a failure is counted, audited, and may lock the
+                   purpose: str, against: str | None = None, what: str = "password") -> None:
+    """Verify ``password`` for ``user`` (against ``user.password_hash``, or ``against``: an SSO
+    user's signature passphrase hash); a failure is counted, audited, and may lock the
     account. Raises AuthenticationError (after the caller's transaction commits the count:
     use inside ``login``/``sign``, which commit before raising)."""
     ctx = RequestContext(actor_for(user), interface=interface)
@@ -81,7 +82,7 @@ def check_password(session: Session, user: User, password: str, policy: AuthPoli
     if user.locked_at is not None:
         raise _refuse(f"user {user.username} is locked after failed sign-ins; an administrator must reset the password",
                       ctx, "auth.refused", ("user", user.id), {"reason": "locked", "purpose": purpose, "alert": True})
-    if verify_password(user.password_hash, password):
+    if verify_password(against if against is not None else user.password_hash, password):
         if user.failed_logins:
             user.failed_logins = 0
         return
@@ -95,7 +96,7 @@ def check_password(session: Session, user: User, password: str, policy: AuthPoli
         append_event(session, ctx, action="user.locked", target=("user", user.id),
                      after={"failed_attempts": user.failed_logins, "alert": True},
                      reason=f"{user.failed_logins} failed sign-ins")
-    raise PendingAuthFailure(f"wrong password for {user.username}" + (" (account now locked)" if locked else ""))
+    raise PendingAuthFailure(f"wrong {what} for {user.username}" + (" (account now locked)" if locked else ""))
 
 
 class PendingAuthFailure(AuthenticationError):
@@ -133,8 +134,10 @@ def login(db_transaction, policy: AuthPolicy, username: str, password: str,  # t
                          target=("user", shown), after={"purpose": "login", "reason": "unknown user"})
             failure = AuthenticationError(SIGN_IN_REFUSED)
         else:
-            if user.disabled or user.locked_at is not None:
-                # check_password refuses these before verifying: spend the same time.
+            if user.disabled or user.locked_at is not None or not user.password_hash.startswith("$argon2"):
+                # check_password refuses these before verifying, and an account without a local
+                # password (single sign-on) fails at once: spend the same time, so a sign-in
+                # attempt does not tell which accounts exist or how they sign in.
                 verify_password(_no_account_hash(), password)
             try:
                 check_password(session, user, password, policy, interface, "login")

@@ -32,6 +32,7 @@ from ..errors import AuthenticationError, ConflictError, NotFoundError, Permissi
 from .mail import send_reset_token
 from .passwords import check_policy, hash_password
 from .records import find_reset, get_user, issue_token, open_reset, pending_approval
+from .sso import is_federated
 from .strength import context_words
 from .userkeys import create_key, retire
 from .users import USERNAME, actor_for
@@ -60,6 +61,10 @@ def reset_password(instance: Instance, ctx: RequestContext, username: str, reaso
         user = get_user(session, username)
         if user.disabled:
             raise ConflictError(f"user {username} is disabled: a reset does not give the account back")
+        if is_federated(session, user):
+            # A local password would be a second way into an account its identity provider
+            # governs; its signature passphrase is changed by the user (docs/sso.md).
+            raise ConflictError(f"user {username} signs in through single sign-on and has no local password to reset")
         by_email = smtp is not None and user.email is not None
         channel = "email" if by_email else "approval"
         expires_at = utcnow() + (timedelta(minutes=smtp.reset_token_minutes) if smtp is not None and by_email

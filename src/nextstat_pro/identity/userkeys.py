@@ -1,6 +1,7 @@
 """Each user's Ed25519 signing key. The private half is encrypted (AES-256-GCM) under a key
-derived from the user's password with argon2id, so nobody — an administrator included —
-can sign as another user. Old public keys are kept forever: old signatures stay verifiable."""
+derived from the user's password with argon2id (a single sign-on user's signature passphrase:
+``identity.sso_passphrase``), so nobody — an administrator included — can sign as another user.
+Old public keys are kept forever: old signatures stay verifiable."""
 
 from __future__ import annotations
 
@@ -105,5 +106,6 @@ def retire(session: Session, user: User) -> UserKey | None:
 def unlock(session: Session, user: User, password: str) -> tuple[UserKey, KeyPair]:
     key = active_key(session, user)
     if key is None:
-        raise AuthenticationError(f"user {user.username} has no signing key: set a new password first")
+        raise AuthenticationError(f"user {user.username} has no signing key: set a new password first (a single "
+                                  "sign-on account: a signature passphrase)")
     return key, KeyPair(decrypt_private(key.encrypted_private, password))

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ..viewbase import VIEW_CONFIG
+from .sso_views import PassphraseSet
 
 _CONFIG = VIEW_CONFIG
 Role = Literal["viewer", "editor", "admin"]
@@ -116,4 +117,4 @@ class ResetCompleted(BaseModel):
 
 
 VIEWS: tuple[type[BaseModel], ...] = (WhoAmI, UserRow, TokenRow, RoleBindingRow, ResetRequested, ResetApproved,
-                                      ResetCompleted)
+                                      ResetCompleted, PassphraseSet)

@@ -2,7 +2,8 @@
 
 A signature binds the signer (user id, username, printed name), the UTC time, the meaning and the
 reason to one run manifest digest, signed with the signer's own Ed25519 key (unlocked by
-their password, so nobody else can produce it). Verification (``verify.esignatures``)
+their password — or, for a single sign-on account, their signature passphrase — so nobody else
+can produce it). Verification (``verify.esignatures``)
 recomputes the payload from the record it is attached to: moved to another run, or over a
 changed manifest, it fails. Re-authentication: the first signing of a session (or the first
 after ``signing_idle_minutes``) needs username and password; later ones the password only.
@@ -25,7 +26,8 @@ from ..canonical import canonical_json
 from ..db.models import ApiToken, Project, Signature, User
 from ..db.types import rfc3339, utcnow
 from ..errors import AuthenticationError, ConflictError, UsageError
-from ..identity.auth import PendingAuthFailure, check_password
+from ..identity.auth import PendingAuthFailure
+from ..identity.sso_passphrase import check_signing_secret
 from ..identity.userkeys import unlock
 from ..ids import new_id
 from ..signing.approval import DECISIONS, MEANINGS, SignatureFact, approval_state, check_policy
@@ -77,7 +79,8 @@ def sign_run(instance: Instance, ctx: RequestContext, run_ref: str, meaning: str
         if username is not None and username != user.username:
             raise AuthenticationError(f"you are signed in as {user.username}, not {username}")
         try:
-            check_password(session, user, password, policy, ctx.interface, f"signing run {run.id}")
+            # A local account's password, or a single sign-on account's signature passphrase.
+            check_signing_secret(session, user, password, policy, ctx.interface, f"signing run {run.id}")
         except PendingAuthFailure as exc:
             failure = AuthenticationError(exc.message)
         if failure is None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ..access.context import RequestContext
@@ -262,7 +262,8 @@ def _query_runs(session: Session, project: Project, status: str | None, task: st
         query = query.where(Run.fit_ok == f.fit_ok)
     if after is not None:
         at, run_id = after
-        query = query.where((Run.created_at < at) | ((Run.created_at == at) & (Run.id < run_id)))
+        # A row-value comparison: one index range on (…, created_at, id); the OR form is not.
+        query = query.where(tuple_(Run.created_at, Run.id) < tuple_(at, run_id))
     return list(session.scalars(query))
 
 

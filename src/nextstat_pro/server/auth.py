@@ -15,7 +15,7 @@ from fastapi import Depends, Request, Response
 
 from ..access.context import RequestContext
 from ..errors import AuthenticationError, PermissionDeniedError
-from ..identity.auth import authenticate, record_refusal
+from ..identity.auth import Credential, authenticate, record_refusal, sign_in
 from ..instance import Instance
 from .sessions import COOKIE, CSRF_FIELD, CSRF_HEADER, SessionCodec
 
@@ -109,3 +109,19 @@ def _with_client(ctx: RequestContext, client: str | None) -> RequestContext:
 Caller = Annotated[RequestContext, Depends(caller)]
 CallerChangingPassword = Annotated[RequestContext, Depends(caller_changing_password)]
 Inst = Annotated[Instance, Depends(instance_of)]
+
+
+class TooManyAttemptsError(AuthenticationError):
+    http_status = 429
+
+
+def sign_in_request(request: Request, username: str, password: str) -> Credential:
+    """``identity.auth.sign_in`` for a request (the API's token and session sign-ins, the
+    dashboard's form), behind the per-address attempt limit (``ratelimit``)."""
+    inst = instance_of(request)
+    client = client_of(request)
+    limiter = request.app.state.login_limiter
+    if not limiter.allow(client or "-", inst.config.server.login_attempts_per_minute):
+        record_refusal(inst, "rate_limited", client=client, who=username, target=("user", username))
+        raise TooManyAttemptsError("too many sign-in attempts from this address: wait a minute")
+    return sign_in(inst, username, password, "api")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import audit, audit_export, auth, config, hub, identity, jobs, projects, runs, sso, verify
+from . import alerts, audit, audit_export, auth, config, hub, identity, jobs, projects, runs, sso, verify
 
-API_ROUTERS: tuple[APIRouter, ...] = (auth.router, projects.router, runs.router, audit.router, jobs.router, hub.router,
-                                      identity.router, config.router, verify.router, audit_export.router,
-                                      sso.router)
+API_ROUTERS: tuple[APIRouter, ...] = (
+    auth.router, sso.router, projects.router, runs.router, jobs.router, hub.router, audit.router,
+    audit_export.router, identity.router, config.router, verify.router, alerts.router,
+)

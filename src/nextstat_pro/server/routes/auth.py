@@ -10,10 +10,10 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import AuthenticationError, NSPError
-from ...identity.auth import Credential, logout, record_refusal, sign_in
+from ...identity.auth import logout
 from ...identity.users import whoami
 from ...identity.views import WhoAmI
-from ..auth import Caller, CallerChangingPassword, Inst, client_of, codec_of, set_session_cookie
+from ..auth import Caller, CallerChangingPassword, Inst, codec_of, set_session_cookie, sign_in_request
 from ..sessions import COOKIE
 
 router = APIRouter(tags=["auth"])
@@ -45,30 +45,16 @@ class CsrfToken(BaseModel):
     csrf_token: str
 
 
-class TooManyAttemptsError(AuthenticationError):
-    http_status = 429
-
-
-def _sign_in(request: Request, body: SignIn) -> Credential:
-    inst = request.app.state.instance
-    client = client_of(request)
-    limiter = request.app.state.login_limiter
-    if not limiter.allow(client or "-", inst.config.server.login_attempts_per_minute):
-        record_refusal(inst, "rate_limited", client=client, who=body.username, target=("user", body.username))
-        raise TooManyAttemptsError("too many sign-in attempts from this address: wait a minute")
-    return sign_in(inst, body.username, body.password, "api")
-
-
 @router.post("/auth/token", response_model=TokenIssued, summary="Sign in for a bearer token (API clients)")
 def token(request: Request, body: SignIn) -> TokenIssued:
-    cred = _sign_in(request, body)
+    cred = sign_in_request(request, body.username, body.password)
     return TokenIssued(token=cred.token, token_id=cred.token_id, expires_at=cred.expires_at)
 
 
 @router.post("/auth/session", response_model=SessionStarted, summary="Sign in a browser (cookie session)")
 def session(request: Request, response: Response, body: SignIn) -> SessionStarted:
     old = request.cookies.get(COOKIE)
-    cred = _sign_in(request, body)
+    cred = sign_in_request(request, body.username, body.password)
     if old is not None:  # the session id rotates at sign-in: the previous one ends
         _end_quietly(request, old)
     set_session_cookie(request, response, cred.token)

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...identity import auth, resets, users
 from ...identity.views import ResetApproved, ResetCompleted, ResetRequested, RoleBindingRow, TokenRow, UserRow
-from ..auth import Caller, CallerChangingPassword, Inst, client_of
-from .auth import TokenIssued, TooManyAttemptsError
+from ..auth import Caller, CallerChangingPassword, Inst, TooManyAttemptsError, client_of
+from .auth import TokenIssued
 
 router = APIRouter(tags=["identity"])
 
