@@ -99,3 +99,4 @@ def test_serve_delivers_a_failed_runs_alert(sqlite_instance: Instance, monkeypat
         assert arrived - failed_at < 5
     finally:
         receiver.shutdown()
+        receiver.server_close()

@@ -78,6 +78,7 @@ PERMISSIONS: dict[str, str] = {
     "report.sign": "viewer",
     "report.validation_pack": "instance-admin",
     # server and single sign-on (NS-Server)
+    "metrics.read": "auditor",
 }
 
 # The project operations an auditor may perform in every project: reads only. ``run.sign`` needs

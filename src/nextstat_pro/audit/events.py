@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -25,6 +26,7 @@ from ..db.session import APPENDED, SEAL_KEY, core_connection
 from ..db.types import rfc3339, utcnow
 from ..errors import ConfigError, UsageError
 from ..ids import new_id
+from ..observability import metrics
 
 GENESIS_HASH = "0" * 64
 SCHEMA_ID = "https://nextstat.pro/schemas/audit-event/v1"
@@ -122,6 +124,7 @@ def append_event(
     reason: str | None = None,
 ) -> AppendedEvent:
     """Append one event to the chain in ``session``'s transaction (added, not committed)."""
+    started = perf_counter()
     verb = action.rsplit(".", 1)[-1]
     reason = text.clean_optional("reason", reason)  # every reason people read: one line, nothing hidden
     if verb in REASON_REQUIRED_VERBS and not (reason and reason.strip()):
@@ -173,6 +176,7 @@ def append_event(
     # never outlives the lock that made it valid.
     session.info[_TAIL] = (seq, digest)
     session.info[APPENDED] = True
+    metrics.audit_appended(perf_counter() - started)
     return AppendedEvent(seq=seq, event_id=body["event_id"], hash=digest)
 
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import observability
 from ..access.context import RequestContext
 from ..access.rbac import authorize
 from ..audit.events import append_event
@@ -81,6 +82,8 @@ def _refuse_finished(run: Run) -> None:
         raise ConflictError(f"run {run.id} is {run.status}: nothing to resume")
 
 
+# The job's span: the shards' spans are its children (the context rides in the spec URI).
+@observability.traced("nextstat.job", {"run_id": "nextstat.run_id"}, result="nextstat.status")
 def coordinate(instance: Instance, ctx: RequestContext, run_id: str,
                on_progress: Callable[[Progress], None] | None = None, backend: Backend | None = None) -> str:
     """Drive a job to its end and return its final status (succeeded, failed or cancelled).
@@ -112,7 +115,7 @@ def coordinate(instance: Instance, ctx: RequestContext, run_id: str,
     lines: list[str] = []
     backend = backend or get_backend(job.backend)
     workdir = instance.home / "jobs" / run_id
-    uri = spec_uri(instance.store.url, spec.digest)
+    uri = spec_uri(instance.store.url, spec.digest, observability.carrier())
     launched: set[int] = set()
     verified: dict[str, ShardResult] = {}  # read and checked once, reused by the merge
 
@@ -264,10 +267,12 @@ class CoordinatorThread(threading.Thread):
         self.instance, self.ctx, self.run_id, self.on_progress = instance, ctx, run_id, on_progress
         self.status: str | None = None
         self.error: BaseException | None = None
+        self.trace = observability.current_context()  # the request's trace, continued in the thread
 
     def run(self) -> None:
         try:
-            self.status = coordinate(self.instance, self.ctx, self.run_id, self.on_progress)
+            with observability.in_context(self.trace):
+                self.status = coordinate(self.instance, self.ctx, self.run_id, self.on_progress)
         except BaseException as exc:  # kept for the caller, who joins the thread
             self.error = exc
 
@@ -307,7 +312,7 @@ def _ticket(instance: Instance, ctx: RequestContext, run_id: str, log: Path, det
     who = {"user_id": ctx.actor.id, "interface": ctx.interface, "client": ctx.client, "extra": ctx.extra,
            "token_id": ctx.token_id}
     return json.dumps({"home": str(instance.home.resolve()), "run_id": run_id, "log": str(log), "detach": detach,
-                       "context": who}).encode()
+                       "context": who, "trace": observability.carrier()}).encode()
 
 
 def start_process(instance: Instance, ctx: RequestContext, run_id: str, *, detach: bool = True) -> Started:

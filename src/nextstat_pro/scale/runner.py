@@ -72,6 +72,7 @@ def run(ticket: dict[str, Any]) -> int:
     """Coordinate the ticket's run; the exit code is the CLI's for the outcome."""
     from pathlib import Path
 
+    from .. import observability
     from ..errors import NSPError, TaskFailedError
     from ..instance import Instance
     from .coordinator import coordinate
@@ -83,7 +84,8 @@ def run(ticket: dict[str, Any]) -> int:
                 ctx = context_from(session, ticket["context"])
             print(f"coordinating run {ticket['run_id']} for {ctx.actor.username or ctx.actor.name} "
                   f"(pid {os.getpid()})", flush=True)
-            status = coordinate(instance, ctx, ticket["run_id"])
+            with observability.attached(ticket.get("trace")):  # the job's span continues the caller's trace
+                status = coordinate(instance, ctx, ticket["run_id"])
         finally:
             instance.close()
     except NSPError as exc:

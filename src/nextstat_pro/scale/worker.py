@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ import jsonpatch
 import nextstat as ns
 import orjson
 
+from .. import observability
 from ..canonical import canonical_json, gc_paused
 from ..engine import InputFile, execute, prepare
 from ..engine.histfactory import load_model
@@ -23,9 +25,10 @@ from ..engine.inputs import Workspace, parse_json
 from ..engine.params import build_params
 from ..engine.tasks import engine_info, get_task
 from ..errors import IntegrityError, TaskFailedError
+from ..observability import metrics
 from ..store import ObjectStore, open_store
 from .partition import shard_ranges, shard_ref
-from .spec import JobSpec, parse_spec_uri
+from .spec import JobSpec, parse_spec_uri, spec_uri_trace
 
 SHARD_SCHEMA = "https://nextstat.pro/schemas/shard-result/v1"
 # Per-point fields that vary between runs of the same computation and are left out of results.
@@ -41,7 +44,18 @@ def load_spec(store: ObjectStore, digest: str) -> JobSpec:
 
 def run_shard_uri(uri: str, shard: int) -> str:
     store_url, digest = parse_spec_uri(uri)
-    return run_shard(open_store(store_url), digest, shard)
+    trace = spec_uri_trace(uri)
+    if not trace:
+        return run_shard(open_store(store_url), digest, shard)
+    # The shard's span continues the job's trace, whichever process or node this is.
+    try:
+        with observability.span_from(trace, "nextstat.shard", {"nextstat.spec_digest": digest,
+                                                               "nextstat.shard": shard}) as span:
+            result = run_shard(open_store(store_url), digest, shard)
+            span.set_attribute("nextstat.result_digest", result)
+            return result
+    finally:
+        observability.flush()  # a pool worker may exit without atexit: export the span now
 
 
 @dataclass
@@ -112,16 +126,20 @@ def compute(job: LoadedJob, indices: range) -> list[dict[str, Any]]:
         name = spec.items[k]
         # The loop variable is bound as a default (ruff B023), though _point calls the lambda at once.
         out.append({"index": k, "item": name,
-                     **_point(lambda name=name: execute(prepare("fit", spec.params, [by_name[name]]), spec.seed))})
+                     **_point(lambda name=name: execute(prepare("fit", spec.params, [by_name[name]]), spec.seed),
+                                    "fit")})
     return out
 
 
-def _point(fn: Any) -> dict[str, Any]:
+def _point(fn: Any, task: str) -> dict[str, Any]:
     """One point's result, or its error: one failed point does not fail the shard."""
+    started = time.perf_counter()
     try:
-        return {"ok": True, "result": _strip(fn())}
+        out = {"ok": True, "result": _strip(fn())}
     except (TaskFailedError, ValueError, RuntimeError) as exc:
-        return {"ok": False, "error": str(exc)}
+        out = {"ok": False, "error": str(exc)}
+    metrics.fit_done(task, out["ok"] is True, time.perf_counter() - started)
+    return out
 
 
 def _fresh_copy(data: bytes) -> Callable[[], Any]:
@@ -208,7 +226,7 @@ def _grid(ws: InputFile, patches: dict[str, dict[str, Any]], spec: JobSpec, indi
             model = load_model(Workspace(doc))
             return task.fn(model, params, spec.seed)
 
-        out.append({"index": k, "item": name, "values": patch["metadata"]["values"], **_point(one)})
+        out.append({"index": k, "item": name, "values": patch["metadata"]["values"], **_point(one, spec.point_task)})
     return out
 
 
@@ -219,7 +237,7 @@ def _scan(ws: InputFile, spec: JobSpec, indices: range) -> list[dict[str, Any]]:
         mu = spec.items[k]
         # One point per call: the engine warm-starts along a scan, which would make the
         # numbers depend on how points are grouped into shards.
-        out.append({"index": k, "item": mu, **_point(lambda mu=mu: ns.profile_scan(model, [mu])["points"][0])})
+        out.append({"index": k, "item": mu, **_point(lambda mu=mu: ns.profile_scan(model, [mu])["points"][0], "scan")})
     return out
 
 
@@ -235,6 +253,7 @@ def _toys(ws: InputFile, spec: JobSpec, indices: range) -> list[dict[str, Any]]:
     # Toy k uses seed + k: the block starting at k0 is the engine's batch with seed + k0.
     fits = ns.fit_toys(model, generation, n_toys=len(indices), seed=spec.seed + indices.start)
     lo, hi = model.suggested_bounds()[poi]
+    metrics.fit_done("toys", True, count=len(fits))  # one batch: no duration per toy
     return [{"index": k, "item": k, "ok": True,
              "result": {"seed": spec.seed + k, "poi": f.parameters[poi], "nll": f.nll, "converged": f.converged,
                         "poi_at_bound": f.parameters[poi] in (lo, hi)}}

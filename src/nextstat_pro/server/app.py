@@ -17,9 +17,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from ..instance import Instance
+from ..observability import configure
+from ..observability.http import instrument_app
 from . import problems
 from .ratelimit import RateLimiter
-from .routes import API_ROUTERS, health
+from .routes import API_ROUTERS, health, metrics
 from .security import BodyLimit, SecurityHeaders
 from .sessions import SessionCodec, session_key
 
@@ -55,8 +57,9 @@ def build_app(lifespan: Callable[[FastAPI], Any] | None = None, mounts: tuple[Mo
                   swagger_ui_oauth2_redirect_url=None)
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     for router in API_ROUTERS:
-        app.include_router(router, prefix="/api/v1")
+        app.include_router(router)
     for mount in mounts:
         mount(app)
     return app
@@ -90,6 +93,9 @@ def create_app(instance: Instance, *, background: tuple[Background, ...] | None 
     app.state.sessions = SessionCodec(session_key(instance.home), instance.config.server.session_idle_minutes * 60)
     app.state.login_limiter = RateLimiter()
     server = instance.config.server
+    # Traces when the OTEL_* environment asks for them; metrics and request latency always.
+    configure()
+    instrument_app(app, instance)
     app.add_middleware(BodyLimit, limits=lambda: (server.max_body_bytes, server.max_json_bytes))
     app.add_middleware(SecurityHeaders, trust_proxy=lambda: server.trust_proxy_headers)
     return app

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...alerts import service as alerts
 from ...alerts.views import ChannelCreated, ChannelRow, DeliveryRow, RuleRow, SecretRotated
 from ..auth import Caller, Inst
+from .prefix import API_PREFIX
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
 
 
 class NewChannel(BaseModel):

@@ -12,8 +12,9 @@ from ...audit import service as audit
 from ...audit.records import EventFilter
 from ...audit.views import AuditEventRow, AuditVerifyReport, CheckpointRow, ConsistencyProof, InclusionProof
 from ..auth import Caller, Inst
+from .prefix import API_PREFIX
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(prefix=API_PREFIX, tags=["audit"])
 
 
 class EventPage(BaseModel):

@@ -17,8 +17,9 @@ from starlette.background import BackgroundTask
 
 from ...audit.export import export_bundle
 from ..auth import Caller, Inst
+from .prefix import API_PREFIX
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(prefix=API_PREFIX, tags=["audit"])
 
 
 @router.get("/audit/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}},

@@ -15,8 +15,9 @@ from ...identity.users import whoami
 from ...identity.views import WhoAmI
 from ..auth import Caller, CallerChangingPassword, Inst, codec_of, set_session_cookie, sign_in_request
 from ..sessions import COOKIE
+from .prefix import API_PREFIX
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(prefix=API_PREFIX, tags=["auth"])
 
 
 class SignIn(BaseModel):

@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from ...config import InstanceConfig
 from ...config_service import set_config, show_config
 from ..auth import Caller, Inst
+from .prefix import API_PREFIX
 
-router = APIRouter(tags=["config"])
+router = APIRouter(prefix=API_PREFIX, tags=["config"])
 
 
 class ConfigChange(BaseModel):

@@ -20,8 +20,9 @@ from ...hub import imports, likelihood, retention, service
 from ...hub.views import ImportReport, LikelihoodImport, ModelDiff, Pushed, VersionDetail, VersionDoc
 from ..auth import Caller, Inst
 from ..uploads import save_checked, spool_folder, unpack_upload
+from .prefix import API_PREFIX
 
-router = APIRouter(tags=["hub"])
+router = APIRouter(prefix=API_PREFIX, tags=["hub"])
 
 Kind = Literal["model", "dataset", "patchset"]
 RefText = Annotated[str, Query(min_length=1, max_length=500, description="A registry reference (name@selector).")]

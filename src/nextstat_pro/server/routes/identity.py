@@ -14,8 +14,9 @@ from ...identity import auth, resets, users
 from ...identity.views import ResetApproved, ResetCompleted, ResetRequested, RoleBindingRow, TokenRow, UserRow
 from ..auth import Caller, CallerChangingPassword, Inst, TooManyAttemptsError, client_of
 from .auth import TokenIssued
+from .prefix import API_PREFIX
 
-router = APIRouter(tags=["identity"])
+router = APIRouter(prefix=API_PREFIX, tags=["identity"])
 
 Role = Literal["viewer", "editor", "admin"]
 

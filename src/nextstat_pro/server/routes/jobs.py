@@ -22,8 +22,9 @@ from ...scale import service as jobs
 from ...scale.views import JobStatus, JobSummary
 from ..auth import Caller, Inst
 from ..uploads import save_checked, spool_folder
+from .prefix import API_PREFIX
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(prefix=API_PREFIX, tags=["jobs"])
 
 # Backend options a remote caller may not set: ``executable`` names the program cluster nodes run
 # as the service's account. From the CLI its user runs their own program; over HTTP a project

@@ -8,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...projects.service import create, list_rows
 from ...projects.views import ProjectRow
 from ..auth import Caller, Inst
+from .prefix import API_PREFIX
 
-router = APIRouter(tags=["projects"])
+router = APIRouter(prefix=API_PREFIX, tags=["projects"])
 
 
 class NewProject(BaseModel):

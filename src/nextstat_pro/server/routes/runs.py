@@ -28,8 +28,9 @@ from ...scale import service as jobs
 from ...scale.views import JobStatus
 from ..auth import Caller, Inst
 from ..uploads import save_checked, spool_folder
+from .prefix import API_PREFIX
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(prefix=API_PREFIX, tags=["runs"])
 
 
 @router.get("/projects/{project}/runs", response_model=RunPage, summary="A page of a project's runs, newest first")

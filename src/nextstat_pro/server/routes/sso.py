@@ -24,8 +24,9 @@ from ...identity.sso_saml import finish_saml, saml_metadata, start_saml
 from ...identity.sso_views import PassphraseSet
 from ..auth import Caller, Inst, client_of, codec_of, is_tls, set_session_cookie
 from ..sessions import COOKIE
+from .prefix import API_PREFIX
 
-router = APIRouter(tags=["single sign-on"])
+router = APIRouter(prefix=API_PREFIX, tags=["single sign-on"])
 STATE_COOKIE = "nsp_sso_state"
 _SAML_MEDIA = "application/samlmetadata+xml"
 

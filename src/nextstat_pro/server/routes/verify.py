@@ -22,8 +22,9 @@ from ...verify import VerificationError, verify_run_folder
 from ...verify.run_export import signer_label
 from ..auth import Caller, Inst
 from ..uploads import spool_folder, unpack_upload
+from .prefix import API_PREFIX
 
-router = APIRouter(tags=["verify"])
+router = APIRouter(prefix=API_PREFIX, tags=["verify"])
 
 class ExportDoesNotVerify(VerificationError):
     # The CLI's exit code (7); a client's file that does not verify is not a server error.
