@@ -9,8 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..audit import service
-from ..audit.export import export_bundle
+from ..audit.records import EventFilter
 from ..errors import InputError
 from ..runs import retention
 from .common import JsonOption, ProjectOption, console, print_model, state
@@ -25,8 +24,7 @@ audit_app.add_typer(retention_app, name="retention")
 @audit_app.command("checkpoint")
 def checkpoint(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """Integrate new events and sign a checkpoint (stored and witnessed)."""
-    st = state(ctx)
-    cp = service.make_checkpoint(st.instance(), st.context())
+    cp = state(ctx).client().make_checkpoint()
     if as_json:
         print_model(cp)
         return
@@ -36,8 +34,7 @@ def checkpoint(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 @audit_app.command("checkpoints")
 def checkpoints(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """List the stored checkpoints."""
-    st = state(ctx)
-    rows = service.list_checkpoints(st.instance(), st.context())
+    rows = state(ctx).client().list_checkpoints()
     if as_json:
         print_model(rows)
         return
@@ -50,15 +47,13 @@ def checkpoints(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 @audit_app.command("prove")
 def prove(ctx: typer.Context, event: str = typer.Argument(..., help="Event id (or seq).")) -> None:
     """Print an inclusion proof (JSON) of EVENT against the latest checkpoint."""
-    st = state(ctx)
-    print_model(service.prove(st.instance(), st.context(), event))
+    print_model(state(ctx).client().prove(event))
 
 
 @audit_app.command("consistency")
 def consistency(ctx: typer.Context, size1: int, size2: int) -> None:
     """Print a consistency proof (JSON) between the checkpoints at SIZE1 and SIZE2."""
-    st = state(ctx)
-    print_model(service.consistency(st.instance(), st.context(), size1, size2))
+    print_model(state(ctx).client().consistency(size1, size2))
 
 
 @audit_app.command("log")
@@ -78,9 +73,8 @@ def log(
 ) -> None:
     """Query the audit log (oldest first; page with --after LAST_SEQ). Without --project it reads the
     whole log (an auditor or an instance admin); with it, that project's events (its viewers)."""
-    f = service.EventFilter(actor, action, target_type, target_id, project, since, until, text)
-    st = state(ctx)
-    events = service.read_events(st.instance(), st.context(), f, after_seq=after, limit=limit)
+    f = EventFilter(actor, action, target_type, target_id, project, since, until, text)
+    events = state(ctx).client().read_events(f, after, limit)
     if as_json:
         print_model(events)
         return
@@ -100,8 +94,7 @@ def history(ctx: typer.Context, target: str = typer.Argument(..., help="TYPE:ID,
     ttype, _, tid = target.partition(":")
     if not tid:
         raise InputError(f"target {target!r} is not TYPE:ID")
-    st = state(ctx)
-    events = service.history(st.instance(), st.context(), ttype, tid)
+    events = state(ctx).client().history(ttype, tid)
     if as_json:
         print_model(events)
         return
@@ -121,8 +114,7 @@ def export(
     until: str | None = typer.Option(None, "--to"),
 ) -> None:
     """Export events, checkpoint, proofs and public key as a bundle verifiable offline."""
-    st = state(ctx)
-    summary = export_bundle(st.instance(), st.context(), dest, fmt, since, until)  # type: ignore[arg-type]
+    summary = state(ctx).client().export_audit(dest, fmt, since, until)
     console.print(f"exported {summary.events} events to {dest} (verify: nextstat-pro audit verify --bundle {dest})")
 
 
@@ -130,6 +122,7 @@ def export(
 def retention_status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """What the retention policy keeps, holds and allows to purge."""
     st = state(ctx)
+    st.local_only("audit retention")
     items = retention.status(st.instance(), st.context())
     if as_json:
         print_model(items)
@@ -148,6 +141,7 @@ def retention_apply(
 ) -> None:
     """Purge the artifact bytes of every eligible run (tombstones stay in the audit trail)."""
     st = state(ctx)
+    st.local_only("audit retention")
     items = retention.apply(st.instance(), st.context(), reason, dry_run)
     verb = "would purge" if dry_run else "purged"
     console.print(f"{verb} the artifacts of {len(items)} run(s)")
@@ -159,5 +153,6 @@ def retention_apply(
 def retention_purge(ctx: typer.Context, run: str, reason: str = typer.Option(..., "--reason")) -> None:
     """Purge one run's artifact bytes; refused while it is retained or on hold."""
     st = state(ctx)
+    st.local_only("audit retention")
     removed = retention.purge(st.instance(), st.context(), [run], reason)
     console.print(f"purged {len(removed)} object(s) of run {run}")

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import BaseModel
@@ -16,11 +16,15 @@ from rich.console import Console
 
 from ..access.context import RequestContext
 from ..config import resolve_home
-from ..errors import AuthenticationError, NSPError
+from ..errors import AuthenticationError, NSPError, UsageError
 from ..identity.auth import authenticate
 from ..instance import Instance
 from . import credentials
 
+if TYPE_CHECKING:
+    from ..client.base import Client
+
+DEFAULT_PROJECT = "default"  # the project ``init`` creates
 # Off a terminal Rich would wrap at 80 columns; tables of run ids need more.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 220)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -29,13 +33,47 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 @dataclass
 class State:
     home: Path
+    server: str | None = None  # --server / $NSP_SERVER: commands go to that server's API
     _instance: Instance | None = field(default=None, repr=False)
+    _clients: list[Client] = field(default_factory=list, repr=False)
+
+    def client(self, allow_password_change: bool = False, authenticated: bool = True) -> Client:
+        """The one place that decides where a command's operations run: the server of ``--server``
+        (``HttpClient``, with the credential ``login --server`` stored for it or ``$NSP_TOKEN``), else
+        this machine's instance (``LocalClient`` as the authenticated caller). ``authenticated=False``
+        is for the operations that make a caller (sign-in, a reset's completion)."""
+        made: Client
+        if self.server is not None:
+            from ..client.http import HttpClient
+
+            token = credentials.load(credentials.server_key(self.server))
+            if authenticated and token is None:
+                raise AuthenticationError(f"not logged in to {self.server}: run `nextstat-pro login --server "
+                                          f"{self.server}` (or set NSP_TOKEN)")
+            made = HttpClient(self.server, token)
+        else:
+            from ..client.local import LocalClient
+
+            ctx = self.context(allow_password_change) if authenticated else None
+            made = LocalClient(self.instance(), ctx)
+        self._clients.append(made)
+        return made
+
+    def local_only(self, command: str) -> None:
+        """Refuse ``--server`` for a command that acts on this machine's instance itself."""
+        if self.server is not None:
+            raise UsageError(f"{command} works on this machine's instance only: run it without --server "
+                             "(and without NSP_SERVER)")
 
     def instance(self, check_permissions: bool = True) -> Instance:
         """The instance of this invocation, opened once. It refuses to open when its files are
         wider than configured; ``check_permissions=False`` is for ``audit verify``, which
         reports them (``permissions.check_home_permissions``) instead."""
         if self._instance is None:
+            if self.server is not None:
+                # Never a local instance behind the back of a user who named a server.
+                raise UsageError("this command works on a local instance only: run it without --server "
+                                 "(and without NSP_SERVER)")
             self._instance = Instance.open(self.home, check_permissions=check_permissions)
         return self._instance
 
@@ -56,9 +94,15 @@ class State:
         return ctx
 
     def project(self, name: str | None) -> str:
-        return name or self.instance().config.default_project
+        if name:
+            return name
+        # A server's configuration is for its admins and auditors to read: a client's default is
+        # the project every instance starts with.
+        return DEFAULT_PROJECT if self.server is not None else self.instance().config.default_project
 
     def close(self) -> None:
+        for made in self._clients:
+            made.close()
         if self._instance is None:
             return
         # Run while the command unwinds when it failed: its own error (audit verify's verdict,

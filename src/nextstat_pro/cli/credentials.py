@@ -1,10 +1,18 @@
 """Where the CLI keeps its session credential: one 0600 file per instance under the user's
-config folder ($XDG_CONFIG_HOME/nextstat-pro/sessions/<instance id>.token)."""
+config folder ($XDG_CONFIG_HOME/nextstat-pro/sessions/<instance id>.token), and one per server
+for ``login --server URL`` (``server-<sha256 of the URL>.token``, see ``server_key``)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+
+
+def server_key(url: str) -> str:
+    """The name a server's credential is kept under: a token is only ever sent back to the URL
+    that issued it (the same scheme, host, port and path, a trailing slash aside)."""
+    return "server-" + hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:32]
 
 
 def session_file(instance_id: str) -> Path:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from ..hub import imports, likelihood, retention, service
+from ..hub import likelihood
 from ..hub.views import VersionDoc
 from .common import JsonOption, ProjectOption, console, options_for, print_model, state
 
@@ -65,8 +65,8 @@ def kind_app(kind: str) -> typer.Typer:
         line), a batch per transaction; each version validated and audited as by push."""
         st = state(ctx)
         with console.status("importing…") as status, options_for(batch_size="--batch"):
-            report = imports.import_manifest(st.instance(), st.context(), st.project(project), kind, manifest, batch,
-                                             progress=lambda r: status.update(f"importing… {r.summary()}"))
+            report = st.client().import_manifest(st.project(project), kind, manifest, batch,
+                                                 lambda r: status.update(f"importing… {r.summary()}"))
         if as_json:
             print_model(report)
             return
@@ -77,14 +77,14 @@ def kind_app(kind: str) -> typer.Typer:
               project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
         """Items with their newest version, or (with --tag) every version so tagged."""
         st = state(ctx)
-        rows = service.list_items(st.instance(), st.context(), st.project(project), kind, tag)
+        rows = st.client().list_items(st.project(project), kind, tag)
         print_model(rows) if as_json else _table(rows)
 
     @app.command("versions")
     def versions(ctx: typer.Context, name: str, project: str | None = ProjectOption,
                  as_json: bool = JsonOption) -> None:
         st = state(ctx)
-        rows = service.versions(st.instance(), st.context(), st.project(project), kind, name)
+        rows = st.client().versions(st.project(project), kind, name)
         print_model(rows) if as_json else _table(rows)
 
     @app.command("show")
@@ -93,14 +93,14 @@ def kind_app(kind: str) -> typer.Typer:
              project: str | None = ProjectOption) -> None:
         """One version's document (JSON): content digest, label, metadata, tags, aliases; --runs adds the runs."""
         st = state(ctx)
-        print_model(service.show(st.instance(), st.context(), st.project(project), kind, ref, runs))
+        print_model(st.client().show_version(st.project(project), kind, ref, runs))
 
     @app.command("alias")
     def alias(ctx: typer.Context, ref: str, alias: str, reason: str = typer.Option(..., "--reason"),
               project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
         """Point ALIAS at the version REF names (protected aliases need a project admin)."""
         st = state(ctx)
-        doc = service.set_alias(st.instance(), st.context(), st.project(project), kind, ref, alias, reason)
+        doc = st.client().set_alias(st.project(project), kind, ref, alias, reason)
         _done(doc, as_json, f"{alias} → {ref}")
 
     @app.command("tag")
@@ -110,7 +110,7 @@ def kind_app(kind: str) -> typer.Typer:
             as_json: bool = JsonOption) -> None:
         """Add or change key=value tags of the version REF names (--remove KEY drops one)."""
         st = state(ctx)
-        doc = service.edit(st.instance(), st.context(), st.project(project), kind, ref, reason, tags or [], remove)
+        doc = st.client().edit_version(st.project(project), kind, ref, reason, tags or [], remove, None)
         _done(doc, as_json, f"tags of {ref} updated")
 
     @app.command("describe")
@@ -118,7 +118,7 @@ def kind_app(kind: str) -> typer.Typer:
                  project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
         """Replace the description of the version REF names."""
         st = state(ctx)
-        doc = service.edit(st.instance(), st.context(), st.project(project), kind, ref, reason, description=text)
+        doc = st.client().edit_version(st.project(project), kind, ref, reason, [], [], text)
         _done(doc, as_json, f"description of {ref} updated")
 
     @app.command("archive")
@@ -126,7 +126,7 @@ def kind_app(kind: str) -> typer.Typer:
                 project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
         """Move a version's bytes to the archive (still readable and verifiable)."""
         st = state(ctx)
-        doc = retention.archive(st.instance(), st.context(), st.project(project), kind, ref, reason)
+        doc = st.client().archive_version(st.project(project), kind, ref, reason)
         _done(doc, as_json, f"archived {ref}")
 
     @app.command("purge")
@@ -134,7 +134,7 @@ def kind_app(kind: str) -> typer.Typer:
               project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
         """Remove a version's bytes when the policy allows (the record and a tombstone stay)."""
         st = state(ctx)
-        doc = retention.purge(st.instance(), st.context(), st.project(project), kind, ref, reason)
+        doc = st.client().purge_version(st.project(project), kind, ref, reason)
         _done(doc, as_json, f"purged {ref}")
 
     if kind == "model":
@@ -143,7 +143,7 @@ def kind_app(kind: str) -> typer.Typer:
                  as_json: bool = JsonOption) -> None:
             """What differs between two workspace versions: channels, samples, modifiers, bins, data."""
             st = state(ctx)
-            out = service.diff_models(st.instance(), st.context(), st.project(project), ref_a, ref_b)
+            out = st.client().diff_models(st.project(project), ref_a, ref_b)
             if as_json:
                 print_model(out)
                 return
@@ -159,8 +159,7 @@ def _push(ctx: typer.Context, kind: str, name: str, file: Path, version: str | N
           tags: list[str], base: str | None, project: str | None, as_json: bool) -> None:
     st = state(ctx)
     with options_for(base_ref="--base"):
-        pushed = service.push_file(st.instance(), st.context(), st.project(project), kind, name, file, version,
-                                   description, tags, base)
+        pushed = st.client().push_file(st.project(project), kind, name, file, version, description, tags, base)
     if as_json:
         print_model(pushed)
         return
@@ -188,8 +187,8 @@ def import_likelihood(ctx: typer.Context, archive: Path,
         raise UsageError("--max-mb must be at least 1")
     st = state(ctx)
     with options_for(max_bytes="--max-mb"):
-        out = likelihood.import_likelihood(st.instance(), st.context(), st.project(project), archive, name, version,
-                                           description, tuple(tag), max_mb << 20)
+        out = st.client().import_likelihood(st.project(project), archive, name, version, description, tuple(tag),
+                                            max_mb << 20)
     if as_json:
         print_model(out)
         return

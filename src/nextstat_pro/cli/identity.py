@@ -8,18 +8,8 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from ..identity import auth, resets, users
-from ..identity.users import (
-    create_user,
-    disable_user,
-    grant_role,
-    list_role_bindings,
-    list_users,
-    revoke_role,
-    set_auditor,
-)
 from . import credentials
-from .common import JsonOption, ProjectOption, console, print_model, state
+from .common import JsonOption, ProjectOption, State, console, print_model, state
 
 user_app = typer.Typer(help="User accounts (never deleted: disabled).", no_args_is_help=True)
 role_app = typer.Typer(help="Project roles: viewer, editor, admin.", no_args_is_help=True)
@@ -36,21 +26,33 @@ def secret(prompt: str, env: str = "NSP_PASSWORD", confirm: bool = False) -> str
     return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
 
 
-def login(ctx: typer.Context, username: str = typer.Option(None, "--username", "-u")) -> None:
-    """Sign in; the session is kept in a 0600 file under your config folder."""
-    inst = state(ctx).instance()
+def login(ctx: typer.Context, username: str = typer.Option(None, "--username", "-u"),
+          server: str | None = typer.Option(None, "--server",
+                                            help="Sign in to this server (its token is kept for that URL only).")
+          ) -> None:
+    """Sign in; the session is kept in a 0600 file under your config folder (one per instance or
+    server). Later commands go to a server only with --server URL or NSP_SERVER (docs/cli.md)."""
+    st = state(ctx)
+    st.server = server or st.server
+    client = st.client(authenticated=False)
     username = username or os.environ.get("NSP_USER") or typer.prompt("Username")
-    cred = auth.sign_in(inst, username, secret("Password"))
-    path = credentials.save(inst.config.instance_id, cred.token)
-    console.print(f"logged in as {username} until {cred.expires_at:%Y-%m-%d %H:%M} UTC (session in {path})")
+    cred = client.sign_in(username, secret("Password"))
+    path = credentials.save(_session_key(st), cred.token)
+    where = f" to {st.server}" if st.server else ""
+    console.print(f"logged in as {username}{where} until {cred.expires_at:%Y-%m-%d %H:%M} UTC (session in {path})",
+                  markup=False)
+
+
+def _session_key(st: State) -> str:
+    """Where this invocation's session is kept: under its server's URL, or its instance's id."""
+    return credentials.server_key(st.server) if st.server else st.instance().config.instance_id
 
 
 def logout(ctx: typer.Context) -> None:
     """Revoke this session."""
     st = state(ctx)
-    inst = st.instance()
-    auth.logout(inst, st.context(allow_password_change=True))
-    credentials.forget(inst.config.instance_id)
+    st.client(allow_password_change=True).logout()
+    credentials.forget(_session_key(st))
     console.print("logged out")
 
 
@@ -68,23 +70,22 @@ def passwd(ctx: typer.Context,
     if reset_token is not None:
         who = username or os.environ.get("NSP_USER") or typer.prompt("Username")
         new = secret("New password", env="NSP_NEW_PASSWORD", confirm=True)
-        done = resets.complete_reset(st.instance(), who, reset_token, new)
+        done = st.client(authenticated=False).complete_reset(who, reset_token, new)
         console.print(f"password of {done.username} set; new signing key {done.key_id[:16]}…", markup=False)
         if done.key_after_admin_reset:
             console.print("  an administrator saw the reset token: every signature with this key says it was "
                           "created after an admin reset", markup=False)
         return
-    actor = st.context(allow_password_change=True)
+    client = st.client(allow_password_change=True)
     old = secret("Current password")
     new = secret("New password", env="NSP_NEW_PASSWORD", confirm=True)
-    auth.change_password(st.instance(), actor, old, new)
+    client.change_password(old, new)
     console.print("password changed")
 
 
 def whoami(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """Who you are signed in as, your credential (an API token's project and role cap) and your roles."""
-    st = state(ctx)
-    me = users.whoami(st.instance(), st.context(allow_password_change=True))
+    me = state(ctx).client(allow_password_change=True).whoami()
     if as_json:
         print_model(me)
         return
@@ -107,10 +108,9 @@ def user_create(ctx: typer.Context, username: str, printed_name: str = typer.Opt
                                              help="Instance-level auditor: reads and verifies everything, changes "
                                                   "nothing.")) -> None:
     """Create a user (their initial password from $NSP_NEW_PASSWORD or a prompt)."""
-    st = state(ctx)
-    actor = st.context()
+    client = state(ctx).client()
     password = secret(f"Password for {username}", env="NSP_NEW_PASSWORD", confirm=True)
-    create_user(st.instance(), actor, username=username, printed_name=printed_name, password=password, email=email,
+    client.create_user(username=username, printed_name=printed_name, password=password, email=email,
                 instance_admin=instance_admin, auditor=auditor)
     console.print(f"created user {username}" + (" (auditor)" if auditor else ""))
 
@@ -120,15 +120,13 @@ def user_set_auditor(ctx: typer.Context, username: str,
                      revoke: bool = typer.Option(False, "--revoke", help="Take the auditor role away instead."),
                      reason: str = typer.Option(..., "--reason")) -> None:
     """Grant USERNAME the instance-level auditor role (read and verify everything, change nothing)."""
-    st = state(ctx)
-    set_auditor(st.instance(), st.context(), username, not revoke, reason)
+    state(ctx).client().set_auditor(username, not revoke, reason)
     console.print(f"{username} is {'no longer ' if revoke else ''}an auditor")
 
 
 @user_app.command("list")
 def user_list(ctx: typer.Context, as_json: bool = JsonOption) -> None:
-    st = state(ctx)
-    rows = list_users(st.instance(), st.context())
+    rows = state(ctx).client().list_users()
     if as_json:
         print_model(rows)
         return
@@ -141,8 +139,7 @@ def user_list(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 
 @user_app.command("disable")
 def user_disable(ctx: typer.Context, username: str, reason: str = typer.Option(..., "--reason")) -> None:
-    st = state(ctx)
-    disable_user(st.instance(), st.context(), username, reason)
+    state(ctx).client().disable_user(username, reason)
     console.print(f"disabled {username}")
 
 
@@ -151,8 +148,7 @@ def user_reset(ctx: typer.Context, username: str, reason: str = typer.Option(...
                as_json: bool = JsonOption) -> None:
     """Reset USERNAME's password: a one-time token e-mailed to them (SMTP configured), or a request
     that a second instance admin approves. You never choose or see their password."""
-    st = state(ctx)
-    done = resets.reset_password(st.instance(), st.context(), username, reason)
+    done = state(ctx).client().reset_password(username, reason)
     if as_json:
         print_model(done)
     elif done.channel == "email":
@@ -170,8 +166,7 @@ def user_approve_reset(ctx: typer.Context, username: str, reason: str = typer.Op
                        as_json: bool = JsonOption) -> None:
     """Approve another admin's reset of USERNAME's password (no SMTP) and print the one-time token to
     hand to them; the signing key they then make is marked as created after an admin reset."""
-    st = state(ctx)
-    done = resets.approve_reset(st.instance(), st.context(), username, reason)
+    done = state(ctx).client().approve_reset(username, reason)
     if as_json:
         print_model(done)
         return
@@ -186,7 +181,7 @@ def user_approve_reset(ctx: typer.Context, username: str, reason: str = typer.Op
 def role_grant(ctx: typer.Context, username: str, role: str, project: str | None = ProjectOption,
                reason: str = typer.Option(..., "--reason")) -> None:
     st = state(ctx)
-    grant_role(st.instance(), st.context(), username, st.project(project), role, reason)
+    st.client().grant_role(username, st.project(project), role, reason)
     console.print(f"{username} is {role} in {st.project(project)}")
 
 
@@ -194,7 +189,7 @@ def role_grant(ctx: typer.Context, username: str, role: str, project: str | None
 def role_list(ctx: typer.Context, project: str | None = ProjectOption, as_json: bool = JsonOption) -> None:
     """Who has which role in the project."""
     st = state(ctx)
-    rows = list_role_bindings(st.instance(), st.context(), st.project(project))
+    rows = st.client().list_role_bindings(st.project(project))
     if as_json:
         print_model(rows)
         return
@@ -208,7 +203,7 @@ def role_list(ctx: typer.Context, project: str | None = ProjectOption, as_json: 
 def role_revoke(ctx: typer.Context, username: str, project: str | None = ProjectOption,
                 reason: str = typer.Option(..., "--reason")) -> None:
     st = state(ctx)
-    revoke_role(st.instance(), st.context(), username, st.project(project), reason)
+    st.client().revoke_role(username, st.project(project), reason)
     console.print(f"{username} has no role in {st.project(project)} any more")
 
 
@@ -217,15 +212,14 @@ def token_create(ctx: typer.Context, name: str, role: str = typer.Option("viewer
                  days: int = typer.Option(90, "--days"), project: str | None = ProjectOption) -> None:
     """Create an API token (printed once) for use as NSP_TOKEN."""
     st = state(ctx)
-    cred = auth.create_token(st.instance(), st.context(), st.project(project), role, name, days)
+    cred = st.client().create_token(st.project(project), role, name, days)
     typer.echo(cred.token)
 
 
 @token_app.command("list")
 def token_list(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """Your sessions and API tokens still in force (their ids, never their secrets)."""
-    st = state(ctx)
-    rows = auth.list_tokens(st.instance(), st.context())
+    rows = state(ctx).client().list_tokens()
     if as_json:
         print_model(rows)
         return
@@ -238,6 +232,5 @@ def token_list(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 
 @token_app.command("revoke")
 def token_revoke(ctx: typer.Context, token_id: str, reason: str = typer.Option(..., "--reason")) -> None:
-    st = state(ctx)
-    auth.revoke_token(st.instance(), st.context(), token_id, reason)
+    state(ctx).client().revoke_token(token_id, reason)
     console.print(f"revoked {token_id}")

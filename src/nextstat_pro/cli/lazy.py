@@ -27,6 +27,7 @@ from typer.core import TyperGroup
 # A loader returns a command: a typer.Typer (a group), a click command, or a command function.
 Loader = Callable[[], object]
 HOME_KEY = "nextstat_pro.home"
+SERVER_KEY = "nextstat_pro.server"  # --server / $NSP_SERVER (cli.common.State.client)
 
 
 def attr(module: str, name: str) -> Loader:
@@ -130,5 +131,6 @@ def open_state(ctx: typer.Context) -> None:
         from .common import State
 
         home: Path | None = root.meta.get(HOME_KEY)
-        root.obj = State(resolve_home(home))
+        server: str | None = root.meta.get(SERVER_KEY)
+        root.obj = State(resolve_home(home), server=server)
         root.call_on_close(root.obj.close)

@@ -18,7 +18,7 @@ import typer._click.exceptions as typer_click
 from rich.console import Console
 
 from ..errors import InputError, NSPError, Terminated
-from .lazy import HOME_KEY, attr, lazy_group, open_state
+from .lazy import HOME_KEY, SERVER_KEY, attr, lazy_group, open_state
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -69,14 +69,26 @@ app = typer.Typer(
 # The root callback opens this invocation's instance state for every command but these: verify
 # needs none, and the audit group opens it for the commands that do (see _audit).
 _NO_STATE_HERE = ("verify", "audit")
+# Commands that act on this machine itself (its files, database, processes): --server is refused.
+_ON_THIS_MACHINE = ("init", "db", "worker", "crosscheck", "serve")
 
 
 @app.callback()
 def _root(
     ctx: typer.Context,
     home: Path | None = typer.Option(None, "--home", help="Instance folder (default: $NSP_HOME or ./.nextstat-pro)."),
+    server: str | None = typer.Option(None, "--server", envvar="NSP_SERVER",
+                                      help="Send every command to this NextStat Pro server (e.g. "
+                                           "https://nsp.example.org) instead of a local instance; sign in with "
+                                           "`login --server URL`."),
 ) -> None:
     ctx.meta[HOME_KEY] = home
+    ctx.meta[SERVER_KEY] = server or None
+    if server and ctx.invoked_subcommand in _ON_THIS_MACHINE:
+        from ..errors import UsageError
+
+        raise UsageError(f"{ctx.invoked_subcommand} works on this machine's instance only: run it without --server "
+                         "(and without NSP_SERVER)")
     if ctx.invoked_subcommand not in _NO_STATE_HERE:
         open_state(ctx)
 
@@ -124,21 +136,17 @@ app.add_typer(config_app, name="config")
 @config_app.command("show")
 def config_show(ctx: typer.Context) -> None:
     """Print the instance configuration (passwords in URLs masked)."""
-    from ..config_service import show_config
     from .common import print_model, state
 
-    st = state(ctx)
-    print_model(show_config(st.instance(), st.context()))
+    print_model(state(ctx).client().show_config())
 
 
 @config_app.command("set")
 def config_set(ctx: typer.Context, key: str, value: str, reason: str = typer.Option(..., "--reason")) -> None:
     """Set KEY to VALUE (JSON); the change and its reason go into the audit trail."""
-    from ..config_service import set_config
     from .common import console, state
 
-    st = state(ctx)
-    set_config(st.instance(), st.context(), key, value, reason)
+    state(ctx).client().set_config(key, value, reason)
     console.print(f"{key} = {value}")
 
 

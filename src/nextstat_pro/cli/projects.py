@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ..projects import service
 from .common import JsonOption, console, print_model, state
 
 project_app = typer.Typer(help="Projects: the namespaces runs and models belong to.", no_args_is_help=True)
@@ -15,8 +14,7 @@ project_app = typer.Typer(help="Projects: the namespaces runs and models belong 
 def create(ctx: typer.Context, name: str, description: str = typer.Option("", "--description"),
            as_json: bool = JsonOption) -> None:
     """Create a project."""
-    st = state(ctx)
-    project = service.create(st.instance(), st.context(), name, description)
+    project = state(ctx).client().create_project(name, description)
     if as_json:
         print_model(project)
         return
@@ -26,8 +24,7 @@ def create(ctx: typer.Context, name: str, description: str = typer.Option("", "-
 @project_app.command("list")
 def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """List projects."""
-    st = state(ctx)
-    rows = service.list_rows(st.instance(), st.context())
+    rows = state(ctx).client().list_projects()
     if as_json:
         print_model(rows)
         return

@@ -12,8 +12,9 @@ from rich.table import Table
 
 from ..engine import TASKS, parse_pairs
 from ..errors import UsageError
-from ..runs import RunInputs, RunRequest, export_folder, list_run_rows, run_artifacts, run_result, run_task, show_run
 from ..runs.lease import recover_abandoned
+from ..runs.references import RunInputs
+from ..runs.service import RunRequest
 from .common import JsonOption, ProjectOption, console, options_for, print_model, state
 
 runs_app = typer.Typer(help="Recorded runs: list, show, artifacts, export.", no_args_is_help=True)
@@ -37,9 +38,8 @@ def run(
     st = state(ctx)
     given = RunInputs(workspace=workspace, model=model, patchset=patchset, patch=patch, dataset=dataset)
     with options_for(**_RUN_OPTIONS):
-        outcome = run_task(st.instance(), st.context(),
-                           RunRequest(task=task, project=st.project(project), params=parse_pairs(param), seed=seed,
-                                      given=given))
+        outcome = st.client().run_task(RunRequest(task=task, project=st.project(project), params=parse_pairs(param),
+                                                  seed=seed, given=given))
     if as_json:
         print_model(outcome)
     else:
@@ -102,7 +102,7 @@ def list_(
     """List runs, newest first."""
     st = state(ctx)
     name = st.project(project)
-    rows = list_run_rows(st.instance(), st.context(), name, status, task, _parse_since(since), limit)
+    rows = st.client().list_runs(name, status, task, _parse_since(since), limit)
     if as_json:
         print_model(rows)
         return
@@ -126,8 +126,8 @@ def _utc(ts: datetime | None) -> str:
 @runs_app.command("show")
 def show(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
     """Show one run: status, inputs, outputs, manifest."""
-    st = state(ctx)
-    detail = show_run(st.instance(), st.context(), run_ref)
+    client = state(ctx).client()
+    detail = client.show_run(run_ref)
     if as_json:
         print_model(detail)
         return
@@ -142,7 +142,7 @@ def show(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
         console.print(f"[bold]{'registry':>16}[/] {label}")
     for a in detail.artifacts:
         console.print(f"[bold]{'artifact':>16}[/] {a.name:<13} {a.digest}  {a.size} B")
-    result = run_result(st.instance(), st.context(), detail.run_id) if detail.status == "succeeded" else None
+    result = client.run_result(detail.run_id) if detail.status == "succeeded" else None
     if result is not None:
         console.print(f"[bold]{'result':>16}[/] {summary(result)}")
 
@@ -150,8 +150,7 @@ def show(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
 @runs_app.command("artifacts")
 def artifacts(ctx: typer.Context, run_ref: str, as_json: bool = JsonOption) -> None:
     """List a run's stored artifacts (and its manifest)."""
-    st = state(ctx)
-    rows = run_artifacts(st.instance(), st.context(), run_ref)
+    rows = state(ctx).client().run_artifacts(run_ref)
     if as_json:
         print_model(rows)
         return
@@ -166,6 +165,7 @@ def recover(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """Mark runs whose process died (their lease expired) failed, reason abandoned. Every command
     does this on its way; this one says what it found."""
     st = state(ctx)
+    st.local_only("runs recover")
     recovered = recover_abandoned(st.instance(), st.context(recover=False))
     if as_json:
         print_model(recovered)
@@ -177,8 +177,7 @@ def recover(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 @runs_app.command("export")
 def export_(ctx: typer.Context, run_ref: str, dest: Path, as_json: bool = JsonOption) -> None:
     """Write a run's artifacts, inputs, manifest and SHA256SUMS into DEST (new or empty)."""
-    st = state(ctx)
-    done = export_folder(st.instance(), st.context(), run_ref, dest)
+    done = state(ctx).client().export_run(run_ref, dest)
     if as_json:
         print_model(done)
         return

@@ -12,9 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..engine import parse_pairs
 from ..errors import UsageError
-from ..scale import coordinator, service
-from ..scale.views import JobSummary
-from ..scale.worker import run_shard_uri
+from ..scale import service
+from ..scale.views import JobProgress, JobSummary
 from .common import ProjectOption, State, console, err_console, options_for, print_model, state
 
 SHOWN = 30  # rows of the merged table printed after --wait
@@ -44,7 +43,7 @@ def submit(
 ) -> None:
     """Submit many fits as one run; prints the run id at once."""
     st = state(ctx)
-    inst, actor = st.instance(), st.context()
+    client = st.client()
     req = service.SubmitRequest(
         task=task, project=st.project(project), params=parse_pairs(param),  # type: ignore[arg-type]
         seed=seed, shards=shards, backend=backend, backend_options=parse_pairs(backend_opt), workers=workers,
@@ -52,15 +51,15 @@ def submit(
         result_name=result_name, given=service.JobInputs(workspace=workspace, patchset=patchset, models=model))
     with options_for(seed="--seed", shards="--shards", workers="--workers", models="--model",
                      workspace="--workspace", patchset="--patchset"):
-        run_id = service.submit(inst, actor, req)
+        run_id = client.submit(req)
     if as_json and wait:
         # One document on stdout: the job as it ended (no progress bar, no table).
-        status = coordinator.coordinate(inst, actor, run_id)
-        print_model(service.status_of(inst, actor, run_id))
+        status = client.coordinate(run_id, lambda _p: None)
+        print_model(client.job_status(run_id))
         if status != "succeeded":
             raise typer.Exit(8)
         return
-    job = service.status_of(inst, actor, run_id)
+    job = client.job_status(run_id)
     if as_json:
         print_model(job)
     else:
@@ -70,14 +69,14 @@ def submit(
     else:
         # A coordinator process of the service's, handed this request's context (not the
         # credential): it outlives this command.
-        started = coordinator.start_process(inst, actor, run_id)
+        started = client.start_coordinator(run_id)
         (err_console if as_json else console).print(
-            f"coordinating in the background (pid {started.pid}, log: {started.log}); "
+            f"coordinating in the background (pid {started.pid}, log: {started.log or 'on the server'}); "
             f"follow with: nextstat-pro runs show {run_id}")
 
 
 def _wait(st: State, run_id: str) -> None:
-    inst, actor = st.instance(), st.context()
+    client = st.client()
     start = time.perf_counter()
     # Refreshed by the coordinator's callback (at least every 0.2 s), not by Rich's own
     # thread: with no thread running, the local backend can fork its workers.
@@ -85,16 +84,16 @@ def _wait(st: State, run_id: str) -> None:
                   TimeRemainingColumn(), console=console, transient=False, auto_refresh=False) as bar:
         task = bar.add_task("shards", total=None, rate="")
 
-        def show(p: coordinator.Progress) -> None:
+        def show(p: JobProgress) -> None:
             rate = p.points_done / max(time.perf_counter() - start, 1e-9)
             bar.update(task, total=p.shards_total, completed=p.shards_done,
                        rate=f"{p.points_done}/{p.points_total} fits, {rate:.1f} fits/s", refresh=True)
 
-        status = coordinator.coordinate(inst, actor, run_id, show)
+        status = client.coordinate(run_id, show)
     elapsed = time.perf_counter() - start
     colour = "green" if status == "succeeded" else "red"
     console.print(f"run {run_id} [{colour}]{status}[/] in {elapsed:.1f} s")
-    summary = service.summary(inst, actor, run_id)
+    summary = client.job_summary(run_id)
     if summary:
         _print_summary(summary)
     if status != "succeeded":
@@ -128,27 +127,27 @@ def resume(ctx: typer.Context, run_ref: str, wait: bool = typer.Option(True, "--
     if wait:
         _wait(st, run_ref)
     else:
-        started = coordinator.start_process(st.instance(), st.context(), run_ref)
-        console.print(f"resuming in the background (pid {started.pid}, log: {started.log})")
+        started = st.client().start_coordinator(run_ref)
+        console.print(f"resuming in the background (pid {started.pid}, log: {started.log or 'on the server'})")
 
 
 def cancel(ctx: typer.Context, run_ref: str, reason: str = typer.Option(..., "--reason")) -> None:
     """Cancel a job (its coordinator stops the backend)."""
-    st = state(ctx)
-    service.cancel(st.instance(), st.context(), run_ref, reason)
+    state(ctx).client().cancel_job(run_ref, reason)
     console.print(f"cancelled {run_ref}")
 
 
 def shards(ctx: typer.Context, run_ref: str) -> None:
     """Per-shard status of a job (JSON)."""
-    st = state(ctx)
-    print_model(service.status_of(st.instance(), st.context(), run_ref))
+    print_model(state(ctx).client().job_status(run_ref))
 
 
 @worker_app.command("run-shard")
 def run_shard(spec: str = typer.Option(..., "--spec", help="STORE_URL#sha256:... of the job spec."),
               shard: int = typer.Option(..., "--shard")) -> None:
     """Compute one shard from the store (no database needed) and write its result."""
+    from ..scale.worker import run_shard_uri
+
     try:
         digest = run_shard_uri(spec, shard)
     except ValueError as exc:

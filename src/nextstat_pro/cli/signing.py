@@ -7,7 +7,6 @@ import os
 import typer
 from rich.markup import escape
 
-from ..runs.esignatures import sign_run
 from ..verify.run_export import signer_label
 from .common import console, state
 from .identity import secret
@@ -24,11 +23,10 @@ def sign(
 ) -> None:
     """Electronically sign a run: your password is asked every time, your username too when
     this is the first signing of the session or it was idle."""
-    st = state(ctx)
-    actor = st.context()
+    client = state(ctx).client()
     username = username or os.environ.get("NSP_SIGN_USER")
-    result = sign_run(st.instance(), actor, run_ref, meaning, reason, secret("Password to sign"), username,
-                      "reject" if reject else "approve")
+    result = client.sign_run(run_ref, meaning, reason, secret("Password to sign"), username,
+                             "reject" if reject else "approve")
     p = result.payload
     console.print(f"[green]signed[/] {escape(signer_label(p))}, "
                   f"{p['signed_at']}, meaning: {p['meaning']} ({p['decision']}), reason: {escape(p['reason'])}; "

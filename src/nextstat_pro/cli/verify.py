@@ -41,12 +41,22 @@ def verify(
     key: Path | None = typer.Option(None, "--key", help="Pin the instance's run-signing public key (PEM)."),
     log_key: Path | None = typer.Option(None, "--log-key", help="Pin the audit log's verifier key."),
 ) -> None:
-    """Verify an exported run folder offline: artifacts, DSSE signature, e-signatures, audit proofs."""
+    """Verify an exported run folder or a report PDF offline: artifacts, DSSE signature, e-signatures, proofs."""
     try:
         pem = key.read_bytes() if key else None
         log = log_key.read_text() if log_key else None
     except OSError as exc:
         raise InputError(f"cannot read key: {exc}") from None
+    if path.suffix.lower() == ".pdf" and path.is_file():  # a report (verify/report_pdf.py)
+        from ..verify.report_pdf import describe, verify_report_pdf
+
+        try:
+            lines = describe(verify_report_pdf(path, pem, log))
+        except VerificationError as exc:
+            raise VerificationError(f"verification FAILED: {exc}") from None
+        for line in lines:  # plain text: what a report says is data from a file, never markup
+            console.print(line, markup=False)
+        return
     try:
         r = verify_run_folder(path, pem, log)
     except VerificationError as exc:
@@ -85,16 +95,16 @@ def audit_verify(
         except VerificationError as exc:
             raise VerificationError(f"bundle does NOT verify: {exc}") from None
         return
-    from ..audit import service
     from ..permissions import InsecurePermissionsError
     from .common import print_model, state
 
     open_state(ctx)
     st = state(ctx)
-    # Opened without the permission check that refuses every other command: audit verify
-    # reports wide modes beside the trail's own findings instead of refusing to look.
-    instance = st.instance(check_permissions=False)
-    report = service.verify(instance, st.context(), state=not no_state)
+    if st.server is None:
+        # Opened without the permission check that refuses every other command: audit verify
+        # reports wide modes beside the trail's own findings instead of refusing to look.
+        st.instance(check_permissions=False)
+    report = st.client().verify_audit(not no_state)
     file_problems = report.file_permissions
     if as_json:
         print_model(report)
