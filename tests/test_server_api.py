@@ -269,3 +269,25 @@ def test_upload_names_keep_only_plain_file_names() -> None:
     for bad in ("../x", "..", "a/b", "a\\b", "bad\x00name", "bad\x1bname", "\u202eevil.json", "x" * 256):
         with pytest.raises(FieldError):
             safe_name(bad, "workspace")
+
+
+def test_a_config_change_by_another_process_applies_without_restart(instance: Instance) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from nextstat_pro.config_service import set_config
+    from nextstat_pro.server.app import _config_loop, create_app
+
+    other = Instance.open(instance.home)  # another worker or a CLI on the same instance
+    try:
+        with TestClient(create_app(instance, background=(_config_loop,))) as c:
+            h = token(c)
+            body = {"name": "roomy", "description": "d" * 1500}
+            set_config(other, other.context(), "server.max_json_bytes", "1024", reason="tighter")
+            deadline = time.monotonic() + 10
+            while instance.config.server.max_json_bytes != 1024 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert_problem(c.post("/api/v1/projects", headers=h, json=body), 413, 2)
+    finally:
+        other.close()

@@ -15,7 +15,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
+from ..config import load_config
+from ..db.models import AuditEvent
 from ..instance import Instance
 from ..observability import configure
 from ..observability.http import instrument_app
@@ -26,12 +29,34 @@ from .security import BodyLimit, SecurityHeaders
 from .sessions import SessionCodec, session_key
 
 log = logging.getLogger("nextstat_pro.server")
+CONFIG_POLL_S = 2.0
 API_TITLE = "NextStat Pro API"
 API_VERSION = "1"
 
 # Work a server process runs beside its requests, each a function (instance, stop event); the
 # alerts dispatcher registers itself here when its package is installed (server/background.py).
 Background = Callable[[Instance, threading.Event], None]
+
+
+def _config_loop(instance: Instance, stop: threading.Event) -> None:
+    """Follow configuration changes made by other processes (another worker's or a CLI's
+    ``config set``): each is a ``config.changed`` event, so a newer one than this process has
+    seen means config.json changed; it is read again."""
+    seen = _last_config_change(instance)
+    while not stop.wait(CONFIG_POLL_S):
+        try:
+            latest = _last_config_change(instance)
+            if latest != seen:
+                instance.config = load_config(instance.home)
+                seen = latest
+        except Exception:
+            log.exception("reading the configuration again failed")
+
+
+def _last_config_change(instance: Instance) -> int:
+    with instance.db.read() as session:
+        return int(session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.action == "config.changed"))
+                   or 0)
 
 
 def _witness_loop(instance: Instance, stop: threading.Event) -> None:
@@ -69,7 +94,7 @@ def create_app(instance: Instance, *, background: tuple[Background, ...] | None 
                close_instance: bool = False, mounts: tuple[Mount, ...] = ()) -> FastAPI:
     from .background import default_background
 
-    tasks = (_witness_loop, *default_background()) if background is None else background
+    tasks = (_witness_loop, _config_loop, *default_background()) if background is None else background
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -90,12 +115,14 @@ def create_app(instance: Instance, *, background: tuple[Background, ...] | None 
 
     app = build_app(lifespan, mounts)
     app.state.instance = instance
-    app.state.sessions = SessionCodec(session_key(instance.home), instance.config.server.session_idle_minutes * 60)
+    app.state.sessions = SessionCodec(session_key(instance.home),
+                                      lambda: instance.config.server.session_idle_minutes * 60)
     app.state.login_limiter = RateLimiter()
-    server = instance.config.server
     # Traces when the OTEL_* environment asks for them; metrics and request latency always.
     configure()
     instrument_app(app, instance)
-    app.add_middleware(BodyLimit, limits=lambda: (server.max_body_bytes, server.max_json_bytes))
-    app.add_middleware(SecurityHeaders, trust_proxy=lambda: server.trust_proxy_headers)
+    # Read per request (a config change in this or another process applies without a restart).
+    app.add_middleware(BodyLimit, limits=lambda: (instance.config.server.max_body_bytes,
+                                                  instance.config.server.max_json_bytes))
+    app.add_middleware(SecurityHeaders, trust_proxy=lambda: instance.config.server.trust_proxy_headers)
     return app

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def session_key(home: Path) -> bytes:
 @dataclass(frozen=True)
 class SessionCodec:
     key: bytes
-    idle_s: float
+    # Read per request: ``config set server.session_idle_minutes`` applies at once.
+    idle_s: Callable[[], float]
 
     def _mac(self, *parts: str) -> str:
         return hmac.new(self.key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
@@ -53,7 +55,7 @@ class SessionCodec:
         token, seen, mac = (value.split("|") + ["", "", ""])[:3]
         if not (token and seen.isdigit() and hmac.compare_digest(mac, self._mac("session", token, seen))):
             raise AuthenticationError("invalid session cookie: sign in again")
-        if (now if now is not None else time.time()) - int(seen) > self.idle_s:
+        if (now if now is not None else time.time()) - int(seen) > self.idle_s():
             raise AuthenticationError("session expired after inactivity: sign in again")
         return token
 
