@@ -80,7 +80,7 @@ EXPECTED: dict[str, tuple[str, bool]] = {
     "alerts.read": ("editor", False),
     "alerts.manage_instance": ("instance-admin", False),
     # reports (NS-Compliance)
-    "report.read": ("viewer", False),
+    "report.read": ("viewer", True),
     "report.create": ("editor", False),
     "report.audit": ("admin", False),
     "report.sign": ("viewer", False),
@@ -90,8 +90,8 @@ EXPECTED: dict[str, tuple[str, bool]] = {
 }
 
 # Service modules: each public function authorizes on every path, or says here why it need not.
-SERVICE_MODULES = ["observability/service.py", "projects/service.py", "runs/service.py", "runs/records.py", "runs/export.py",
-                   "runs/retention.py", "audit/service.py", "audit/export.py", "identity/users.py",
+SERVICE_MODULES = ["observability/service.py", "projects/service.py", "runs/service.py", "runs/records.py",
+                   "runs/export.py", "runs/retention.py", "audit/service.py", "audit/export.py", "identity/users.py",
                    "identity/auth.py", "identity/resets.py", "runs/esignatures.py", "config_service.py",
                    "hub/push.py", "hub/resolve.py", "hub/documents.py", "hub/metadata.py",
                    "hub/retention.py", "hub/imports.py", "hub/likelihood.py", "runs/references.py", "runs/lease.py",

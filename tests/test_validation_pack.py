@@ -274,7 +274,7 @@ def test_the_template_renders_every_section_and_escapes_text(tmp_path: Path) -> 
     from nextstat_pro.signing.keys import load_or_create_keypair
 
     nasty = 'x <script>alert("pack")</script> & <b>bold</b>'
-    data = {**synthetic_pack(nasty), "signatures": []}
+    data = {**synthetic_pack(nasty), "report_signatures": []}
     template = builtin("validation-pack")
     assert template.manifest["version"] == "1.0.0" and template.kind == "validation-pack"
     header = {"title": "Validation pack", "kind": "validation-pack", "created": data["summary"]["finished_at"],

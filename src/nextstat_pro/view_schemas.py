@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-CAPABILITIES = ("runs", "hub", "scale", "projects", "identity", "audit")
+CAPABILITIES = ("runs", "hub", "scale", "projects", "identity", "audit", "alerts", "compliance")
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "views"
 
 

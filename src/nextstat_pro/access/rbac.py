@@ -83,7 +83,7 @@ PERMISSIONS: dict[str, str] = {
 
 # The project operations an auditor may perform in every project: reads only. ``run.sign`` needs
 # no more than a viewer but is a change (an electronic signature), so it is not here.
-AUDITOR_READS = frozenset({"audit.read_project", "role.list", "run.read", "run.export", "hub.read"})
+AUDITOR_READS = frozenset({"audit.read_project", "role.list", "run.read", "run.export", "hub.read", "report.read"})
 
 
 _ROLE = select(RoleBinding.role).where(RoleBinding.user_id == bindparam("user_id"),

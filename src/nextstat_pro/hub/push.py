@@ -265,6 +265,10 @@ def _check(instance: Instance, session: Session, project: Project, kind: str, in
         return model_content(inp)
     if kind == "dataset":
         return dataset_content(inp)
+    if kind == "template":
+        # A template is a folder: the compliance package packs and checks it, and pushes the
+        # content it built (hub does not import compliance, which builds on hub).
+        raise UsageError("a report template is a folder with its manifest: push it as a report template, not a file")
     if base_ref is None:
         raise FieldError("a patchset needs a base: the model version it patches (its background-only workspace)",
                          "base_ref")

@@ -21,9 +21,12 @@ from .views import Pushed
 if TYPE_CHECKING:
     from ..instance import Instance
 
-Kind = Literal["model", "dataset", "patchset"]
-KINDS = ("model", "dataset", "patchset")
-ROLES = {"model": "workspace", "dataset": "dataset", "patchset": "patchset"}  # the InputFile role of each kind
+Kind = Literal["model", "dataset", "patchset", "template"]
+# ``template``: report templates (NS-Compliance), packed folders whose content the compliance
+# package checks and hands to ``push_in`` ready-made (``PushRequest.content``).
+KINDS = ("model", "dataset", "patchset", "template")
+# The InputFile role of each kind.
+ROLES = {"model": "workspace", "dataset": "dataset", "patchset": "patchset", "template": "template"}
 
 
 @dataclass(frozen=True)

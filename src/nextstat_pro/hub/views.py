@@ -23,7 +23,7 @@ class VersionDoc(BaseModel):
     model_config = _VIEW
 
     name: str
-    kind: str = Field(description="model, dataset or patchset.")
+    kind: str = Field(description="model, dataset, patchset or template.")
     version_id: str
     semver: str | None
     digest: str = Field(description="The sha256 of the version's canonical content: its identity.")

@@ -1,0 +1,304 @@
+"""Report PDFs: the format (PDF/A-3b with the evidence embedded as attachments), rendering one
+deterministically, and ``nextstat-pro verify REPORT.pdf`` offline: no database, no network.
+
+A report PDF carries these attachments (PDF/A-3 "associated files"):
+
+- ``report.json``: the report record (schema ``REPORT_SCHEMA``): id, kind, project, title, the
+  template (name, version, digest), the digests of ``data.json`` and ``report.html``, the input list
+  (what the report was generated from, by digest), the data's time (``created``), the renderer;
+- ``data.json``: the report's data, RFC 8785 canonical JSON (what the template rendered);
+- ``report.html``: the HTML page the PDF was rendered from; ``template.json``: the packed template;
+- kind-specific evidence under a folder (a run certificate embeds the run's export under ``run/``:
+  ``verify`` checks it as ``verify RUN-FOLDER`` would);
+- ``report.intoto.jsonl``: a DSSE envelope (run-signing key) over an in-toto statement whose
+  subjects are every other attachment; ``keys/run-signing.pub``: that key.
+
+``verify_report_pdf`` checks: the attachments against the signed statement (none missing, none
+extra, none changed); the record's digests against ``data.json`` and ``report.html``; embedded
+evidence (a run export) as its own verifier does; and, when this machine's WeasyPrint is the one
+that rendered the report, that re-rendering ``report.html`` with those attachments gives the PDF
+byte for byte, so a change to the printed text fails too (with another renderer version that
+step is reported as not done, never as passed).
+
+WeasyPrint pitfalls handled here (checked on this machine): attachment dates default to the clock
+(pinned to the data's time), the document dates come from ``<meta name="dcterms.created">`` (the
+template sets it), and PNGs are interpolated unless CSS says ``image-rendering: crisp-edges``
+(the template checks require it).
+"""
+
+from __future__ import annotations
+
+import base64
+import gc
+import hashlib
+import io
+import json
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from .dsse import EnvelopeError, key_id, open_envelope
+from .errors import VerificationError
+
+REPORT_SCHEMA = "https://nextstat.pro/schemas/report/v1"
+REPORT_PREDICATE = "https://nextstat.pro/attestations/report/v1"
+RECORD_NAME = "report.json"
+DATA_NAME = "data.json"
+HTML_NAME = "report.html"
+TEMPLATE_NAME = "template.json"
+ENVELOPE_NAME = "report.intoto.jsonl"
+KEY_NAME = "keys/run-signing.pub"
+RUN_FOLDER = "run/"
+SIGNATURES_NAME = "signatures.json"
+SIGNATURE_TYPE = "nextstat-pro/report-signature/v1"
+_DESCRIPTIONS = {RECORD_NAME: "Report record: template, inputs, digests", DATA_NAME: "Report data (RFC 8785 JSON)",
+                 HTML_NAME: "The HTML this PDF was rendered from", TEMPLATE_NAME: "The packed template",
+                 ENVELOPE_NAME: "DSSE envelope signing every other attachment",
+                 KEY_NAME: "The instance's run-signing public key (PEM)"}
+
+
+def renderer() -> str:
+    """The renderer's name and version, recorded in a report (a re-render is compared only under it)."""
+    import weasyprint
+
+    return f"weasyprint {weasyprint.__version__}"
+
+
+def render_pdf(html: str, attachments: dict[str, bytes], created: datetime) -> bytes:
+    """PDF/A-3b of ``html`` with ``attachments`` embedded, dated ``created`` (from the data, never
+    the clock): the same arguments give the same bytes."""
+    import weasyprint
+
+    files = [weasyprint.Attachment(string=data, name=name, description=_describe(name), created=created,
+                                   modified=created, relationship="Data" if name != HTML_NAME else "Source")
+             for name, data in sorted(attachments.items())]
+    # WeasyPrint 70 opens its sRGB profile for PDF/A's output intent and never closes it: the file
+    # is closed when the rendered document is freed, inside this block, where that warns nobody.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        # No base URL: a report fetches nothing (its assets are data: URIs from the packed template).
+        doc = weasyprint.HTML(string=html, base_url=None, url_fetcher=_no_fetch)
+        pdf: bytes = doc.write_pdf(pdf_variant="pdf/a-3b", attachments=files, uncompressed_pdf=False)
+        del doc
+        gc.collect()
+    return pdf
+
+
+def _no_fetch(url: str, timeout: int = 10, ssl_context: Any = None) -> dict[str, Any]:
+    if url.startswith("data:"):
+        import weasyprint
+
+        fetched: dict[str, Any] = weasyprint.default_url_fetcher(url, timeout, ssl_context)
+        return fetched
+    raise ValueError(f"a report fetches nothing: {url}")
+
+
+def _describe(name: str) -> str:
+    if name in _DESCRIPTIONS:
+        return _DESCRIPTIONS[name]
+    if name.startswith(RUN_FOLDER):
+        return "Run export: " + name.removeprefix(RUN_FOLDER)
+    return "Evidence: " + name
+
+
+def read_attachments(pdf: bytes) -> dict[str, bytes]:
+    """The embedded files of a PDF by name (pikepdf, no rendering)."""
+    import pikepdf
+
+    try:
+        with pikepdf.open(io.BytesIO(pdf)) as doc:
+            return {name: spec.get_file().read_bytes() for name, spec in doc.attachments.items()}
+    except pikepdf.PdfError as exc:
+        raise VerificationError(f"not a readable PDF: {exc}") from None
+
+
+@dataclass
+class ReportVerification:
+    report_id: str
+    kind: str
+    title: str
+    template: dict[str, str]
+    run_key_id: str
+    run_key_pinned: bool
+    attachments: int
+    rerendered: bool | None  # None: this machine's renderer differs from the one recorded
+    renderer: str
+    run: Any = None  # a RunVerification of the embedded run export (run certificates)
+    signatures: list[dict[str, Any]] = field(default_factory=list)
+
+
+def statement_for(record: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
+    """The in-toto statement a report's envelope signs: every attachment but the envelope and key."""
+    from .dsse import STATEMENT_TYPE
+
+    return {"_type": STATEMENT_TYPE,
+            "subject": [{"name": n, "digest": {"sha256": hashlib.sha256(d).hexdigest()}}
+                        for n, d in sorted(files.items()) if n not in (ENVELOPE_NAME, KEY_NAME)],
+            "predicateType": REPORT_PREDICATE,
+            "predicate": {"report_id": record["report_id"], "kind": record["kind"], "project": record["project"],
+                          "template": record["template"], "created": record["created"]}}
+
+
+def verify_report_pdf(path: Path, run_key_pem: bytes | None = None, log_key: str | None = None) -> ReportVerification:
+    try:
+        pdf = path.read_bytes()
+    except OSError as exc:
+        raise VerificationError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return _verify(pdf, run_key_pem, log_key)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise VerificationError(f"malformed report: {type(exc).__name__}: {exc}") from None
+
+
+def _verify(pdf: bytes, run_key_pem: bytes | None, log_key: str | None) -> ReportVerification:
+    files = read_attachments(pdf)
+    for name in (RECORD_NAME, DATA_NAME, HTML_NAME, ENVELOPE_NAME, KEY_NAME):
+        if name not in files:
+            raise VerificationError(f"the PDF has no attachment {name}: not a NextStat Pro report")
+    pem = run_key_pem or files[KEY_NAME]
+    public = serialization.load_pem_public_key(pem)
+    if not isinstance(public, Ed25519PublicKey):
+        raise VerificationError("the run-signing key is not an Ed25519 key")
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    envelope = json.loads(files[ENVELOPE_NAME])
+    try:
+        statement = open_envelope(envelope, public, raw)
+    except EnvelopeError as exc:
+        raise VerificationError(f"report envelope: {exc}") from None
+    record = json.loads(files[RECORD_NAME])
+    signed = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    present = {n: hashlib.sha256(d).hexdigest() for n, d in files.items() if n not in (ENVELOPE_NAME, KEY_NAME)}
+    for name in sorted(signed.keys() | present.keys()):
+        if name not in present:
+            raise VerificationError(f"attachment {name} is signed but missing")
+        if name not in signed:
+            raise VerificationError(f"attachment {name} is not signed by the report's envelope")
+        if signed[name] != present[name]:
+            raise VerificationError(f"attachment {name}: digest mismatch (changed after signing)")
+    if statement != statement_for(record, files):
+        raise VerificationError("the signed statement does not describe this report record")
+    for name, key in ((DATA_NAME, "data_digest"), (HTML_NAME, "html_digest"), (TEMPLATE_NAME, "template_digest")):
+        if name in files and record.get(key) != "sha256:" + present[name]:
+            raise VerificationError(f"{RECORD_NAME}: {key} does not match {name}")
+    if TEMPLATE_NAME in files and record["template"]["digest"] != record.get("template_digest"):
+        raise VerificationError(f"{RECORD_NAME}: the template digest does not match the packed template")
+    run = None
+    if any(n.startswith(RUN_FOLDER) for n in files):
+        run = _verify_run(files, run_key_pem, log_key)
+    rerendered: bool | None = None
+    if record.get("renderer") == renderer():
+        created = datetime.fromisoformat(record["created"].replace("Z", "+00:00"))
+        again = render_pdf(files[HTML_NAME].decode("utf-8"), {n: d for n, d in files.items()}, created)
+        if again != pdf:
+            raise VerificationError("the PDF differs from the one its signed HTML and attachments render to "
+                                    "(its pages were changed)")
+        rerendered = True
+    data = json.loads(files[DATA_NAME])
+    sigs = data.get("report_signatures", []) if isinstance(data, dict) else []
+    if record["kind"] == "run-certificate":
+        _check_run_signatures(files, data.get("signatures", []) if isinstance(data, dict) else [])
+    if SIGNATURES_NAME in files or sigs:
+        _check_signatures(files, record, sigs)
+    return ReportVerification(report_id=record["report_id"], kind=record["kind"], title=record["title"],
+                              template=record["template"], run_key_id=key_id(raw), run_key_pinned=bool(run_key_pem),
+                              attachments=len(files), rerendered=rerendered, renderer=str(record.get("renderer")),
+                              run=run, signatures=sigs if isinstance(sigs, list) else [])
+
+
+def _check_run_signatures(files: dict[str, bytes], shown: list[dict[str, Any]]) -> None:
+    """A run certificate prints the run's signatures: exactly the records of the embedded export
+    (which its verifier binds to the sealed log)."""
+    records = json.loads(files.get(RUN_FOLDER + SIGNATURES_NAME, b"[]"))
+    expected = [{"id": r["id"], "printed_name": r["payload"]["signer"]["printed_name"],
+                 "username": r["payload"]["signer"]["username"], "signed_at": r["payload"]["signed_at"],
+                 "meaning": r["payload"]["meaning"], "decision": r["payload"]["decision"],
+                 "reason": r["payload"]["reason"], "manifest_digest": r["payload"]["manifest_digest"],
+                 "key_id": r["key_id"]} for r in records]
+    if expected != shown:
+        raise VerificationError("the printed signatures differ from the run's signature records")
+
+
+def _check_signatures(files: dict[str, bytes], record: dict[str, Any], shown: list[dict[str, Any]]) -> None:
+    """A signed rendition: every signature record verifies under its key over the signed report's
+    record digest, and the printed manifestations are exactly those records (none added, dropped or
+    altered). The keys are those the instance attested by signing this rendition's envelope."""
+    from ..canonical import canonical_json
+
+    if SIGNATURES_NAME not in files:
+        raise VerificationError("the report shows signatures but carries no signature records")
+    parents = [i for i in record.get("inputs", []) if isinstance(i, dict) and i.get("kind") == "report"]
+    if len(parents) != 1:
+        raise VerificationError("a signed rendition must name the one report it re-renders")
+    signed_digest = parents[0]["record_digest"]
+    records = json.loads(files[SIGNATURES_NAME])
+    if len(records) != len(shown):
+        raise VerificationError(f"{len(shown)} signatures printed, {len(records)} signature records attached")
+    for rec, man in zip(records, shown, strict=True):
+        payload = rec["payload"]
+        if payload.get("type") != SIGNATURE_TYPE or payload.get("record_digest") != signed_digest:
+            raise VerificationError(f"signature {rec.get('id')} is over another report")
+        try:
+            raw = bytes.fromhex(rec["public_key"])
+            Ed25519PublicKey.from_public_bytes(raw).verify(base64.b64decode(rec["signature"]), canonical_json(payload))
+        except (InvalidSignature, ValueError, TypeError):
+            raise VerificationError(f"signature {rec.get('id')} does not verify") from None
+        if hashlib.sha256(raw).hexdigest() != rec["key_id"]:
+            raise VerificationError(f"signature {rec.get('id')} names another key than it carries")
+        expected = {"id": rec["id"], "printed_name": payload["signer"]["printed_name"],
+                    "username": payload["signer"]["username"], "signed_at": payload["signed_at"],
+                    "meaning": payload["meaning"], "decision": payload["decision"], "reason": payload["reason"],
+                    "record_digest": payload["record_digest"], "key_id": rec["key_id"]}
+        if man != expected:
+            raise VerificationError(f"the printed manifestation of signature {rec.get('id')} differs from its record")
+
+
+def _verify_run(files: dict[str, bytes], run_key_pem: bytes | None, log_key: str | None) -> Any:
+    """The embedded run export, written to a scratch folder and checked as ``verify RUN-FOLDER``."""
+    from .run_export import verify_run_folder
+
+    with tempfile.TemporaryDirectory(prefix="nsp-report-run-") as tmp:
+        root = Path(tmp)
+        for name, data in files.items():
+            if not name.startswith(RUN_FOLDER):
+                continue
+            rel = Path(name.removeprefix(RUN_FOLDER))
+            if rel.is_absolute() or ".." in rel.parts:
+                raise VerificationError(f"attachment {name}: not a plain relative path")
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        try:
+            return verify_run_folder(root, run_key_pem, log_key)
+        except VerificationError as exc:
+            raise VerificationError(f"embedded run export: {exc}") from None
+
+
+def describe(r: ReportVerification) -> list[str]:
+    """What ``verify REPORT.pdf`` prints (text from the file is shown through ``text.shown``)."""
+    from ..text import shown
+
+    t = r.template
+    lines = [f"✔ verified report {r.report_id} ({shown(r.kind)}): {shown(r.title)}",
+             f"  ✔ {r.attachments} attachments match the DSSE/in-toto statement signed by run key "
+             f"{r.run_key_id[:16]}…" + ("" if r.run_key_pinned else " (the embedded key: pin it with --key)"),
+             f"  ✔ rendered with template {shown(t['name'])}@{shown(t['version'])} ({shown(t['digest'])})"]
+    if r.rerendered:
+        lines.append(f"  ✔ the pages are exactly what the signed HTML renders to ({shown(r.renderer)})")
+    else:
+        lines.append(f"  · pages not re-rendered: made with {shown(r.renderer)}, this machine has another renderer")
+    if r.run is not None:
+        lines.append(f"  ✔ embedded run export of run {r.run.run_id} verified: {r.run.files} files, "
+                     f"{r.run.events} audit events included at tree size {r.run.checkpoint_size}, "
+                     f"{len(r.run.signatures)} e-signature(s) bound to the sealed log")
+    for s in r.signatures:
+        lines.append(f"  ✔ e-signature by {shown(str(s.get('printed_name')))} ({shown(str(s.get('username')))}) at "
+                     f"{shown(str(s.get('signed_at')))}: meaning {shown(str(s.get('meaning')))} "
+                     f"({shown(str(s.get('decision')))}); reason: {shown(str(s.get('reason')))}")
+    return lines
