@@ -65,6 +65,31 @@ $nsp audit prove 3 > "$demo/proof.json"
 $nsp audit verify-proof "$demo/proof.json" --key "$NSP_HOME/witness/log.pub"
 $nsp audit export --format csv "$demo/audit-bundle"
 $nsp audit verify --bundle "$demo/audit-bundle" --key "$NSP_HOME/witness/log.pub"
+
+echo; echo "== 10. NS-Compliance: the fit run's certificate (PDF/A-3b with its evidence), verified offline"
+$nsp report run-certificate "$fit_run" --out "$demo/reports"
+$nsp verify "$demo/reports/run-certificate.pdf"
+$nsp report audit-trail --project default --out "$demo/reports"
+
+echo; echo "== 11. NS-Server: the same instance over HTTP, the CLI as its client"
+port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+url="http://127.0.0.1:$port"
+$nsp serve --port "$port" --log-level warning &
+server_pid=$!
+trap 'kill "$server_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do .venv/bin/python -c "import httpx,sys; httpx.get('$url/readyz').raise_for_status()" 2>/dev/null && break; sleep 0.2; done
+NSP_PASSWORD="$reviewer_pw" $nsp --server "$url" login --username rita
+$nsp --server "$url" whoami
+$nsp --server "$url" run fit --workspace "$ws"                          # the workspace is uploaded
+$nsp --server "$url" runs list --task fit
+$nsp --server "$url" runs export "$fit_run" "$demo/export-http"         # streamed as a zip, unpacked here
+$nsp verify "$demo/export-http" --log-key "$NSP_HOME/witness/log.pub"
+$nsp --server "$url" runs cancel "$fit_run" --reason "not a job" || echo "(refused over HTTP as locally: exit $?)"
+$nsp --server "$url" logout
+kill "$server_pid" && wait "$server_pid" || true
+trap - EXIT
+
+echo; echo "== 12. The whole trail verified: every event, checkpoint and witness, the state re-derived"
 $nsp audit verify
 
 echo; echo "Artifacts: object store $NSP_HOME/objects, run export $demo/export, audit bundle $demo/audit-bundle"
