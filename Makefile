@@ -58,6 +58,12 @@ bench: $(STAMP) $(BENCH_VENV)/.installed-stamp $(BENCH_TORCH)/.installed-stamp $
 	    --mlflow-pg-search-samples 10'
 	$(BIN)/python benchmarks/bench_scale.py
 	$(BIN)/python benchmarks/bench_vs_pyhf.py --also $(BENCH_TORCH)/bin/python:pytorch --also $(BENCH_JAX)/bin/python:jax
+	bash scripts/with-services.sh sh -c '$(BIN)/python benchmarks/bench_server.py --runs 100000 --pg "$$NSP_TEST_PG_URL" \
+	    --mlflow-python $(BENCH_VENV)/bin/python'
+	bash scripts/with-services.sh sh -c '$(BIN)/python benchmarks/bench_dashboard.py --runs 100000 --pg "$$NSP_TEST_PG_URL"'
+	$(BIN)/python benchmarks/bench_alerts.py
+	$(BIN)/python benchmarks/bench_reports.py
+	bash scripts/with-services.sh sh -c '$(BIN)/python benchmarks/bench_validation_pack.py --pg "$$NSP_TEST_PG_URL"'
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(BENCH_TORCH) $(BENCH_JAX) build src/*.egg-info

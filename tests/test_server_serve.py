@@ -151,3 +151,21 @@ def test_a_1gb_artifact_streams_through_bounded_server_memory(tmp_path: Path) ->
     print(f"server peak RSS {peak:.0f} MB (before the download {baseline:.0f} MB) for a 1024 MB artifact, "
           f"served in {took:.1f} s")
     assert peak - baseline < 128, (baseline, peak)
+
+
+def test_many_concurrent_clients_are_all_answered(tmp_path: Path) -> None:
+    """More clients than request threads: they queue, none fails (each thread keeps a database
+    connection; the pools are sized for the threads)."""
+    import asyncio
+
+    home = _init(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with serving(home) as (url, _proc):
+        headers = bearer(url)
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(headers=headers, timeout=60) as client:
+                rs = await asyncio.gather(*(client.get(url + "/api/v1/projects/default/runs",
+                                                       params={"status": "succeeded"}) for _ in range(64)))
+            return [r.status_code for r in rs]
+
+        assert asyncio.run(burst()) == [200] * 64

@@ -87,6 +87,9 @@ class ServerConfig(BaseModel):
     login_attempts_per_minute: int = Field(default=10, ge=1)
     # Behind a TLS reverse proxy: trust its X-Forwarded-Proto/For (HSTS, Secure cookies).
     trust_proxy_headers: bool = False
+    # Request threads per server process: the services are synchronous and each thread keeps a
+    # database connection (db/session.py sizes the pools for up to 16).
+    threads: int = Field(default=8, ge=1, le=16)
 
 
 JwsAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
@@ -237,6 +240,7 @@ SETTABLE = (
     "server.session_idle_minutes",
     "server.login_attempts_per_minute",
     "server.trust_proxy_headers",
+    "server.threads",
     # The whole single sign-on section as one JSON object (or null): who may sign in and which
     # roles IdP groups give are security decisions, audited like any other change.
     "sso",

@@ -66,15 +66,21 @@ def _json_loads(text: str | bytes) -> Any:
         return json.loads(text)
 
 
+# Each thread keeps its connection between transactions (``Database._thread_kept``): a server's
+# request threads (``server.threads``) and its background threads each hold one of each engine's,
+# so the pools are sized for them, not for SQLAlchemy's default of 5 + 10.
+POOL = {"pool_size": 20, "max_overflow": 20}
+
+
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite:"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
-                               json_deserializer=_json_loads)
+                               json_deserializer=_json_loads, **POOL)
         _configure_sqlite(engine)
         return engine
     # No pre-ping (a round trip per transaction); connections are recycled instead.
-    return create_engine(url, pool_recycle=1800, json_deserializer=_json_loads)
+    return create_engine(url, pool_recycle=1800, json_deserializer=_json_loads, **POOL)
 
 
 def make_read_engine(url: str) -> Engine:
@@ -84,13 +90,13 @@ def make_read_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite:"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
-                               isolation_level="AUTOCOMMIT", json_deserializer=_json_loads)
+                               isolation_level="AUTOCOMMIT", json_deserializer=_json_loads, **POOL)
         _on_sqlite_connect(engine, "query_only=1")
         return engine
     # Set at connection start-up (libpq options): no statement of its own, and in force before
     # the first query whatever order the connect hooks run in.
     return create_engine(url, pool_recycle=1800, isolation_level="AUTOCOMMIT", json_deserializer=_json_loads,
-                         connect_args={"options": "-c default_transaction_read_only=on"})
+                         connect_args={"options": "-c default_transaction_read_only=on"}, **POOL)
 
 
 class Database:

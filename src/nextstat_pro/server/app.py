@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
@@ -98,6 +99,8 @@ def create_app(instance: Instance, *, background: tuple[Background, ...] | None 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The threads that run the synchronous routes: bounded, as each keeps a connection.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = instance.config.server.threads
         stop = threading.Event()
         threads = [threading.Thread(target=task, args=(instance, stop), name=f"nsp-{task.__name__}", daemon=True)
                    for task in tasks]
