@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed-stamp
 BENCH_VENV := .venv-bench
 MLFLOW     := mlflow==3.17.2
 MLFLOW_PG  := psycopg2-binary==2.9.13
+# bench_server.py's load generator (benchmarks/http_load.py) runs in both environments.
+HTTPX      := httpx==0.28.1
 # pyhf's other backends for bench_vs_pyhf.py, each in an environment of its own (names under
 # .gitignore's .bench-*/): torch 2.13.0 is the CPU build on this machine's disk, jax ~630 MB.
 BENCH_TORCH := .bench-venv-torch
@@ -37,7 +39,7 @@ test: $(STAMP)
 # conflict with ours, and it is no dependency of the product); psycopg2 is its PostgreSQL driver.
 $(BENCH_VENV)/.installed-stamp: Makefile
 	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check '$(MLFLOW)' '$(MLFLOW_PG)'
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check '$(MLFLOW)' '$(MLFLOW_PG)' '$(HTTPX)'
 	touch $@
 
 $(BENCH_TORCH)/.installed-stamp: Makefile

@@ -193,9 +193,9 @@ def main() -> None:
             databases.append((args.pg.rsplit("/", 1)[0] + "/" + name, args.pg))
         for db_url, pg in databases:
             mine = ours(db_url, args.runs, args.clients, args.seconds, args.dir)
-            theirs = mlflow_side(args.mlflow_python, args.runs, args.clients, args.seconds, pg, args.dir) \
-                if args.mlflow_python else None
-            show(mine, theirs)
+            show(mine, None)
+            if args.mlflow_python:
+                show(mine, mlflow_side(args.mlflow_python, args.runs, args.clients, args.seconds, pg, args.dir))
 
 
 if __name__ == "__main__":
