@@ -5,12 +5,12 @@ environment variable it names (never from config.json)."""
 from __future__ import annotations
 
 import json
-import os
 import smtplib
-import ssl
 from email.message import EmailMessage
 
 from ...config import SmtpConfig
+from ...errors import ConfigError
+from ...identity.mail import deliver, smtp_password
 from . import Message, Outcome
 
 _SUBJECT_MAX = 180
@@ -43,11 +43,10 @@ def _text(value: bytes | str) -> str:
 def send(smtp: SmtpConfig | None, to: list[str], message: Message) -> Outcome:
     if smtp is None:
         return Outcome(False, None, "no SMTP server configured (config set smtp ...)")
-    password = None
-    if smtp.password_env:
-        password = os.environ.get(smtp.password_env)
-        if password is None:
-            return Outcome(False, None, f"smtp.password_env names ${smtp.password_env}, which is not set")
+    try:
+        password = smtp_password(smtp)
+    except ConfigError as exc:
+        return Outcome(False, None, exc.message)
     msg = EmailMessage()
     msg["Subject"] = subject_of(message)
     msg["From"] = smtp.from_address
@@ -55,18 +54,7 @@ def send(smtp: SmtpConfig | None, to: list[str], message: Message) -> Outcome:
     msg["Message-ID"] = f"<{message.alert_id}@nextstat-pro.alerts>"  # the same on every retry
     msg.set_content(body_of(message))
     try:
-        client: smtplib.SMTP
-        if smtp.security == "ssl":
-            client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout_s,
-                                      context=ssl.create_default_context())
-        else:
-            client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s)
-        with client:
-            if smtp.security == "starttls":
-                client.starttls(context=ssl.create_default_context())
-            if smtp.username:
-                client.login(smtp.username, password or "")
-            client.send_message(msg)
+        deliver(smtp, password, msg)
     except smtplib.SMTPResponseException as exc:
         return Outcome(False, exc.smtp_code, f"SMTP {smtp.host}:{smtp.port} refused: {exc.smtp_code} "
                                             f"{_text(exc.smtp_error)}")
