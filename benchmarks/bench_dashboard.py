@@ -1,11 +1,16 @@
 """The dashboard's runs page at scale: server time of ``GET /runs`` (session check, the service
 reads, rendering: the whole app, in process) with 0, 1 and 3 filters, first and deep pages.
 
-    .venv/bin/python benchmarks/bench_dashboard.py [--runs 100000] [--repeat 30] [--pg URL] [--dir DIR]
+    .venv/bin/python benchmarks/bench_dashboard.py [--runs 100000] [--repeat 30] [--pg URL] [--dir DIR] \
+        [--browser] [--mlflow-python .venv-bench/bin/python]
 
 The runs are loaded in bulk (rows as ``run_task`` writes them, without their audit events: the
 page reads the runs table; the live stream reads the log's tail by primary key). Targets from
 issue 18: p95 <= 50 ms at 10^5 runs on SQLite, <= 100 ms at 10^6 on PostgreSQL.
+
+With ``--mlflow-python`` the same count of runs goes into an MLflow tracking server (its own
+environment, on the same database server) and each case gets MLflow's row beside ours: the search
+its UI's runs table sends with the same filters (benchmarks/mlflow_runs.py --dashboard).
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--browser", action="store_true",
                         help="also Chromium's navigation-to-load time and status-change-to-page latency")
+    parser.add_argument("--mlflow-python", help="an environment with mlflow (.venv-bench/bin/python)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # starlette's TestClient warns about its httpx dependency
     from fastapi.testclient import TestClient
@@ -99,16 +105,36 @@ def main() -> None:
         "1 filter (status=failed)": "/runs?project=default&status=failed",
         "3 filters (status, task, author)": "/runs?project=default&status=succeeded&task=fit&author=erin",
     }
+    theirs = mlflow_side(args.mlflow_python, args.runs, args.repeat, args.pg, home.parent) \
+        if args.mlflow_python else {}
     with TestClient(create_app(inst, background=(), mounts=(mount,))) as client:
         client.post("/login", data={"username": "admin", "password": PASSWORD, "next": "/"})
-        print(f"{'case':40} {'page':6} {'p50 ms':>8} {'p95 ms':>8}")
+        print(f"{'case':40} {'page':6} {'p50 ms':>8} {'p95 ms':>8}"
+              + (f" | MLflow {theirs['mlflow']} search p50 / p95 ms" if theirs else ""))
         for name, path in cases.items():
             for which, suffix in (("first", ""), ("deep", f"&cursor={deep}")):
                 p50, p95 = measure(client, path + suffix, args.repeat)
-                print(f"{name:40} {which:6} {p50:8.1f} {p95:8.1f}")
+                other = theirs.get(f"{name}|{which}")
+                print(f"{name:40} {which:6} {p50:8.1f} {p95:8.1f}"
+                      + (f" | {other['p50 ms']:8.1f} {other['p95 ms']:8.1f}" if isinstance(other, dict) else ""))
     if args.browser:
         browser_figures(inst, args.repeat)
     inst.close()
+
+
+def mlflow_side(python: str, runs: int, repeat: int, pg: str | None, workdir: Path) -> dict[str, Any]:
+    """MLflow's row of each case, from benchmarks/mlflow_runs.py in its own environment."""
+    import json
+    import subprocess
+
+    args = [python, str(Path(__file__).with_name("mlflow_runs.py")), "--dashboard", "--runs", str(runs),
+            "--repeat", str(repeat), "--dir", str(workdir)] + (["--pg", pg] if pg else [])
+    t0 = time.perf_counter()
+    out = subprocess.run(args, check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    theirs: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"MLflow {theirs['mlflow']} ({theirs['database']}): {runs} runs loaded in {theirs['fill_s']:.1f} s "
+          f"(the side took {time.perf_counter() - t0:.0f} s)")
+    return theirs
 
 
 def _serve(inst: Instance) -> tuple[Any, str]:

@@ -66,6 +66,35 @@ def test_upper_limit_has_observed_and_expected_band() -> None:
     assert band[0] < result["expected"]["median"] < band[4]
 
 
+def _crossing(mus: list[float], cls: list[float], alpha: float) -> float:
+    """Where a falling CLs curve crosses ``alpha`` (linear in log CLs between two points)."""
+    import math
+
+    for (m0, c0), (m1, c1) in zip(zip(mus, cls, strict=True), zip(mus[1:], cls[1:], strict=True), strict=False):
+        if c0 >= alpha > c1:
+            t = (math.log(c0) - math.log(alpha)) / (math.log(c0) - math.log(c1))
+            return m0 + t * (m1 - m0)
+    raise AssertionError("the curve does not cross alpha")
+
+
+def test_upper_limit_records_the_cls_curve_that_crosses_alpha_at_its_limits() -> None:
+    plain = execute(prepare("upper-limit", {}, [ws_input("simple_workspace.json")]), None)
+    result = execute(prepare("upper-limit", {"cls_points": "41"}, [ws_input("simple_workspace.json")]), None)
+    assert "cls_scan" not in plain
+    same = set(plain) - {"wall_time_s", "params"}
+    assert {k: result[k] for k in same} == {k: plain[k] for k in same}  # the curve only adds to the result
+    curve = result["cls_scan"]
+    assert len(curve["mu"]) == 41 and curve["mu"][0] == 0.0
+    assert curve["mu"][-1] == pytest.approx(1.2 * max(result["observed"], *result["expected"].values()))
+    assert curve["cls_observed"][0] == pytest.approx(1.0)
+    # The limits are where the curves cross alpha: the observed one and each expected one.
+    assert _crossing(curve["mu"], curve["cls_observed"], 0.05) == pytest.approx(result["observed"], rel=0.02)
+    for k, limit in result["expected"].items():
+        assert _crossing(curve["mu"], curve["cls_expected"][k], 0.05) == pytest.approx(limit, rel=0.02), k
+    with pytest.raises(ParamError, match="cls_points"):
+        prepare("upper-limit", {"cls_points": "-1"}, [ws_input("simple_workspace.json")])
+
+
 def test_tHu_upper_limit_fails_clearly() -> None:
     with pytest.raises(TaskFailedError, match="CLs\\(0\\)=0"):
         execute(prepare("upper-limit", {}, [ws_input("tHu_workspace.json")]), None)

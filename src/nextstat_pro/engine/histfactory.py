@@ -10,7 +10,7 @@ import nextstat as ns
 
 from ..errors import InputError, TaskFailedError
 from . import uncertainties
-from .asymptotics import Asymptotics
+from .asymptotics import Asymptotics, expected_cls
 from .inputs import Workspace
 from .measurement import pyhf_settings
 from .params import (
@@ -148,16 +148,32 @@ def upper_limit(model: Any, p: UpperLimitParams, seed: int | None) -> dict[str, 
     recomputed = deviation > LIMIT_CHECK_RTOL
     if recomputed:
         observed, band = calc.upper_limit(p.alpha, LIMIT_RTOL, guesses=[observed, *band])
-    return {
+    out = {
         "quality": quality,
         "poi": _poi(model, result),
         "alpha": p.alpha,
         "cl": 1 - p.alpha,
         "observed": observed,
-        "expected": dict(zip(("-2sigma", "-1sigma", "median", "+1sigma", "+2sigma"), band, strict=True)),
+        "expected": dict(zip(BAND, band, strict=True)),
         "method": "asymptotic CLs (qtilde), root finding" + (RECOMPUTED if recomputed else ""),
         "asimov_check": {"engine_median_sqrt_qA_rel_deviation": deviation, "recomputed": recomputed},
     }
+    if p.cls_points:
+        out["cls_scan"] = cls_curve(calc, p.cls_points, 1.2 * max(observed, *band))
+    return out
+
+
+BAND = ("-2sigma", "-1sigma", "median", "+1sigma", "+2sigma")
+
+
+def cls_curve(calc: Asymptotics, points: int, top: float) -> dict[str, Any]:
+    """CLs at ``points`` POI values evenly from 0 to ``top``: observed, and the expected band
+    from the Asimov test statistic, all from our asymptotics (the ones the limits rest on), so
+    the curve crosses alpha where the limits are."""
+    mus = [top * i / max(points - 1, 1) for i in range(points)]
+    expected = [expected_cls(calc.q_asimov(mu)) for mu in mus]
+    return {"mu": mus, "cls_observed": [calc.hypotest(mu)[0] for mu in mus],
+            "cls_expected": {k: [e[i] for e in expected] for i, k in enumerate(BAND)}}
 
 
 def scan(model: Any, p: ScanParams, seed: int | None) -> dict[str, Any]:

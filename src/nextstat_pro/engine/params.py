@@ -36,6 +36,9 @@ class HypotestParams(TaskParams):
 
 class UpperLimitParams(TaskParams):
     alpha: float = Field(default=0.05, gt=0, lt=1, description="1 - confidence level")
+    cls_points: int = Field(default=0, ge=0, le=200, description=(
+        "Also record the CLs curve (observed and expected band) at this many POI values from 0 to 1.2x "
+        "the largest limit, as cls_scan (the CLs-vs-POI plot); 0 records the limits only."))
 
 
 class ScanParams(TaskParams):

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..access.context import Interface, RequestContext
@@ -186,6 +186,17 @@ def sign_in(instance: Instance, username: str, password: str, interface: Interfa
     return login(instance.db.transaction, instance.config.auth, username, password, interface)
 
 
+# A credential and its user in one statement built once, as plain rows on the Core connection:
+# this runs before every request the server answers, and two ORM gets with their statements built
+# each time cost 4x as much (benchmarks/bench_server.py).
+_TOKEN_AND_USER = (
+    select(ApiToken.id.label("token_id"), ApiToken.secret_hash, ApiToken.kind, ApiToken.project_id, ApiToken.role,
+           ApiToken.revoked_at, ApiToken.expires_at, User.id, User.printed_name, User.username,
+           User.is_instance_admin, User.is_auditor, User.disabled, User.locked_at, User.must_change_password)
+    .join(User, User.id == ApiToken.user_id).where(ApiToken.id == bindparam("token_id"))
+)
+
+
 def authenticate(instance: Instance, token: str, interface: Interface = "cli",
                  allow_password_change: bool = False) -> RequestContext:
     """The request context of a credential, or AuthenticationError (a refusal of a known
@@ -193,24 +204,22 @@ def authenticate(instance: Instance, token: str, interface: Interface = "cli",
     nothing but a refusal's event is written."""
     token_id, secret = parse_token(token)
     with instance.db.read() as session:
-        row = session.get(ApiToken, token_id)
+        row = session.connection().execute(_TOKEN_AND_USER, {"token_id": token_id}).one_or_none()
         if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
             raise AuthenticationError("unknown or invalid token: log in again")
-        user = session.get(User, row.user_id)
-        assert user is not None
-        ctx = RequestContext(actor_for(user), interface=interface, token_id=row.id, token_kind=row.kind,
+        ctx = RequestContext(actor_for(row), interface=interface, token_id=row.token_id, token_kind=row.kind,
                              token_project_id=row.project_id, token_role=row.role)
         if row.revoked_at is not None:
-            raise _refuse(f"{row.kind} {row.id} was revoked: log in again", ctx, "auth.refused", ("token", row.id),
-                          {"reason": "revoked"})
+            raise _refuse(f"{row.kind} {row.token_id} was revoked: log in again", ctx, "auth.refused",
+                          ("token", row.token_id), {"reason": "revoked"})
         if row.expires_at < utcnow():
-            raise _refuse(f"{row.kind} {row.id} expired at {row.expires_at:%Y-%m-%d %H:%M} UTC: log in again", ctx,
-                          "auth.refused", ("token", row.id), {"reason": "expired"})
-        if user.disabled or user.locked_at is not None:
-            raise _refuse(f"user {user.username} is {'disabled' if user.disabled else 'locked'}", ctx,
-                          "auth.refused", ("user", user.id), {"reason": "disabled" if user.disabled else "locked"})
-        if user.must_change_password and not allow_password_change:
-            raise AuthenticationError(f"user {user.username} must change the password first (nextstat-pro passwd)")
+            raise _refuse(f"{row.kind} {row.token_id} expired at {row.expires_at:%Y-%m-%d %H:%M} UTC: log in again",
+                          ctx, "auth.refused", ("token", row.token_id), {"reason": "expired"})
+        if row.disabled or row.locked_at is not None:
+            raise _refuse(f"user {row.username} is {'disabled' if row.disabled else 'locked'}", ctx,
+                          "auth.refused", ("user", row.id), {"reason": "disabled" if row.disabled else "locked"})
+        if row.must_change_password and not allow_password_change:
+            raise AuthenticationError(f"user {row.username} must change the password first (nextstat-pro passwd)")
         return ctx
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -268,7 +268,22 @@ def check_new_user(username: str, password: str, *, printed_name: str | None = N
     return NewUserText(printed_name, email)
 
 
-def actor_for(user: User) -> Actor:
+class UserFields(Protocol):
+    """What an actor is made of: a User, or a row selected with these columns."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def printed_name(self) -> str: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def is_instance_admin(self) -> bool: ...
+    @property
+    def is_auditor(self) -> bool: ...
+
+
+def actor_for(user: UserFields) -> Actor:
     return Actor(
         id=user.id,
         name=user.printed_name,
