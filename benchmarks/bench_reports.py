@@ -5,7 +5,9 @@
    ``--repeat``, with and without plots (the first call imports matplotlib: reported apart).
 2. Audit-trail report of ``--events`` (default 10^6) events, streamed: each size in a process of its
    own, so its peak RSS (printed) is the report's alone; a tenth of the size is run too, to show the
-   peak does not grow with the period. Targets: run certificate <= 2 s; 10^6 events <= 2 min.
+   peak does not grow with the period (the events file is appended to the PDF in chunks:
+   verify/pdf_update.py); then ``verify`` of that PDF, in a process of its own too (time, peak RSS).
+   Targets: run certificate <= 2 s; 10^6 events <= 2 min in bounded memory.
 3. ``--pack``: the validation pack (IQ + OQ, and PQ with ``--pq workload.yaml``), end to end.
 
     .venv/bin/python benchmarks/bench_reports.py [--events 1000000] [--repeat 5] [--pack --pq W.yaml]
@@ -68,7 +70,20 @@ def trail_child(home: Path) -> None:
     pdf = Path(w.pdf_path or "").stat().st_size
     inst.close()
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak / 1024, "before_mb": before / 1024,
-                      "pdf_mb": pdf / 2**20}))
+                      "pdf_mb": pdf / 2**20, "pdf": w.pdf_path}))
+
+
+def verify_child(pdf: Path) -> None:
+    """``verify REPORT.pdf`` in this process: prints seconds and peak RSS as JSON."""
+    from nextstat_pro.verify.report_pdf import verify_report_pdf
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    v = verify_report_pdf(pdf)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak / 1024, "before_mb": before / 1024,
+                      "rerendered": v.rerendered}))
 
 
 def trail(base: Path, events: int, db_url: str | None) -> None:
@@ -84,7 +99,13 @@ def trail(base: Path, events: int, db_url: str | None) -> None:
     out = subprocess.run([sys.executable, __file__, "--child", str(home)], check=True, capture_output=True, text=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"audit-trail report of {events:,} events (loaded and integrated in {load_s:.0f} s): {r['seconds']:.1f} s, "
-          f"peak RSS {r['peak_rss_mb']:.0f} MB (process at start {r['before_mb']:.0f} MB), PDF {r['pdf_mb']:.1f} MB")
+          f"peak RSS {r['peak_rss_mb']:.0f} MB (process at start {r['before_mb']:.0f} MB), PDF {r['pdf_mb']:.1f} MB",
+          flush=True)
+    out = subprocess.run([sys.executable, __file__, "--verify-child", r["pdf"]], check=True, capture_output=True,
+                         text=True)
+    v = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  verify of that PDF: {v['seconds']:.1f} s (re-rendered: {v['rerendered']}), peak RSS "
+          f"{v['peak_rss_mb']:.0f} MB (process at start {v['before_mb']:.0f} MB)", flush=True)
 
 
 def pack(inst: Instance, out: Path, pq: Path | None) -> None:
@@ -106,9 +127,13 @@ def main() -> None:
     parser.add_argument("--pq", type=Path, default=None, help="PQ workload for --pack")
     parser.add_argument("--only", choices=["certificate", "trail"], default=None)
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--verify-child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         trail_child(args.child)
+        return
+    if args.verify_child is not None:
+        verify_child(args.verify_child)
         return
     with tempfile.TemporaryDirectory(dir=args.dir, prefix=".bench-reports-") as tmp:
         base = Path(tmp)

@@ -16,6 +16,7 @@ from nextstat_pro.audit.events import append_event, batched_appends
 from nextstat_pro.audit.export import export_bundle
 from nextstat_pro.audit.records import query_events
 from nextstat_pro.audit.service import EventFilter, history, make_checkpoint, verify
+from nextstat_pro.compliance.templates import builtin_templates
 from nextstat_pro.config_service import set_config
 from nextstat_pro.db.models import AuditEvent
 from nextstat_pro.engine import InputFile
@@ -28,6 +29,12 @@ from nextstat_pro.runs import RunRequest, export_run, retention, run_task
 
 from .audit_helpers import actions_after, last_seq
 from .conftest import PASSWORD, shared
+
+# What ``init`` records: the admin, its key, the instance, the default project, then one
+# ``hub.template.pushed`` per shipped report template (registered at init, issue 17).
+INIT_ACTIONS = ["user.created", "user.key_created", "instance.initialized", "project.created",
+                *["hub.template.pushed"] * len(builtin_templates())]
+INIT = len(INIT_ACTIONS)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,7 +215,7 @@ def test_eight_concurrent_threads_keep_the_chain_linear(instance: Instance) -> N
         t.join()
     assert errors == []
     report = verify(instance, instance.context())
-    assert report.ok and report.events == 4 + 80
+    assert report.ok and report.events == INIT + 80
 
 
 def _process_writer(home: str, i: int) -> None:
@@ -230,7 +237,7 @@ def test_eight_concurrent_processes_keep_the_chain_linear(instance: Instance) ->
     assert [p.exitcode for p in procs] == [0] * 8
     make_checkpoint(instance, instance.context())
     report = verify(instance, instance.context())
-    assert report.ok and report.events == 4 + 64 and report.tree_size == 68
+    assert report.ok and report.events == INIT + 64 and report.tree_size == INIT + 64
 
 
 def test_config_change_and_its_event_commit_together(sqlite_instance: Instance,

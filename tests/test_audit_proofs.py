@@ -13,12 +13,19 @@ from sqlalchemy import select
 from nextstat_pro.audit.export import export_bundle
 from nextstat_pro.audit.service import consistency, make_checkpoint, prove, verify
 from nextstat_pro.audit.witness import checkpoint_name
+from nextstat_pro.compliance.templates import builtin_templates
 from nextstat_pro.db.models import AuditEvent, User
 from nextstat_pro.errors import NotFoundError
 from nextstat_pro.instance import Instance
 from nextstat_pro.projects import create_project
 from nextstat_pro.verify.bundle import verify_bundle
 from nextstat_pro.verify.proofs import ProofVerificationError, trusted_key, verify_document
+
+# What ``init`` records: the admin, its key, the instance, the default project, then one
+# ``hub.template.pushed`` per shipped report template (registered at init, issue 17).
+INIT_ACTIONS = ["user.created", "user.key_created", "instance.initialized", "project.created",
+                *["hub.template.pushed"] * len(builtin_templates())]
+INIT = len(INIT_ACTIONS)
 
 
 def grow(inst: Instance, n: int, prefix: str = "g") -> None:
@@ -34,23 +41,23 @@ def key_of(inst: Instance) -> str:
 
 def test_checkpoints_are_stored_and_witnessed(instance: Instance) -> None:
     cp = make_checkpoint(instance, instance.context())
-    assert cp.size == 4  # init: user.created, user.key_created, instance.initialized, project.created
-    assert (instance.home / "witness" / checkpoint_name(4)).read_text() == cp.note
-    assert make_checkpoint(instance, instance.context()).size == 4  # nothing new: the same checkpoint
+    assert cp.size == INIT
+    assert (instance.home / "witness" / checkpoint_name(INIT)).read_text() == cp.note
+    assert make_checkpoint(instance, instance.context()).size == INIT  # nothing new: the same checkpoint
     grow(instance, 5)
-    assert make_checkpoint(instance, instance.context()).size == 9
+    assert make_checkpoint(instance, instance.context()).size == INIT + 5
 
 
 def test_inclusion_proof_verifies_offline_and_tampering_fails(instance: Instance) -> None:
     grow(instance, 9)
-    doc = json.loads(prove(instance, instance.context(), "5").model_dump_json())
+    doc = json.loads(prove(instance, instance.context(), str(INIT + 1)).model_dump_json())
     key = trusted_key(doc["log_key"], key_of(instance))
-    assert "event 5" in verify_document(doc, key)
+    assert f"event {INIT + 1}" in verify_document(doc, key)
     for mutate in (
         lambda d: d["event"].__setitem__("action", "project.deleted"),
         lambda d: d.__setitem__("leaf_index", 5),
         lambda d: d["proof"].__setitem__(0, d["proof"][1]),
-        lambda d: d.__setitem__("checkpoint", d["checkpoint"].replace("\n13\n", "\n14\n")),
+        lambda d: d.__setitem__("checkpoint", d["checkpoint"].replace(f"\n{INIT + 9}\n", f"\n{INIT + 10}\n")),
         lambda d: d["proof"].pop(),
     ):
         bad = copy.deepcopy(doc)
@@ -89,8 +96,8 @@ def test_bundle_round_trip_and_tampering(sqlite_instance: Instance, tmp_path: Pa
     grow(sqlite_instance, 6)
     ctx = sqlite_instance.context()
     summary = export_bundle(sqlite_instance, ctx, tmp_path / "b", fmt)  # type: ignore[arg-type]
-    assert summary.events == 10
-    assert "10 events verified" in verify_bundle(tmp_path / "b", key_of(sqlite_instance))
+    assert summary.events == INIT + 6
+    assert f"{INIT + 6} events verified" in verify_bundle(tmp_path / "b", key_of(sqlite_instance))
     events = (tmp_path / "b" / "events.jsonl").read_text().replace('"g3"', '"g9"')
     (tmp_path / "b" / "events.jsonl").write_text(events)
     with pytest.raises(ProofVerificationError):
@@ -104,8 +111,7 @@ def test_csv_bundle_opens_as_one_row_per_event(sqlite_instance: Instance, tmp_pa
     export_bundle(sqlite_instance, sqlite_instance.context(), tmp_path / "b", "csv")
     with (tmp_path / "b" / "events.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["action"] for r in rows] == ["user.created", "user.key_created", "instance.initialized",
-                                           "project.created"]
+    assert [r["action"] for r in rows] == INIT_ACTIONS
     assert json.loads(rows[3]["after"]) == {"name": "default", "description": "Default project created by init"}
 
 

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from nextstat_pro.audit.service import verify
+from nextstat_pro.compliance.templates import builtin_templates
 from nextstat_pro.db import migrate
 from nextstat_pro.db.models import AuditEvent, Project, User
 from nextstat_pro.errors import InstanceExistsError, UsageError
@@ -15,6 +16,12 @@ from nextstat_pro.identity.passwords import verify_password
 from nextstat_pro.instance import Instance, init_instance
 
 from .conftest import PASSWORD
+
+# What ``init`` records: the admin, its key, the instance, the default project, then one
+# ``hub.template.pushed`` per shipped report template (registered at init, issue 17).
+INIT_ACTIONS = ["user.created", "user.key_created", "instance.initialized", "project.created",
+                *["hub.template.pushed"] * len(builtin_templates())]
+INIT = len(INIT_ACTIONS)
 
 
 def test_init_creates_admin_project_and_events(instance: Instance) -> None:
@@ -25,7 +32,7 @@ def test_init_creates_admin_project_and_events(instance: Instance) -> None:
         assert admin.password_hash != PASSWORD
         assert [p.name for p in s.scalars(select(Project))] == ["default"]
         actions = list(s.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
-        assert actions == ["user.created", "user.key_created", "instance.initialized", "project.created"]
+        assert actions == INIT_ACTIONS
         from nextstat_pro.db.models import UserKey
 
         assert s.scalar(select(UserKey.user_id)) == admin.id  # the admin's signing key
@@ -48,7 +55,7 @@ def test_second_init_on_the_same_database_is_refused(instance: Instance, tmp_pat
         init_instance(tmp_path / "other-home", admin="other", password=PASSWORD, db_url=instance.config.db_url)
     assert not (tmp_path / "other-home").exists()
     with instance.db.transaction() as s:
-        assert s.scalar(select(func.count()).select_from(AuditEvent)) == 4
+        assert s.scalar(select(func.count()).select_from(AuditEvent)) == len(INIT_ACTIONS)
 
 
 def test_bad_admin_password_creates_nothing(tmp_path: Path) -> None:

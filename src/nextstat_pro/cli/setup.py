@@ -75,6 +75,13 @@ def upgrade(
     finally:
         database.dispose()
         app.dispose()
+    # A new package version may ship new built-in report template versions: register them now,
+    # not on a report's first use (issue 17); as the instance itself (the first admin, "system").
+    from ..compliance.registry import register_builtin_templates  # not for other commands' imports
+
+    inst = state(ctx).instance()
+    added = register_builtin_templates(inst, inst.context())
+    console.print(f"report templates: {added} built-in version(s) registered")
 
 
 @db_app.command("current")

@@ -10,6 +10,7 @@ between the two that nobody reviewed is reported as a gap, with its event count.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,10 +90,10 @@ def audit_trail(instance: Instance, ctx: RequestContext, project: str | None = N
         if not sep or not target_type or not target_id:
             raise UsageError(f"malformed target {target!r}: expected TYPE:ID (e.g. run:0192...)")
     f = EventFilter(project=project, since=since, until=until, target_type=target_type, target_id=target_id)
-    with instance.db.transaction() as session:
+    with tempfile.TemporaryDirectory(prefix="nsp-report-") as spool, instance.db.transaction() as session:
         home, scope = _scope(session, ctx, project, instance.config.default_project)
         template, version = template_for(instance, session, ctx, home, "audit-trail", template_ref)
-        t = read_trail(instance, session, f, instance.config.reports_print_limit,
+        t = read_trail(instance, session, f, instance.config.reports_print_limit, Path(spool),
                        chain=scope is None and target is None)
         data = {
             "filters": {"project": scope, "target": target, "since": since, "until": until}, "report_signatures": [],
@@ -108,8 +109,8 @@ def audit_trail(instance: Instance, ctx: RequestContext, project: str | None = N
                   {"kind": "template", "ref": f"{template.name}@{template.version}", "digest": template.digest}]
         built = build(report_id=new_id(), kind="audit-trail", project=home.name,
                       title=f"Audit trail {scope or 'all projects'} {since or 'start'} to {until or 'now'}",
-                      template=template, data=data, inputs=inputs, evidence=t.files,
-                      created=_created(t, until, session), keys=instance.run_keys())
+                      template=template, data=data, inputs=inputs, evidence=t.files, streamed=t.streamed,
+                      spool=Path(spool), created=_created(t, until, session), keys=instance.run_keys())
         row = record_report(instance, session, ctx, home, built, version,
                             {"project": scope, "since": since, "until": until, "target": target})
         return written(row, home.name, "draft", built, out, "audit-trail")
@@ -166,7 +167,7 @@ def audit_review(instance: Instance, ctx: RequestContext, since: str | None, unt
     a period between that end and ``since`` is reported as a gap."""
     from .service import written
 
-    with instance.db.transaction() as session:
+    with tempfile.TemporaryDirectory(prefix="nsp-report-") as spool, instance.db.transaction() as session:
         home, scope = _scope(session, ctx, project, instance.config.default_project)
         previous = _last_signed_review(session, home, scope)
         start = _ts(since) if since else (previous["to"] if previous else None)
@@ -182,7 +183,7 @@ def audit_review(instance: Instance, ctx: RequestContext, since: str | None, unt
                          "events": _count_between(session, scope, previous["to"], start)})
         template, version = template_for(instance, session, ctx, home, "audit-review", template_ref)
         f = EventFilter(project=scope, since=start, until=end)
-        t = read_trail(instance, session, f, instance.config.reports_print_limit, group=risk_group)
+        t = read_trail(instance, session, f, instance.config.reports_print_limit, Path(spool), group=risk_group)
         groups = [{"key": key, "title": title, "count": t.by_action.get("group:" + key, 0),
                    "events": t.kept.get(key, [])} for key, title, _ in GROUPS]
         data = {
@@ -196,8 +197,8 @@ def audit_review(instance: Instance, ctx: RequestContext, since: str | None, unt
             inputs.append({"kind": "previous-review", "report_id": previous["report_id"]})
         built = build(report_id=new_id(), kind="audit-review", project=home.name,
                       title=f"Audit-trail review {scope or 'all projects'} {start[:10]} to {end[:10]}",
-                      template=template, data=data, inputs=inputs, evidence=t.files, created=end,
-                      keys=instance.run_keys())
+                      template=template, data=data, inputs=inputs, evidence=t.files, streamed=t.streamed,
+                      spool=Path(spool), created=end, keys=instance.run_keys())
         row = record_report(instance, session, ctx, home, built, version,
                             {"project": scope, "since": start, "until": end, "findings": len(findings or [])})
         return written(row, home.name, "draft", built, out, "audit-review")

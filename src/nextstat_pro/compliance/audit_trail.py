@@ -1,6 +1,8 @@
 """Reading a period of the audit log for a report, streamed: any period length (no 31-day cap), in
-pages of ``PAGE`` events, the sealed events written to a gzip'd JSON Lines attachment as they come,
-only the first ``print_limit`` of them (and per-action counts) kept for the printed pages.
+pages of ``PAGE`` events, the sealed events written to a gzip'd JSON Lines file in a spool folder as
+they come (the report appends it to its PDF in chunks: ``verify/pdf_update.py``), only the first
+``print_limit`` of them (and per-action counts) kept for the printed pages: memory does not grow
+with the period.
 
 Completeness: the transaction first signs a checkpoint of the whole log (which holds the log's
 writer lock to its end, as ``runs export`` does), then reads every matching event up to it; the
@@ -13,12 +15,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -27,6 +29,7 @@ from ..audit import merkle, tree
 from ..audit.proofs import b64
 from ..audit.records import EventFilter, _ts, checkpoint_in
 from ..db.models import AuditEvent
+from ..verify.pdf_update import Spooled
 
 if TYPE_CHECKING:
     from ..instance import Instance
@@ -47,6 +50,7 @@ class Trail:
     by_action: Counter[str] = field(default_factory=Counter)
     chain_ok: bool = True
     files: dict[str, bytes] = field(default_factory=dict)
+    streamed: list[Spooled] = field(default_factory=list)
     checkpoint: dict[str, Any] = field(default_factory=dict)
     kept: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by group, for reviews
 
@@ -97,20 +101,37 @@ def _document(body: str, hash_: str) -> dict[str, Any]:
 _GROUP_NEEDS_BODY = frozenset({"run.signed", "report.signed"})
 
 
-def read_trail(instance: Instance, session: Session, f: EventFilter, print_limit: int,
+class _Counted:
+    """A binary file that hashes and counts what is written to it (the gzip'd events, as stored)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh, self.sha256, self.size = fh, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def read_trail(instance: Instance, session: Session, f: EventFilter, print_limit: int, spool: Path,
                group: Any = None, chain: bool = False) -> Trail:
-    """Stream the events matching ``f`` up to a fresh checkpoint. ``group(event) -> str | None``: a
-    review's risk group of each event (the first ``print_limit`` of each group are kept)."""
+    """Stream the events matching ``f`` up to a fresh checkpoint, the events file into the folder
+    ``spool``. ``group(event) -> str | None``: a review's risk group of each event (the first
+    ``print_limit`` of each group are kept)."""
     if f.actor or f.action or f.text or f.targets is not None:
         raise ValueError("a report's trail filters by project, target and time only")
     cp = checkpoint_in(instance, session)
     t = Trail()
-    raw = io.BytesIO()
+    events_path = spool / "events.jsonl.gz"
     digest = hashlib.sha256()
     last: tuple[str, str] | None = None
     # mtime=0 and no file name: the same events give the same bytes. Level 6: a third of level 9's
     # time for a few per cent more bytes.
-    with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
+    with events_path.open("wb") as fh, \
+            gzip.GzipFile(fileobj=(raw := _Counted(fh)), mode="wb", mtime=0, filename="", compresslevel=6) as gz:
         cursor = 0
         prev_hash: str | None = None
         while rows := _page(session, f, cursor, cp.size):
@@ -141,7 +162,7 @@ def read_trail(instance: Instance, session: Session, f: EventFilter, print_limit
             cursor = rows[-1][0]
     if last is not None:
         t.last = _document(*last)
-    t.files[EVENTS_NAME] = raw.getvalue()
+    t.streamed.append(Spooled(EVENTS_NAME, events_path, raw.size, raw.sha256.hexdigest()))
     rows = t.printed + [r for rows in t.kept.values() for r in rows]
     _mark_modified(session, rows, cp.size)
     ends = [e for e in (t.first, t.last) if e is not None]

@@ -1,5 +1,7 @@
-"""Report templates in the registry (kind ``template``): the built-ins registered at ``init`` and on
-first use after an upgrade, an organisation's own pushed as new versions, the one a report uses.
+"""Report templates in the registry (kind ``template``): the built-ins registered at ``init`` (the
+default project) and ``db upgrade`` (every project: a new package version may ship a new built-in
+version), and in a project created since on its first report; an organisation's own pushed as new
+versions; the one a report uses.
 
 A report records the digest of the template version that rendered it; versions are immutable, so a
 new version never changes an old report.
@@ -14,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..access.context import RequestContext
-from ..access.rbac import allowed
+from ..access.rbac import allowed, authorize
 from ..db.models import HubItem, HubVersion, Project
 from ..engine import InputFile
 from ..errors import ConflictError, NotFoundError, UsageError
@@ -43,10 +45,11 @@ def _request(template: Template) -> PushRequest:
                        template.version, template.manifest["description"], content=template_content(template))
 
 
-def ensure_builtins_in(instance: Instance, session: Session, ctx: RequestContext, project: Project) -> None:
+def ensure_builtins_in(instance: Instance, session: Session, ctx: RequestContext, project: Project) -> int:
     """Register the shipped templates in ``project`` unless their version label is there already
-    (an organisation's own content under the same label wins; nothing is ever replaced). The
-    caller's transaction has authorized a report operation in the project."""
+    (an organisation's own content under the same label wins; nothing is ever replaced), one
+    ``hub.template.pushed`` event per version; return how many. The caller's transaction has
+    authorized a report operation in the project."""
     wanted = []
     for template in builtin_templates():
         label = session.scalar(select(HubVersion.id).join(HubItem, HubItem.id == HubVersion.item_id).where(
@@ -56,13 +59,20 @@ def ensure_builtins_in(instance: Instance, session: Session, ctx: RequestContext
             wanted.append(_request(template))
     if wanted:
         push_in(instance, session, ctx, project, "template", wanted)
+    return len(wanted)
 
 
-def register_builtin_templates(instance: Instance, ctx: RequestContext, project_name: str = "default") -> None:
-    """``init``'s hook: the shipped templates as registry versions of the default project."""
+def register_builtin_templates(instance: Instance, ctx: RequestContext, project_name: str | None = None) -> int:
+    """``init``'s and ``db upgrade``'s hook: the shipped templates as registry versions of
+    ``project_name`` (default: every project), in one transaction; idempotent. Returns how many
+    versions it registered."""
     with instance.db.transaction() as session:
-        project = authorized_project(session, ctx, project_name, "hub.push")
-        ensure_builtins_in(instance, session, ctx, project)
+        if project_name is not None:
+            projects = [authorized_project(session, ctx, project_name, "hub.push")]
+        else:  # every project: an instance-level change (the upgrade's); an instance admin may push anywhere
+            authorize(session, ctx, "instance.configure")
+            projects = list(session.scalars(select(Project).order_by(Project.name)))
+        return sum(ensure_builtins_in(instance, session, ctx, project) for project in projects)
 
 
 def template_for(instance: Instance, session: Session, ctx: RequestContext, project: Project, kind: str,

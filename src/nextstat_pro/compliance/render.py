@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
@@ -22,6 +23,7 @@ from ..db.models import HubVersion, Project
 from ..db.types import utcnow
 from ..signing.dsse import sign_statement
 from ..signing.keys import KeyPair
+from ..verify.pdf_update import Spooled
 from ..verify.report_pdf import (
     DATA_NAME,
     ENVELOPE_NAME,
@@ -32,7 +34,9 @@ from ..verify.report_pdf import (
     TEMPLATE_NAME,
     render_pdf,
     renderer,
+    sha256_hex,
     statement_for,
+    write_report_pdf,
 )
 from .models import Report
 from .templates import Template, render
@@ -43,16 +47,26 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Built:
-    """A built report: its record, the files embedded in the PDF (``files``), the HTML and the PDF."""
+    """A built report: its record, the files rendered into the PDF (``files``), the large files
+    appended to it (``streamed``, in spool files), the HTML and the PDF: ``base`` when nothing is
+    appended, else the file at ``pdf_path`` (written in chunks, never held whole)."""
 
     record: dict[str, Any]
     files: dict[str, bytes]
     html: bytes
-    pdf: bytes
+    base: bytes
+    pdf_digest: str
+    streamed: tuple[Spooled, ...] = ()
+    pdf_path: Path | None = None
 
     @property
     def record_digest(self) -> str:
         return digest_of(self.files[RECORD_NAME])
+
+    @property
+    def pdf(self) -> bytes:
+        """The whole PDF in memory: for small reports and tests (the service streams ``pdf_path``)."""
+        return self.pdf_path.read_bytes() if self.pdf_path is not None else self.base
 
 
 def parse_time(value: str) -> datetime:
@@ -60,11 +74,16 @@ def parse_time(value: str) -> datetime:
 
 
 def build(*, report_id: str, kind: str, project: str, title: str, template: Template, data: dict[str, Any],
-          inputs: list[dict[str, Any]], evidence: dict[str, bytes], created: str, keys: KeyPair) -> Built:
+          inputs: list[dict[str, Any]], evidence: dict[str, bytes], created: str, keys: KeyPair,
+          streamed: list[Spooled] | None = None, spool: Path | None = None) -> Built:
     """Render a report. ``created``: an RFC 3339 time taken from the data (never the clock);
-    ``inputs``: what it was generated from, by digest; ``evidence``: more files to embed."""
+    ``inputs``: what it was generated from, by digest; ``evidence``: more files to embed;
+    ``streamed``: large files appended after rendering (``verify/pdf_update.py``), the PDF then
+    written into the folder ``spool``."""
+    streamed = sorted(streamed or [], key=lambda f: f.name)
     data_bytes = canonical_json(data)
-    names = sorted({RECORD_NAME, DATA_NAME, HTML_NAME, TEMPLATE_NAME, ENVELOPE_NAME, KEY_NAME, *evidence})
+    names = sorted({RECORD_NAME, DATA_NAME, HTML_NAME, TEMPLATE_NAME, ENVELOPE_NAME, KEY_NAME, *evidence,
+                    *(f.name for f in streamed)})
     header = {"title": title, "kind": kind, "created": created, "template": template.ref(), "attachments": names,
               "report_id": report_id}
     # The template reads the data as JSON values, exactly what data.json holds.
@@ -74,12 +93,20 @@ def build(*, report_id: str, kind: str, project: str, title: str, template: Temp
               "html_digest": digest_of(html), "inputs": inputs, "created": created, "renderer": renderer()}
     files = {**evidence, RECORD_NAME: canonical_json(record), DATA_NAME: data_bytes, HTML_NAME: html,
              TEMPLATE_NAME: template.packed()}
-    envelope = sign_statement(statement_for(record, files), keys)
+    digests = {n: sha256_hex(d) for n, d in files.items()} | {f.name: f.sha256 for f in streamed}
+    envelope = sign_statement(statement_for(record, digests), keys)
     files[ENVELOPE_NAME] = canonical_json(envelope) + b"\n"
     files[KEY_NAME] = keys.public.public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
-    pdf = render_pdf(html.decode("utf-8"), files, parse_time(created))
-    return Built(record, files, html, pdf)
+    base = render_pdf(html.decode("utf-8"), files, parse_time(created))
+    if not streamed:
+        return Built(record, files, html, base, digest_of(base))
+    if spool is None:
+        raise ValueError("a report with streamed attachments needs a spool folder")
+    path = spool / f"report-{report_id}.pdf"
+    with path.open("wb") as out:
+        pdf_digest = write_report_pdf(base, streamed, parse_time(created), out)
+    return Built(record, files, html, base, pdf_digest, tuple(streamed), path)
 
 
 def _plain(value: Any) -> Any:
@@ -94,12 +121,16 @@ def record_report(instance: Instance, session: Session, ctx: RequestContext, pro
     transaction (which has authorized the report's operation)."""
     envelope = built.files[ENVELOPE_NAME]
     record = built.files[RECORD_NAME]
-    instance.store.put_many([built.pdf, built.html, built.files[DATA_NAME], record, envelope])
+    instance.store.put_many([built.html, built.files[DATA_NAME], record, envelope])
+    if built.pdf_path is not None:  # copied in chunks
+        instance.store.put_file(built.pdf_path, built.pdf_digest)
+    else:
+        instance.store.put(built.base, built.pdf_digest)
     r = built.record
     row = Report(id=r["report_id"], project_id=project.id, kind=r["kind"], title=r["title"],
                  template_version_id=template_version.id, template_digest=r["template_digest"],
                  record_digest=digest_of(record), data_digest=r["data_digest"], html_digest=r["html_digest"],
-                 pdf_digest=digest_of(built.pdf), envelope_digest=digest_of(envelope), parent_id=parent_id,
+                 pdf_digest=built.pdf_digest, envelope_digest=digest_of(envelope), parent_id=parent_id,
                  params=params, created_at=utcnow(), created_by=ctx.actor.id)
     session.add(row)
     session.flush()

@@ -13,11 +13,16 @@ A report PDF carries these attachments (PDF/A-3 "associated files"):
 - ``report.intoto.jsonl``: a DSSE envelope (run-signing key) over an in-toto statement whose
   subjects are every other attachment; ``keys/run-signing.pub``: that key.
 
+Large evidence (an audit trail's ``audit/events.jsonl.gz``) is not rendered by WeasyPrint but
+appended after it as one incremental update written in chunks (``pdf_update``): the file is the
+rendered *base* followed by that update, and a PDF reader sees every attachment in one document.
+
 ``verify_report_pdf`` checks: the attachments against the signed statement (none missing, none
-extra, none changed); the record's digests against ``data.json`` and ``report.html``; embedded
-evidence (a run export) as its own verifier does; and, when this machine's WeasyPrint is the one
-that rendered the report, that re-rendering ``report.html`` with those attachments gives the PDF
-byte for byte, so a change to the printed text fails too (with another renderer version that
+extra, none changed; appended ones hashed a chunk at a time); that an update holds exactly what
+``pdf_update`` writes for them; the record's digests against ``data.json`` and ``report.html``;
+embedded evidence (a run export) as its own verifier does; and, when this machine's WeasyPrint is
+the one that rendered the report, that re-rendering ``report.html`` with the rendered attachments
+gives the base byte for byte, so a change to the printed text fails too (with another renderer version that
 step is reported as not done, never as passed).
 
 WeasyPrint pitfalls handled here (checked on this machine): attachment dates default to the clock
@@ -38,7 +43,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -46,6 +51,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .dsse import EnvelopeError, key_id, open_envelope
 from .errors import VerificationError
+from .pdf_update import Appended, Read, Spooled, check_update, file_reader, hash_range, split, write_update
+from .report_signatures import bind_report_signatures, sealed_events
 
 REPORT_SCHEMA = "https://nextstat.pro/schemas/report/v1"
 REPORT_PREDICATE = "https://nextstat.pro/attestations/report/v1"
@@ -134,31 +141,55 @@ class ReportVerification:
     signatures: list[dict[str, Any]] = field(default_factory=list)
 
 
-def statement_for(record: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
-    """The in-toto statement a report's envelope signs: every attachment but the envelope and key."""
+def statement_for(record: dict[str, Any], digests: dict[str, str]) -> dict[str, Any]:
+    """The in-toto statement a report's envelope signs: every attachment but the envelope and key,
+    by its SHA-256 (hex, ``digests``: name → digest)."""
     from .dsse import STATEMENT_TYPE
 
     return {"_type": STATEMENT_TYPE,
-            "subject": [{"name": n, "digest": {"sha256": hashlib.sha256(d).hexdigest()}}
-                        for n, d in sorted(files.items()) if n not in (ENVELOPE_NAME, KEY_NAME)],
+            "subject": [{"name": n, "digest": {"sha256": d}}
+                        for n, d in sorted(digests.items()) if n not in (ENVELOPE_NAME, KEY_NAME)],
             "predicateType": REPORT_PREDICATE,
             "predicate": {"report_id": record["report_id"], "kind": record["kind"], "project": record["project"],
                           "template": record["template"], "created": record["created"]}}
 
 
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_report_pdf(base: bytes, streamed: list[Spooled], created: datetime, out: BinaryIO) -> str:
+    """The report file: the rendered ``base`` and, when there are ``streamed`` attachments, the
+    incremental update adding them, copied in chunks (``pdf_update``); returns its digest."""
+    return write_update(base, streamed, created, {f.name: _describe(f.name) for f in streamed}, out)
+
+
 def verify_report_pdf(path: Path, run_key_pem: bytes | None = None, log_key: str | None = None) -> ReportVerification:
     try:
-        pdf = path.read_bytes()
+        read, total, close = file_reader(path)
     except OSError as exc:
         raise VerificationError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        return _verify(pdf, run_key_pem, log_key)
+        return _verify(read, total, run_key_pem, log_key)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise VerificationError(f"malformed report: {type(exc).__name__}: {exc}") from None
+    finally:
+        close()
 
 
-def _verify(pdf: bytes, run_key_pem: bytes | None, log_key: str | None) -> ReportVerification:
-    files = read_attachments(pdf)
+def report_files(read: Read, total: int) -> tuple[bytes, dict[str, bytes], list[Appended]]:
+    """A report file's base PDF, the attachments it embeds (read whole: they are small) and those
+    its update appends (where they are: they can be large)."""
+    base, appended = split(read, total)
+    files = read_attachments(base)
+    for a in appended:
+        if a.name in files or a.name.startswith(RUN_FOLDER):
+            raise VerificationError(f"attachment {a.name} is both rendered and appended")
+    return base, files, appended
+
+
+def _verify(read: Read, total: int, run_key_pem: bytes | None, log_key: str | None) -> ReportVerification:
+    base, files, appended = report_files(read, total)
     for name in (RECORD_NAME, DATA_NAME, HTML_NAME, ENVELOPE_NAME, KEY_NAME):
         if name not in files:
             raise VerificationError(f"the PDF has no attachment {name}: not a NextStat Pro report")
@@ -173,8 +204,11 @@ def _verify(pdf: bytes, run_key_pem: bytes | None, log_key: str | None) -> Repor
     except EnvelopeError as exc:
         raise VerificationError(f"report envelope: {exc}") from None
     record = json.loads(files[RECORD_NAME])
+    created = datetime.fromisoformat(record["created"].replace("Z", "+00:00"))
     signed = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
-    present = {n: hashlib.sha256(d).hexdigest() for n, d in files.items() if n not in (ENVELOPE_NAME, KEY_NAME)}
+    present = {n: sha256_hex(d) for n, d in files.items() if n not in (ENVELOPE_NAME, KEY_NAME)}
+    for a in appended:  # hashed a chunk at a time: an audit trail's events file can be large
+        present[a.name] = hash_range(read, a.start, a.size)
     for name in sorted(signed.keys() | present.keys()):
         if name not in present:
             raise VerificationError(f"attachment {name} is signed but missing")
@@ -182,8 +216,10 @@ def _verify(pdf: bytes, run_key_pem: bytes | None, log_key: str | None) -> Repor
             raise VerificationError(f"attachment {name} is not signed by the report's envelope")
         if signed[name] != present[name]:
             raise VerificationError(f"attachment {name}: digest mismatch (changed after signing)")
-    if statement != statement_for(record, files):
+    if statement != statement_for(record, present):
         raise VerificationError("the signed statement does not describe this report record")
+    if appended:
+        check_update(read, total, base, appended, created, {a.name: _describe(a.name) for a in appended})
     for name, key in ((DATA_NAME, "data_digest"), (HTML_NAME, "html_digest"), (TEMPLATE_NAME, "template_digest")):
         if name in files and record.get(key) != "sha256:" + present[name]:
             raise VerificationError(f"{RECORD_NAME}: {key} does not match {name}")
@@ -194,9 +230,9 @@ def _verify(pdf: bytes, run_key_pem: bytes | None, log_key: str | None) -> Repor
         run = _verify_run(files, run_key_pem, log_key)
     rerendered: bool | None = None
     if record.get("renderer") == renderer():
-        created = datetime.fromisoformat(record["created"].replace("Z", "+00:00"))
-        again = render_pdf(files[HTML_NAME].decode("utf-8"), {n: d for n, d in files.items()}, created)
-        if again != pdf:
+        # The base is what WeasyPrint renders from the signed HTML and the rendered attachments.
+        again = render_pdf(files[HTML_NAME].decode("utf-8"), dict(files), created)
+        if again != base:
             raise VerificationError("the PDF differs from the one its signed HTML and attachments render to "
                                     "(its pages were changed)")
         rerendered = True
@@ -205,11 +241,12 @@ def _verify(pdf: bytes, run_key_pem: bytes | None, log_key: str | None) -> Repor
     if record["kind"] == "run-certificate":
         _check_run_signatures(files, data.get("signatures", []) if isinstance(data, dict) else [])
     if SIGNATURES_NAME in files or sigs:
-        _check_signatures(files, record, sigs)
+        _check_signatures(files, record, sigs, log_key)
     return ReportVerification(report_id=record["report_id"], kind=record["kind"], title=record["title"],
                               template=record["template"], run_key_id=key_id(raw), run_key_pinned=bool(run_key_pem),
-                              attachments=len(files), rerendered=rerendered, renderer=str(record.get("renderer")),
-                              run=run, signatures=sigs if isinstance(sigs, list) else [])
+                              attachments=len(files) + len(appended), rerendered=rerendered,
+                              renderer=str(record.get("renderer")), run=run,
+                              signatures=sigs if isinstance(sigs, list) else [])
 
 
 def _check_run_signatures(files: dict[str, bytes], shown: list[dict[str, Any]]) -> None:
@@ -225,10 +262,11 @@ def _check_run_signatures(files: dict[str, bytes], shown: list[dict[str, Any]]) 
         raise VerificationError("the printed signatures differ from the run's signature records")
 
 
-def _check_signatures(files: dict[str, bytes], record: dict[str, Any], shown: list[dict[str, Any]]) -> None:
+def _check_signatures(files: dict[str, bytes], record: dict[str, Any], shown: list[dict[str, Any]],
+                      log_key: str | None) -> None:
     """A signed rendition: every signature record verifies under its key over the signed report's
-    record digest, and the printed manifestations are exactly those records (none added, dropped or
-    altered). The keys are those the instance attested by signing this rendition's envelope."""
+    record digest, the printed manifestations are exactly those records (none added, dropped or
+    altered), and each key is bound to the signer by the sealed log (``report_signatures``)."""
     from ..canonical import canonical_json
 
     if SIGNATURES_NAME not in files:
@@ -257,6 +295,8 @@ def _check_signatures(files: dict[str, bytes], record: dict[str, Any], shown: li
                     "record_digest": payload["record_digest"], "key_id": rec["key_id"]}
         if man != expected:
             raise VerificationError(f"the printed manifestation of signature {rec.get('id')} differs from its record")
+    signed, keys, _ = sealed_events(files, parents[0]["report_id"], log_key)
+    bind_report_signatures(records, signed, keys)
 
 
 def _verify_run(files: dict[str, bytes], run_key_pem: bytes | None, log_key: str | None) -> Any:
@@ -297,6 +337,8 @@ def describe(r: ReportVerification) -> list[str]:
         lines.append(f"  ✔ embedded run export of run {r.run.run_id} verified: {r.run.files} files, "
                      f"{r.run.events} audit events included at tree size {r.run.checkpoint_size}, "
                      f"{len(r.run.signatures)} e-signature(s) bound to the sealed log")
+    if r.signatures:
+        lines.append(f"  ✔ {len(r.signatures)} report e-signature(s), each key bound to its signer by the sealed log")
     for s in r.signatures:
         lines.append(f"  ✔ e-signature by {shown(str(s.get('printed_name')))} ({shown(str(s.get('username')))}) at "
                      f"{shown(str(s.get('signed_at')))}: meaning {shown(str(s.get('meaning')))} "

@@ -13,9 +13,11 @@ from ..errors import NSPError, PermissionDeniedError
 from ..hub import service as hub
 from ..identity.auth import create_token, list_tokens, revoke_token
 from ..identity.users import list_role_bindings, list_users
+from ..signing.approval import MEANINGS
 from .guard import Page, Visitor
 from .pages import default_project, error_page
 from .render import page
+from .reports import forms_for
 
 router = APIRouter(include_in_schema=False)
 EVENTS_PER_PAGE = 50
@@ -115,7 +117,8 @@ def _admin_values(request: Request, visitor: Visitor) -> dict[str, Any]:
     writable = [p for p in visitor.me.roles if visitor.may_write(p)]
     return {"visitor": visitor, "title": "Administration", "users": users, "roles": roles,
             "tokens": list_tokens(inst, visitor.ctx), "writable": writable, "issued": None, "error": None,
-            "alerts": _alerts(inst, visitor), "reports": _reports(inst, visitor)}
+            "alerts": _alerts(inst, visitor), "reports": _reports(inst, visitor),
+            "report_forms": forms_for(visitor, list(visitor.me.roles)), "meanings": MEANINGS}
 
 
 def _alerts(inst: Any, visitor: Visitor) -> dict[str, Any]:
