@@ -105,10 +105,17 @@ def _row(project: Project) -> ProjectRow:
 
 
 def create(instance: Instance, ctx: RequestContext, name: str, description: str = "") -> ProjectRow:
-    """Create a project (``project create``) with its audit event."""
+    """Create a project (``project create``) with its audit event, and the shipped report
+    templates registered in it (one ``hub.template.pushed`` event each), as ``init`` does for the
+    default project: a report never finds a project without its templates."""
+    from ..compliance.registry import ensure_builtins_in  # compliance stands on projects
+
     with instance.db.transaction() as session:
         authorize(session, ctx, "project.create")
-        return _row(_create_project(session, ctx, name, description))
+        project = _create_project(session, ctx, name, description)
+        session.flush()
+        ensure_builtins_in(instance, session, ctx, project)
+        return _row(project)
 
 
 def list_rows(instance: Instance, ctx: RequestContext) -> list[ProjectRow]:
