@@ -132,6 +132,11 @@ def test_cli_commands_locally_and_through_a_server(cli, instance: Instance, serv
     run_a, run_b = a["run_id"], b["run_id"]
     both.same("runs", "list", "--json")
     both.same("runs", "list", "--limit", "1", "--status", "succeeded", "--json")
+    both.same("runs", "list", "--text", "FIT", "--approval", "draft", "--sort", "oldest", "--version", "nothing",
+              "--json")
+    both.same("runs", "list", "--text", "fit", "--sort", "oldest", "--until", "2099-01-01", "--fit", "ok", "--json")
+    both.error("runs", "list", "--approval", "done", code=2, message="approval states: draft, in review, approved")
+    both.error("runs", "list", "--version", "simple@", code=2, message="NAME@SEMVER")
     both.same("runs", "show", run_b, "--json")
     both.same("runs", "show", run_b)  # the table, with the result's summary line
     both.same("runs", "artifacts", run_a, "--json")

@@ -143,6 +143,10 @@ def _serve(inst: Instance, port: int | None = None) -> Iterator[str]:
 
 
 def _site(inst: Instance, tmp: Path, jobs: bool = True) -> Iterator[Site]:
+    from nextstat_pro.config_service import set_config
+
+    # Every test signs in again from 127.0.0.1: more than the default 10 sign-ins a minute.
+    set_config(inst, inst.context(), "server.login_attempts_per_minute", "60", reason="browser tests")
     ids = _seed(inst, tmp, jobs)
     for url in _serve(inst):
         yield Site(url=url, inst=inst, admin_ctx=inst.context(), **ids)
@@ -472,6 +476,83 @@ def test_open_redirect_after_sign_in_is_refused(page: Page, site: Site) -> None:
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(site.url + "/")
     assert page.url == site.url + "/"
+
+
+def test_filter_runs_by_approval_free_text_and_order(page: Page, site: Site, tmp_path: Path) -> None:
+    from nextstat_pro.runs.esignatures import sign_run
+
+    erin = session_for(site.inst, "erin", PASSWORD)
+    sign_run(site.inst, erin, site.ranking, "review", "looked at it", PASSWORD, "erin")  # ranking: in review
+    watch = sign_in(page, site, then="/runs")
+    table = page.locator("#runs")
+    rows = table.locator("tbody tr[data-run-id]")
+    page.get_by_label("Approval").select_option("in review")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page).to_have_url(re.compile(r"approval=in\+review"))
+    expect(rows).to_have_count(1)
+    expect(table.locator(f'tr[data-run-id="{site.ranking}"] .approval')).to_have_text("in review")
+    page.get_by_label("Search").fill("RANK")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page).to_have_url(re.compile(r"q=RANK"))
+    expect(rows).to_have_count(1)
+    check_page(page, tmp_path, "runs-filtered")
+    # Free text finds an author (and markup typed into it stays text); the approval filter goes.
+    page.get_by_label("Approval").select_option("")
+    page.get_by_label("Search").fill("MALLO")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(rows).to_have_count(1)
+    expect(table.locator(f'tr[data-run-id="{site.fit}"]')).to_be_visible()
+    page.get_by_label("Search").fill(SCRIPT)
+    page.get_by_role("button", name="Apply filters").click()
+    expect(table).to_contain_text("No runs match.")
+    no_xss(page)
+    # The back button returns to each earlier filter, its form filled in as it was.
+    page.go_back()
+    expect(rows).to_have_count(1)
+    page.go_back()
+    expect(page.get_by_label("Search")).to_have_value("RANK")
+    expect(page.get_by_label("Approval")).to_have_value("in review")
+    expect(table.locator(f'tr[data-run-id="{site.ranking}"]')).to_be_visible()
+    # Oldest first: the first run the site made (mallory's fit) heads the list.
+    page.goto(site.at("/runs"))
+    page.get_by_label("Order").select_option("oldest")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page).to_have_url(re.compile(r"sort=oldest"))
+    expect(rows.first).to_have_attribute("data-run-id", site.fit)
+    expect(table.locator("caption")).to_contain_text("oldest first")
+    page.goto(site.at("/runs?approval=done"))
+    expect(page.get_by_role("alert")).to_contain_text("approval states: draft, in review, approved, rejected")
+    assert [e for e in watch.errors if "400" not in e] == []
+
+
+def test_shard_progress_reaches_the_job_page_without_polling(page: Page, site: Site) -> None:
+    from nextstat_pro.audit.events import append_event
+    from nextstat_pro.db.models import ScaleShard
+    from nextstat_pro.db.types import utcnow
+
+    simple = shared("workspaces", "simple_workspace.json")
+    job = submit(site.inst, site.admin_ctx, SubmitRequest("toys", "default", [InputFile.read("workspace", simple)],
+                                                          params={"n_toys": "24"}, seed=7, shards=2, workers=2))
+    watch = sign_in(page, site, then=f"/runs/{job}")
+    expect(page.locator("#job")).to_contain_text("0 of 2 shards done")
+    expect(page.locator(".summary")).to_have_attribute("data-live", "connected")
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    with site.inst.db.transaction() as s:  # what the coordinator does when a shard's result is in
+        shard = s.get(ScaleShard, (job, 0))
+        assert shard is not None
+        shard.status, shard.result_digest, shard.updated_at = "done", "sha256:" + "0" * 64, utcnow()
+        append_event(s, site.admin_ctx, action="job.shard_done", target=("run", job), project="default",
+                     after={"shard": 0, "result_digest": shard.result_digest, "points": 12})
+    changed_at = time.monotonic()
+    expect(page.locator("#shards")).to_contain_text("1 of 2 shards done", timeout=3000)
+    took = time.monotonic() - changed_at
+    assert took <= 1.5, f"the shard took {took:.2f} s to reach the page"
+    expect(page.locator("#shards")).to_contain_text("1 done, 0 failed")
+    # One fetch of the fragment for the event, and no request after it: nothing polls.
+    page.wait_for_timeout(2500)
+    assert requests == [site.at(f"/runs/{job}/shards")], requests
+    assert watch.errors == []
 
 
 @pytest.fixture(scope="module")

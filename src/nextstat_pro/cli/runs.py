@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,10 @@ from rich.table import Table
 from ..engine import TASKS, parse_pairs
 from ..errors import UsageError
 from ..runs.lease import recover_abandoned
+from ..runs.records import RunFilter
 from ..runs.references import RunInputs
 from ..runs.service import RunRequest
+from ..signing.approval import APPROVAL_STATES
 from .common import JsonOption, ProjectOption, console, options_for, print_model, state
 
 runs_app = typer.Typer(help="Recorded runs: list, show, artifacts, export.", no_args_is_help=True)
@@ -79,14 +81,21 @@ def summary(result: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-def _parse_since(value: str | None) -> datetime | None:
+def _parse_time(value: str | None, option: str, *, end: bool = False) -> datetime | None:
+    """A date (YYYY-MM-DD) or ISO 8601 time, UTC unless it says otherwise; with ``end`` a date
+    takes in its whole day (``--until 2026-11-30`` includes the 30th)."""
     if value is None:
         return None
     try:
         ts = datetime.fromisoformat(value)
     except ValueError:
-        raise UsageError(f"--since {value!r} is not a date (use YYYY-MM-DD or an ISO 8601 time)") from None
+        raise UsageError(f"{option} {value!r} is not a date (use YYYY-MM-DD or an ISO 8601 time)") from None
+    if end and len(value) == 10:
+        ts = datetime.combine(ts.date(), time.max)
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+_FIT = {"ok": True, "bad": False}
 
 
 @runs_app.command("list")
@@ -95,14 +104,30 @@ def list_(
     status: str | None = typer.Option(None, "--status"),
     task: str | None = typer.Option(None, "--task"),
     since: str | None = typer.Option(None, "--since", help="Only runs created at or after this date/time."),
+    until: str | None = typer.Option(None, "--until",
+                                     help="Only runs created before this time, or on or before this date."),
+    author: str | None = typer.Option(None, "--author", help="Only runs of this username."),
+    fit: str | None = typer.Option(None, "--fit", help="Fit quality: ok or bad."),
+    version: str | None = typer.Option(None, "--version", help="Only runs that used this registry version: NAME, "
+                                       "NAME@SEMVER, NAME@sha256:PREFIX or sha256:PREFIX."),
+    approval: str | None = typer.Option(None, "--approval",
+                                        help=f"Approval state: {', '.join(APPROVAL_STATES)}."),
+    text: str | None = typer.Option(None, "--text", "-q", help="Free text: run id prefix, task, error, author or "
+                                    "registry item name (case-insensitive)."),
+    sort: str = typer.Option("created", "--sort", help="created (newest first) or oldest (oldest first)."),
     limit: int = typer.Option(100, "--limit"),
     project: str | None = ProjectOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (or oldest first with --sort oldest)."""
     st = state(ctx)
     name = st.project(project)
-    rows = st.client().list_runs(name, status, task, _parse_since(since), limit)
+    if fit is not None and fit not in _FIT:
+        raise UsageError(f"--fit {fit!r}: give ok or bad")
+    f = RunFilter(status=status, task=task, since=_parse_time(since, "--since"),
+                  until=_parse_time(until, "--until", end=True), created_by=author, fit_ok=_FIT.get(fit or ""),
+                  version=version, approval=approval, text=text, sort=sort)
+    rows = st.client().list_runs(name, f, limit)
     if as_json:
         print_model(rows)
         return

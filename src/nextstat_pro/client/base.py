@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +36,7 @@ from ..identity.views import (
 )
 from ..projects.views import ProjectRow
 from ..runs.esignatures import SignResult
+from ..runs.records import RunFilter
 from ..runs.service import RunRequest
 from ..runs.views import ArtifactRow, RunDetail, RunExport, RunOutcome, RunRow
 from ..scale.service import SubmitRequest
@@ -86,8 +86,7 @@ class Client(Protocol):
 
     # runs
     def run_task(self, request: RunRequest) -> RunOutcome: ...
-    def list_runs(self, project: str, status: str | None, task: str | None, since: datetime | None,
-                  limit: int) -> list[RunRow]: ...
+    def list_runs(self, project: str, f: RunFilter, limit: int) -> list[RunRow]: ...
     def show_run(self, run_ref: str) -> RunDetail: ...
     def run_result(self, run_ref: str) -> dict[str, Any] | None: ...
     def run_artifacts(self, run_ref: str) -> list[ArtifactRow]: ...

@@ -65,6 +65,7 @@ from ..identity.views import (
 )
 from ..projects.views import ProjectRow
 from ..runs.esignatures import SignResult
+from ..runs.records import RunFilter
 from ..runs.service import RunRequest
 from ..runs.views import ArtifactRow, RunDetail, RunExport, RunOutcome, RunPage, RunRow
 from ..scale.service import SubmitRequest
@@ -331,16 +332,16 @@ class HttpClient:
             return self._model(RunOutcome, "POST", f"/projects/{_seg(request.project)}/runs", data=data,
                                files=handles)
 
-    def list_runs(self, project: str, status: str | None, task: str | None, since: datetime | None,
-                  limit: int) -> list[RunRow]:
+    def list_runs(self, project: str, f: RunFilter, limit: int) -> list[RunRow]:
         rows: list[RunRow] = []
         cursor: str | None = None
+        fit_ok = None if f.fit_ok is None else str(f.fit_ok).lower()
+        filters = {"status": f.status, "task": f.task, "since": f.since.isoformat() if f.since else None,
+                   "until": f.until.isoformat() if f.until else None, "author": f.created_by, "fit_ok": fit_ok,
+                   "version": f.version, "approval": f.approval, "q": f.text, "sort": f.sort}
         while len(rows) < limit:
             params: dict[str, Any] = {"limit": min(500, limit - len(rows))}
-            for key, value in (("status", status), ("task", task), ("cursor", cursor),
-                               ("since", since.isoformat() if since else None)):
-                if value is not None:
-                    params[key] = value
+            params.update((k, v) for k, v in {**filters, "cursor": cursor}.items() if v is not None)
             page = self._model(RunPage, "GET", f"/projects/{_seg(project)}/runs", params=params)
             rows.extend(page.items)
             cursor = page.next_cursor

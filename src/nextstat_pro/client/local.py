@@ -5,7 +5,6 @@ before there was a server)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from ..projects import service as projects
 from ..projects.views import ProjectRow
 from ..runs import export_folder, list_run_rows, run_artifacts, run_result, run_task, show_run
 from ..runs.esignatures import SignResult, sign_run
+from ..runs.records import RunFilter
 from ..runs.service import RunRequest
 from ..runs.views import ArtifactRow, RunDetail, RunExport, RunOutcome, RunRow
 from ..scale import coordinator
@@ -142,9 +142,8 @@ class LocalClient:
     def run_task(self, request: RunRequest) -> RunOutcome:
         return run_task(self.instance, self.ctx, request)
 
-    def list_runs(self, project: str, status: str | None, task: str | None, since: datetime | None,
-                  limit: int) -> list[RunRow]:
-        return list_run_rows(self.instance, self.ctx, project, status, task, since, limit)
+    def list_runs(self, project: str, f: RunFilter, limit: int) -> list[RunRow]:
+        return list_run_rows(self.instance, self.ctx, project, limit=limit, f=f)
 
     def show_run(self, run_ref: str) -> RunDetail:
         return show_run(self.instance, self.ctx, run_ref)

@@ -1,14 +1,17 @@
 """Reads the dashboard needs beside ``runs.reads``: a runs page with author, approval state and
 duration; a run's signatures; and the run lifecycle events of a project after a sequence number
-(what the live runs list streams). Each authorizes ``run.read`` in the run's project."""
+(what the live runs list streams), or of one run with its job's shard events (what its page
+streams). Each authorizes ``run.read`` in the run's project."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, or_, select
+from sqlalchemy.orm import Session
 
 from ..access.context import RequestContext
 from ..db.models import AuditEvent, Project, Run, Signature, User
@@ -133,13 +136,37 @@ def run_changes(instance: Instance, ctx: RequestContext, project_name: str, afte
     with instance.db.read() as session:
         project = authorized_project(session, ctx, project_name, "run.read")
         if after is None:
-            last = session.scalar(select(func.max(AuditEvent.seq))) or 0
-            return RunChanges(items=[], last_seq=int(last))
+            return RunChanges(items=[], last_seq=_log_end(session))
         rows = session.execute(
             select(AuditEvent.seq, AuditEvent.target_id, AuditEvent.action, AuditEvent.body)
             .where(AuditEvent.seq > after, AuditEvent.project == project.name,
                    AuditEvent.action.startswith("run."), AuditEvent.target_type == "run")
             .order_by(AuditEvent.seq).limit(MAX_CHANGES)).all()
+    return _changes(rows, after)
+
+
+def run_events(instance: Instance, ctx: RequestContext, run_ref: str, after: int | None) -> RunChanges:
+    """What one run's page follows live: the ``run.*`` and ``job.*`` events of that run (status
+    changes, signatures, a job's shards done or failed) with ``seq > after``, oldest first, at
+    most ``MAX_CHANGES``; ``after=None`` starts at the log's end. Authorized as ``runs show``."""
+    with instance.db.read() as session:
+        run = read_run(session, ctx, run_ref)
+        if after is None:
+            return RunChanges(items=[], last_seq=_log_end(session))
+        rows = session.execute(
+            select(AuditEvent.seq, AuditEvent.target_id, AuditEvent.action, AuditEvent.body)
+            .where(AuditEvent.seq > after, AuditEvent.target_type == "run", AuditEvent.target_id == run.id,
+                   or_(AuditEvent.action.startswith("run."), AuditEvent.action.startswith("job.")))
+            .order_by(AuditEvent.seq).limit(MAX_CHANGES)).all()
+    return _changes(rows, after)
+
+
+def _log_end(session: Session) -> int:
+    return int(session.scalar(select(func.max(AuditEvent.seq))) or 0)
+
+
+def _changes(rows: Sequence[Row[int, str, str, str]], after: int) -> RunChanges:
+    """Audit rows (seq, run id, action, body) as changes; ``last_seq`` stays ``after`` when none."""
     items = []
     for seq, run_id, action, body in rows:
         new = json.loads(body).get("after") or {}
@@ -148,4 +175,3 @@ def run_changes(instance: Instance, ctx: RequestContext, project_name: str, afte
                                approval_state=new.get("approval_state")
                                if isinstance(new.get("approval_state"), str) else None))
     return RunChanges(items=items, last_seq=items[-1].seq if items else after)
-

@@ -17,7 +17,7 @@ from ..db.types import rfc3339
 from ..errors import FieldError, NotFoundError
 from ..projects.service import authorized_project
 from .export import read_manifest
-from .records import RunFilter, _query_runs, read_run, versions_of
+from .records import SORTS, RunFilter, _query_runs, read_run, versions_of
 from .service import RESULT_NAME
 from .views import ArtifactRow, RunArtifactRow, RunDetail, RunInputRow, RunPage, RunRow
 
@@ -33,11 +33,16 @@ def _row(run: Run, project: str, versions: list[str]) -> dict[str, Any]:
 
 
 def list_run_rows(instance: Instance, ctx: RequestContext, project_name: str, status: str | None = None,
-                  task: str | None = None, since: datetime | None = None, limit: int = 100) -> list[RunRow]:
-    """The runs of a project, newest first, optionally by status, task and creation time."""
+                  task: str | None = None, since: datetime | None = None, limit: int = 100, *,
+                  f: RunFilter | None = None) -> list[RunRow]:
+    """The runs of a project, newest first, optionally by status, task and creation time; or by
+    every filter of ``f`` (which then replaces the three) in its order."""
     with instance.db.read() as session:
         project = authorized_project(session, ctx, project_name, "run.read")
-        runs = _query_runs(session, project, status, task, since, limit)
+        if f is not None:
+            f = _by_user_id(session, f)
+        runs = _query_runs(session, project, status, task, since, limit, f=f,
+                           policy=instance.config.approval_policy(project.name))
         used = versions_of(session, [r.id for r in runs])
         return [RunRow(**_row(r, project.name, used.get(r.id, []))) for r in runs]
 
@@ -45,42 +50,60 @@ def list_run_rows(instance: Instance, ctx: RequestContext, project_name: str, st
 MAX_PAGE = 500
 
 
-def _encode_cursor(run: Run) -> str:
-    raw = f"{rfc3339(run.created_at)}|{run.id}".encode()
+def _encode_cursor(run: Run, sort: str = "created") -> str:
+    raw = f"{sort}|{rfc3339(run.created_at)}|{run.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def _decode_cursor(cursor: str, sort: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor continues from. A cursor names the order it was issued for
+    (one without a name is from before there were two: newest first); under the other order it
+    would skip or repeat runs, so it is refused."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, run_id = raw.partition("|")
+        parts = raw.split("|")
+        if len(parts) == 2:
+            parts.insert(0, "created")
+        issued, at, run_id = parts
         parsed = datetime.fromisoformat(at.replace("Z", "+00:00"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise FieldError("cursor is not one this server issued", "cursor") from exc
-    if not run_id or parsed.tzinfo is None:
+    if not run_id or parsed.tzinfo is None or issued not in SORTS:
         raise FieldError("cursor is not one this server issued", "cursor")
+    if issued != sort:
+        words = {"created": "newest first", "oldest": "oldest first"}
+        raise FieldError(f"cursor continues a list sorted {words[issued]} (sort={issued}), not {words[sort]} "
+                         f"(sort={sort}): leave the cursor out to start at the first page", "cursor", "sort")
     return parsed, run_id
+
+
+def _by_user_id(session: Session, f: RunFilter) -> RunFilter:
+    """``f`` with its author's username replaced by their user id."""
+    if f.created_by is None:
+        return f
+    user = session.scalar(select(User).where(User.username == f.created_by))
+    # An unknown author matches no run: a listing, not a lookup.
+    return replace(f, created_by=user.id if user is not None else "-")
 
 
 def list_runs_page(instance: Instance, ctx: RequestContext, project_name: str, f: RunFilter,
                    limit: int = 50, cursor: str | None = None) -> RunPage:
-    """One page of a project's runs, newest first, filtered; ``cursor`` continues a listing with
-    the same filter (keyset on created_at and id)."""
+    """One page of a project's runs in ``f.sort`` order, filtered; ``cursor`` continues a listing
+    with the same filter and order (keyset on created_at and id)."""
     if not 1 <= limit <= MAX_PAGE:
         raise FieldError(f"limit must be between 1 and {MAX_PAGE}", "limit")
-    after = _decode_cursor(cursor) if cursor else None
+    if f.sort not in SORTS:
+        raise FieldError(f"unknown sort {f.sort!r} (sorts: {', '.join(SORTS)})", "sort")
+    after = _decode_cursor(cursor, f.sort) if cursor else None
     with instance.db.read() as session:
         project = authorized_project(session, ctx, project_name, "run.read")
-        if f.created_by is not None:
-            user = session.scalar(select(User).where(User.username == f.created_by))
-            # An unknown author matches no run: a listing, not a lookup.
-            f = replace(f, created_by=user.id if user is not None else "-")
-        runs = _query_runs(session, project, None, None, None, limit + 1, f=f, after=after)
+        runs = _query_runs(session, project, None, None, None, limit + 1, f=_by_user_id(session, f), after=after,
+                           policy=instance.config.approval_policy(project.name))
         more = len(runs) > limit
         runs = runs[:limit]
         used = versions_of(session, [r.id for r in runs])
         items = [RunRow(**_row(r, project.name, used.get(r.id, []))) for r in runs]
-    return RunPage(items=items, next_cursor=_encode_cursor(runs[-1]) if more else None)
+    return RunPage(items=items, next_cursor=_encode_cursor(runs[-1], f.sort) if more else None)
 
 
 def _project_of(session: Session, run: Run) -> Project:

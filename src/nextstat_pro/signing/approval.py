@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select
+from sqlalchemy.orm import QueryableAttribute
+
 from ..access.rbac import RANK
 from ..config import ApprovalPolicy
+from ..db.models import Signature
+from ..errors import UsageError
 
 MEANINGS = ("authorship", "review", "approval", "responsibility")
 DECISIONS = ("approve", "reject")
+APPROVAL_STATES = ("draft", "in review", "approved", "rejected")
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,41 @@ def approval_state(signatures: Sequence[SignatureFact], policy: ApprovalPolicy) 
     if any(s.meaning in ("review", "approval") for s in signatures):
         return "in review"
     return "draft"
+
+
+def approval_condition(state: str, policy: ApprovalPolicy,
+                       run_id: ColumnElement[str] | QueryableAttribute[str]) -> ColumnElement[bool]:
+    """The SQL condition that holds for a run (``run_id``, an outer query's column) exactly when
+    ``approval_state`` of its signatures under ``policy`` is ``state``: the same rules, so a
+    listing filters by state without reading every run's signatures (tests/test_runs_filters.py
+    checks the two agree). What a run must have is an uncorrelated ``IN`` (one pass over the
+    matching signatures: a semi-join on PostgreSQL, a temporary index on SQLite, which runs a
+    correlated EXISTS once per run instead); what it must lack is a NOT EXISTS on the signatures'
+    run_id index (an anti-join on PostgreSQL, where NOT IN has none)."""
+    if state not in APPROVAL_STATES:
+        raise UsageError(f"unknown approval state {state!r} (approval states: {', '.join(APPROVAL_STATES)})")
+
+    def has(*conds: ColumnElement[bool]) -> ColumnElement[bool]:
+        return run_id.in_(select(Signature.run_id).where(*conds))
+
+    def lacks(*conds: ColumnElement[bool]) -> ColumnElement[bool]:
+        return not_(exists().where(Signature.run_id == run_id, *conds))
+
+    if state == "rejected":
+        return has(Signature.decision == "reject")
+    approval = Signature.meaning == "approval"
+    steps = list(dict.fromkeys(policy.sequence))
+    if state == "approved":
+        enough = has(approval) if policy.min_approvals <= 1 else run_id.in_(
+            select(Signature.run_id).where(approval).group_by(Signature.run_id)
+            .having(func.count() >= policy.min_approvals))
+        return and_(lacks(Signature.decision == "reject"), enough, *(has(Signature.meaning == m) for m in steps))
+    short = lacks(approval) if policy.min_approvals <= 1 else \
+        select(func.count()).where(Signature.run_id == run_id, approval).scalar_subquery() < policy.min_approvals
+    incomplete = or_(short, *(lacks(Signature.meaning == m) for m in steps))
+    reviewing = Signature.meaning.in_(("review", "approval"))
+    return and_(lacks(Signature.decision == "reject"), incomplete,
+                has(reviewing) if state == "in review" else lacks(reviewing))
 
 
 def may_approve(policy: ApprovalPolicy, signer_role: str | None, signer_username: str) -> str | None:

@@ -16,11 +16,11 @@ from pydantic import ValidationError
 from ..errors import NSPError, UsageError
 from ..identity.auth import logout
 from ..runs import run_artifacts, run_result, show_run
-from ..runs.board import board_page, run_changes, run_signatures
+from ..runs.board import board_page, run_changes, run_events, run_signatures
 from ..runs.records import STATUSES, RunFilter
 from ..server.auth import Inst, set_session_cookie, sign_in_request
 from ..server.sessions import COOKIE
-from ..signing.approval import MEANINGS
+from ..signing.approval import APPROVAL_STATES, MEANINGS
 from .guard import Page, Visitor, safe_next
 from .render import page
 
@@ -112,20 +112,29 @@ def runs_list(
     fit: Annotated[str | None, Query(max_length=8)] = None,
     since: Annotated[str | None, Query(max_length=40)] = None,
     until: Annotated[str | None, Query(max_length=40)] = None,
+    version: Annotated[str | None, Query(max_length=200)] = None,
+    approval: Annotated[str | None, Query(max_length=16)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    sort: Annotated[str | None, Query(max_length=16)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     name = default_project(inst, visitor, project)
+    # Every filter is in the URL (shareable; the back button and the page links keep them); an
+    # empty field is no filter, and the default order is left out of the links.
     filters = {"status": status or "", "task": task or "", "author": author or "", "fit": fit or "",
-               "since": since or "", "until": until or ""}
+               "since": since or "", "until": until or "", "version": (version or "").strip(),
+               "approval": approval or "", "q": (q or "").strip(), "sort": "" if sort == "created" else sort or ""}
     values: dict[str, Any] = {"visitor": visitor, "title": "Runs", "project": name, "filters": filters,
-                              "statuses": STATUSES, "tasks": TASKS, "projects": list(visitor.me.roles),
-                              "rows": [], "next_cursor": None, "cursor": cursor, "error": None, "live_after": 0}
+                              "statuses": STATUSES, "tasks": TASKS, "approvals": APPROVAL_STATES,
+                              "projects": list(visitor.me.roles), "rows": [], "next_cursor": None, "cursor": cursor,
+                              "error": None, "live_after": 0}
     if name is None:
         return page(request, "runs.html.j2", **values)
     try:
         f = RunFilter(status=status or None, task=task or None, since=_date(since, "since"),
                       until=_date(until, "until", end=True), created_by=author or None,
-                      fit_ok={"ok": True, "bad": False}.get(fit or ""))
+                      fit_ok={"ok": True, "bad": False}.get(fit or ""), version=filters["version"] or None,
+                      approval=approval or None, text=filters["q"] or None, sort=filters["sort"] or "created")
         # The log's end before the page is read: the live stream continues from there, so a
         # change between this read and the browser's connection is not missed.
         values["live_after"] = run_changes(inst, visitor.ctx, name, None).last_seq
@@ -145,6 +154,9 @@ def run_page(request: Request, inst: Inst, visitor: Page, run_id: str) -> Respon
     from ..audit.records import EventFilter
 
     try:
+        # The log's end before the page is read: a run still moving gets its status and its
+        # shards pushed from there (live.js), so a change made while the page renders still arrives.
+        log_end = run_events(inst, visitor.ctx, run_id, None).last_seq
         detail = show_run(inst, visitor.ctx, run_id)
         artifacts = run_artifacts(inst, visitor.ctx, detail.run_id)
         result = run_result(inst, visitor.ctx, detail.run_id)
@@ -152,9 +164,7 @@ def run_page(request: Request, inst: Inst, visitor: Page, run_id: str) -> Respon
         history = audit.read_events(inst, visitor.ctx, EventFilter(target_type="run", target_id=detail.run_id,
                                                                    project=detail.project), 0, 200)
         job = job_values(inst, visitor, detail) if "shards" in detail.params else {"job": None}
-        # A run still moving gets its status pushed (live.js), from the log's end as of now.
-        live_after = run_changes(inst, visitor.ctx, detail.project, None).last_seq \
-            if detail.status in ("queued", "running") else None
+        live_after = log_end if detail.status in ("queued", "running") else None
     except NSPError as exc:
         return error_page(request, visitor, exc)
     return page(request, "run.html.j2", **job, live_after=live_after, visitor=visitor,
@@ -186,7 +196,8 @@ def job_values(inst: Any, visitor: Visitor, detail: Any) -> dict[str, Any]:
 
 @router.get("/runs/{run_id}/shards")
 def shards(request: Request, inst: Inst, visitor: Page, run_id: str) -> Response:
-    """An htmx fragment: a running job's shard table, refreshed by the page while the job runs."""
+    """An htmx fragment: a running job's shard table, fetched again by the page when the live
+    stream reports a shard or job event of the run (live.js)."""
     try:
         detail = show_run(inst, visitor.ctx, run_id)
         values = job_values(inst, visitor, detail)

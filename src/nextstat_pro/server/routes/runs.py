@@ -21,11 +21,12 @@ from ...errors import FieldError, UsageError
 from ...runs import RunInputs, RunRequest, export_folder, run_artifacts, run_result, run_task, show_run
 from ...runs.esignatures import sign_run
 from ...runs.reads import artifact_row, list_runs_page
-from ...runs.records import RunFilter
+from ...runs.records import SORTS, RunFilter
 from ...runs.views import ArtifactRow, RunDetail, RunOutcome, RunPage
 from ...scale import coordinator
 from ...scale import service as jobs
 from ...scale.views import JobStatus
+from ...signing.approval import APPROVAL_STATES
 from ..auth import Caller, Inst
 from ..uploads import save_checked, spool_folder
 from .prefix import API_PREFIX
@@ -33,7 +34,8 @@ from .prefix import API_PREFIX
 router = APIRouter(prefix=API_PREFIX, tags=["runs"])
 
 
-@router.get("/projects/{project}/runs", response_model=RunPage, summary="A page of a project's runs, newest first")
+@router.get("/projects/{project}/runs", response_model=RunPage,
+            summary="A page of a project's runs, filtered, newest (or oldest) first")
 def list_runs(
     inst: Inst, ctx: Caller, project: str,
     status: Annotated[str | None, Query(max_length=16)] = None,
@@ -42,10 +44,22 @@ def list_runs(
     until: datetime | None = None,
     author: Annotated[str | None, Query(max_length=200, description="Username of the run's author.")] = None,
     fit_ok: bool | None = None,
+    version: Annotated[str | None, Query(max_length=200, description=(
+        "A registry version the run used: NAME (any version), NAME@SEMVER, NAME@sha256:PREFIX or "
+        "sha256:PREFIX (at least 12 hex digits)."))] = None,
+    approval: Annotated[str | None, Query(max_length=16, json_schema_extra={"enum": list(APPROVAL_STATES)},
+                                          description="The run's approval state under the project's approval "
+                                                      "policy.")] = None,
+    q: Annotated[str | None, Query(max_length=200, description=(
+        "Free text, case-insensitive: a run id prefix, or part of the task, the error message, the author's "
+        "username or a registry item's name."))] = None,
+    sort: Annotated[str, Query(max_length=16, json_schema_extra={"enum": list(SORTS)}, description=(
+        "created: newest first; oldest: oldest first. A cursor continues only the order it came from."))] = "created",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> RunPage:
-    f = RunFilter(status=status, task=task, since=since, until=until, created_by=author, fit_ok=fit_ok)
+    f = RunFilter(status=status, task=task, since=since, until=until, created_by=author, fit_ok=fit_ok,
+                  version=version or None, approval=approval, text=q or None, sort=sort)
     return list_runs_page(inst, ctx, project, f, limit, cursor)
 
 
