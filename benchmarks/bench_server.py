@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import signal
 import socket
@@ -69,6 +70,12 @@ def fill(inst: Instance, runs: int) -> None:
                 rows = []
         if rows:
             s.execute(insert(Run), rows)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (/proc/PID/stat, Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -138,7 +145,11 @@ def ours(db_url: str, runs: int, clients: int, seconds: float, workdir: str) -> 
                                    "first page sequential p50 ms": sequential_p50(
                                        routes["runs list (2 filters, first page)"], 200, headers)}
             for name, make in routes.items():
+                cpu0 = cpu_seconds(server.pid)
                 out[name] = load(make, clients, seconds, headers)
+                # The server's own CPU per request: with one process (one core for Python) its
+                # inverse bounds the requests/s, and clients / requests/s is then the latency.
+                out[name]["server cpu ms"] = (cpu_seconds(server.pid) - cpu0) / out[name]["requests"] * 1e3
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
@@ -162,7 +173,8 @@ def show(mine: dict[str, Any], theirs: dict[str, Any] | None) -> None:
         if not isinstance(fig, dict):
             continue
         line = (f"[{db}] {name:<36} {fig['req/s']:8.1f} req/s  p50 {fig['p50 ms']:7.1f}  p95 {fig['p95 ms']:7.1f}  "
-                f"p99 {fig['p99 ms']:7.1f} ms  errors {fig['errors']:.0f}")
+                f"p99 {fig['p99 ms']:7.1f} ms  errors {fig['errors']:.0f}  "
+                f"server CPU {fig['server cpu ms']:.2f} ms/req")
         other = theirs.get(name) if theirs else None
         if isinstance(other, dict):
             line += (f" | MLflow {other['req/s']:7.1f} req/s p95 {other['p95 ms']:7.1f} ms: "
