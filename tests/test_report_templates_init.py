@@ -14,7 +14,6 @@ from sqlalchemy import select
 from nextstat_pro.compliance import registry
 from nextstat_pro.compliance.templates import Template, builtin_templates, load_folder
 from nextstat_pro.db.models import AuditEvent, HubItem, HubVersion, Project
-from nextstat_pro.errors import ConflictError
 from nextstat_pro.instance import Instance
 from nextstat_pro.projects.service import create_project
 
@@ -83,16 +82,3 @@ def test_upgrade_registers_new_builtin_versions_in_every_project(cli, home: Path
     again = cli("--home", str(home), "db", "upgrade")
     assert again.code == 0 and "report templates: 0 built-in version(s) registered" in again.out
     assert event_count(home) == before + len(shipped) + 2
-
-
-def test_a_new_project_gets_the_builtins_when_it_is_created(instance: Instance) -> None:
-    from nextstat_pro.projects import service as projects
-
-    shipped = {(t.name, t.version) for t in builtin_templates()}
-    before = len(pushed(instance))
-    projects.create(instance, instance.context(), "qa")
-    assert registered(instance)["qa"] == shipped  # before any report was asked for in it
-    assert len(pushed(instance)) == before + len(shipped)
-    with pytest.raises(ConflictError, match="exists already"):  # a refused creation registers nothing
-        projects.create(instance, instance.context(), "qa")
-    assert len(pushed(instance)) == before + len(shipped)

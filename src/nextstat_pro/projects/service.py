@@ -105,17 +105,10 @@ def _row(project: Project) -> ProjectRow:
 
 
 def create(instance: Instance, ctx: RequestContext, name: str, description: str = "") -> ProjectRow:
-    """Create a project (``project create``) with its audit event, and the shipped report
-    templates registered in it (one ``hub.template.pushed`` event each), as ``init`` does for the
-    default project: a report never finds a project without its templates."""
-    from ..compliance.registry import ensure_builtins_in  # compliance stands on projects
-
+    """Create a project (``project create``) with its audit event."""
     with instance.db.transaction() as session:
         authorize(session, ctx, "project.create")
-        project = _create_project(session, ctx, name, description)
-        session.flush()
-        ensure_builtins_in(instance, session, ctx, project)
-        return _row(project)
+        return _row(_create_project(session, ctx, name, description))
 
 
 def list_rows(instance: Instance, ctx: RequestContext) -> list[ProjectRow]:
