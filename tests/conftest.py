@@ -44,6 +44,11 @@ def new_pg_database() -> str:
     return admin.rsplit("/", 1)[0] + "/" + name
 
 
+# What ``init_instance`` records: the admin, its key, the instance, the default project (the
+# CLI's ``init`` then registers the shipped report templates: tests/test_report_templates_init.py).
+INIT_ACTIONS = ["user.created", "user.key_created", "instance.initialized", "project.created"]
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":

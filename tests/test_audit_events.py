@@ -16,7 +16,6 @@ from nextstat_pro.audit.events import append_event, batched_appends
 from nextstat_pro.audit.export import export_bundle
 from nextstat_pro.audit.records import query_events
 from nextstat_pro.audit.service import EventFilter, history, make_checkpoint, verify
-from nextstat_pro.compliance.templates import builtin_templates
 from nextstat_pro.config_service import set_config
 from nextstat_pro.db.models import AuditEvent
 from nextstat_pro.engine import InputFile
@@ -28,12 +27,8 @@ from nextstat_pro.projects import create_project
 from nextstat_pro.runs import RunRequest, export_run, retention, run_task
 
 from .audit_helpers import actions_after, last_seq
-from .conftest import PASSWORD, shared
+from .conftest import INIT_ACTIONS, PASSWORD, shared
 
-# What ``init`` records: the admin, its key, the instance, the default project, then one
-# ``hub.template.pushed`` per shipped report template (registered at init, issue 17).
-INIT_ACTIONS = ["user.created", "user.key_created", "instance.initialized", "project.created",
-                *["hub.template.pushed"] * len(builtin_templates())]
 INIT = len(INIT_ACTIONS)
 
 ROOT = Path(__file__).resolve().parents[1]

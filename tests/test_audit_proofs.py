@@ -13,7 +13,6 @@ from sqlalchemy import select
 from nextstat_pro.audit.export import export_bundle
 from nextstat_pro.audit.service import consistency, make_checkpoint, prove, verify
 from nextstat_pro.audit.witness import checkpoint_name
-from nextstat_pro.compliance.templates import builtin_templates
 from nextstat_pro.db.models import AuditEvent, User
 from nextstat_pro.errors import NotFoundError
 from nextstat_pro.instance import Instance
@@ -21,10 +20,8 @@ from nextstat_pro.projects import create_project
 from nextstat_pro.verify.bundle import verify_bundle
 from nextstat_pro.verify.proofs import ProofVerificationError, trusted_key, verify_document
 
-# What ``init`` records: the admin, its key, the instance, the default project, then one
-# ``hub.template.pushed`` per shipped report template (registered at init, issue 17).
-INIT_ACTIONS = ["user.created", "user.key_created", "instance.initialized", "project.created",
-                *["hub.template.pushed"] * len(builtin_templates())]
+from .conftest import INIT_ACTIONS
+
 INIT = len(INIT_ACTIONS)
 
 

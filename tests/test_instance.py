@@ -8,19 +8,14 @@ import pytest
 from sqlalchemy import func, select
 
 from nextstat_pro.audit.service import verify
-from nextstat_pro.compliance.templates import builtin_templates
 from nextstat_pro.db import migrate
 from nextstat_pro.db.models import AuditEvent, Project, User
 from nextstat_pro.errors import InstanceExistsError, UsageError
 from nextstat_pro.identity.passwords import verify_password
 from nextstat_pro.instance import Instance, init_instance
 
-from .conftest import PASSWORD
+from .conftest import INIT_ACTIONS, PASSWORD
 
-# What ``init`` records: the admin, its key, the instance, the default project, then one
-# ``hub.template.pushed`` per shipped report template (registered at init, issue 17).
-INIT_ACTIONS = ["user.created", "user.key_created", "instance.initialized", "project.created",
-                *["hub.template.pushed"] * len(builtin_templates())]
 INIT = len(INIT_ACTIONS)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from nextstat_pro.audit.witness import checkpoint_name
 from nextstat_pro.compliance import registry
 from nextstat_pro.compliance.templates import Template, builtin_templates, load_folder
 from nextstat_pro.db.models import AuditEvent, HubItem, HubVersion, Project
@@ -50,12 +51,18 @@ def newer_builtin(tmp_path: Path) -> Template:
     return load_folder(folder)
 
 
-def test_init_registers_the_builtins_once(instance: Instance) -> None:
+def test_init_registers_the_builtins_once(home: Path) -> None:
     shipped = {(t.name, t.version) for t in builtin_templates()}
-    assert registered(instance) == {"default": shipped}  # before any report was asked for
-    assert pushed(instance) == [t.version for t in builtin_templates()]  # one event per version
-    assert registry.register_builtin_templates(instance, instance.context()) == 0  # idempotent
-    assert len(pushed(instance)) == len(shipped)
+    instance = Instance.open(home)  # made by ``nextstat-pro init`` (the home fixture)
+    try:
+        assert registered(instance) == {"default": shipped}  # before any report was asked for
+        assert pushed(instance) == [t.version for t in builtin_templates()]  # one event per version
+        assert registry.register_builtin_templates(instance, instance.context()) == 0  # idempotent
+        assert len(pushed(instance)) == len(shipped)
+    finally:
+        instance.close()
+    # And a witnessed checkpoint covers them from the start.
+    assert (home / "witness" / checkpoint_name(event_count(home))).exists()
 
 
 def test_upgrade_registers_new_builtin_versions_in_every_project(cli, home: Path, tmp_path: Path,  # type: ignore[no-untyped-def]

@@ -261,11 +261,6 @@ def init_instance(
             shutil.rmtree(store_root, ignore_errors=True)
         raise
     instance = Instance(home, config, db, store)
-    # The shipped report templates are registry versions from the start (issue 17), before the
-    # first checkpoint so it covers their events. Local import: compliance imports this module.
-    from .compliance.registry import register_builtin_templates
-
-    register_builtin_templates(instance, ctx, "default")
     try:
         instance.sign_checkpoint()  # the log is witnessed from its first events on
     except NSPError as exc:
