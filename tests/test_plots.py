@@ -432,3 +432,23 @@ def test_threads_and_global_style_are_safe(results: dict[str, dict[str, Any]],
     for key, plots in zip(keys, drawn, strict=True):
         assert [p.svg for p in plots] == [p.svg for p in rendered[key][0]]
     assert dict(matplotlib.rcParams) == before  # no style leaks into other matplotlib users
+
+
+def test_plot_context_reads_what_each_task_needs_from_its_inputs(example: Example) -> None:
+    from nextstat_pro.plots.inputs import plot_context
+
+    inputs = {"workspace": json.dumps(example.workspace).encode(), "dataset": example.pk_csv,
+              "patchset": json.dumps(example.patchset).encode()}
+    assert plot_context("fit", inputs.get)["priors"]  # the constraints' priors of the workspace
+    assert list(plot_context("pk-nlme", inputs.get)["pk_data"].subject_ids) == list(example.pk.subject_ids)
+    assert plot_context("grid", inputs.get) == {"grid_labels": ["m_parent", "m_lsp"]}
+    assert plot_context("upper-limit", inputs.get) == {}
+    # An input missing or unreadable leaves the plots that need it out; it never fails the caller.
+    broken = {"workspace": b"{not json", "dataset": b"a,b\n1,2\n", "patchset": b"[]"}
+    for task in ("fit", "pk-nlme", "grid"):
+        assert plot_context(task, broken.get) == {}
+        assert plot_context(task, {}.get) == {}
+    # With them, the run gets the plots the dashboard and the certificate show.
+    kinds = [p.name for p in plots_for_result("pk-nlme", example.run("pk-nlme", {}),
+                                              **plot_context("pk-nlme", inputs.get))]
+    assert kinds == ["pk-concentration", "correlation"]

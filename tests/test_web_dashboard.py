@@ -25,6 +25,7 @@ from playwright.sync_api import Page, expect
 from nextstat_pro.access.context import RequestContext
 from nextstat_pro.db.models import Run
 from nextstat_pro.engine import InputFile
+from nextstat_pro.examples import histfactory_workspace, pk_dataset, signal_patchset
 from nextstat_pro.hub import service as hub
 from nextstat_pro.instance import Instance, init_instance
 from nextstat_pro.projects.service import get_project
@@ -74,6 +75,8 @@ class Site:
     held: str
     scan: str
     ranking: str
+    pk: str
+    grid: str
     admin_ctx: RequestContext
 
     def at(self, path: str) -> str:
@@ -97,8 +100,9 @@ def _seed(inst: Instance, tmp: Path, jobs: bool = True) -> dict[str, str]:
     mallory = session_for(inst, "mallory", PASSWORD)
     fit = run_task(inst, mallory, RunRequest(task="fit", project="default", params={"covariance": "true"}, seed=None,
                                              given=RunInputs(workspace=hostile)))
-    limit = run_task(inst, admin, RunRequest(task="upper-limit", project="default", params={}, seed=None,
-                                             given=RunInputs(workspace=simple)))
+    # With its CLs curve recorded: the limit gets the CLs-vs-POI plot beside the Brazil band.
+    limit = run_task(inst, admin, RunRequest(task="upper-limit", project="default", params={"cls_points": "21"},
+                                             seed=None, given=RunInputs(workspace=simple)))
     assert fit.status == limit.status == "succeeded", (fit.error, limit.error)
     others = {task: run_task(inst, admin, RunRequest(task=task, project="default", params={}, seed=None,
                                                      given=RunInputs(workspace=simple))).run_id
@@ -113,15 +117,27 @@ def _seed(inst: Instance, tmp: Path, jobs: bool = True) -> dict[str, str]:
         queued = create_run(s, admin, get_project(s, "default"), "fit", {}, None, []).run_id
     if not jobs:  # the PostgreSQL variant looks at the runs list only: two runs and a queued one
         return {"fit": fit.run_id, "limit": limit.run_id, "queued": queued, "toys": "", "job": "", "held": "",
-                "scan": "", "ranking": ""}
+                "scan": "", "ranking": "", "pk": "", "grid": ""}
     job = SubmitRequest("toys", "default", [InputFile.read("workspace", simple)], params={"n_toys": "24"}, seed=7,
                         shards=2, workers=2)
     toys = submit(inst, admin, job)
     assert coordinate(inst, admin, toys) == "succeeded"
     waiting = submit(inst, admin, job)  # submitted, never coordinated: a job to cancel
     held = submit(inst, admin, job)  # and one nobody cancels (what a viewer looks at)
+    # A PK study (concentration-time with the fit) and a 2-D signal grid (the exclusion contour).
+    study = tmp / "pk.csv"
+    study.write_text(pk_dataset())
+    pk = run_task(inst, admin, RunRequest(task="pk-nlme", project="default", params={}, seed=None,
+                                          given=RunInputs(dataset=str(study))))
+    assert pk.status == "succeeded", pk.error
+    ws = histfactory_workspace()
+    grid = submit(inst, admin, SubmitRequest(
+        "grid", "default", [InputFile.from_bytes("workspace", "ws.json", json.dumps(ws).encode()),
+                            InputFile.from_bytes("patchset", "ps.json", json.dumps(signal_patchset(ws, 6)).encode())],
+        shards=2, workers=2))
+    assert coordinate(inst, admin, grid) == "succeeded"
     return {"fit": fit.run_id, "limit": limit.run_id, "queued": queued, "toys": toys, "job": waiting, "held": held,
-            **others}
+            "pk": pk.run_id, "grid": grid, **others}
 
 
 def _serve(inst: Instance, port: int | None = None) -> Iterator[str]:
@@ -261,8 +277,9 @@ def test_sign_in_filter_runs_and_open_a_run_with_plots(page: Page, site: Site, t
 
 def test_each_plot_kind_renders(page: Page, site: Site) -> None:
     watch = sign_in(page, site, then="/runs")
-    expected = {site.fit: ("pulls", "correlation"), site.limit: ("brazil",), site.scan: ("profile-likelihood",),
-                site.ranking: ("ranking", "pulls"), site.toys: ("toys",)}
+    expected = {site.fit: ("pulls", "correlation"), site.limit: ("brazil", "cls"),
+                site.scan: ("profile-likelihood",), site.ranking: ("ranking", "pulls"), site.toys: ("toys",),
+                site.pk: ("pk-concentration", "correlation"), site.grid: ("exclusion", "brazil")}
     for run_id, kinds in expected.items():
         page.goto(site.at(f"/runs/{run_id}"))
         expect(page.locator("#plots figure.plot")).to_have_count(len(kinds), timeout=20_000)

@@ -90,7 +90,7 @@ def certificate_data(files: dict[str, bytes], approval: str, plots: bool) -> tup
         "engine": manifest["engine"], "platform": manifest["platform"], "params": manifest["params"],
         "results": _results(result),
         "quality": {"ok": quality.get("ok") if result else None, "reasons": quality.get("reasons", [])},
-        "plots": _plots(manifest["task"], result, _workspace(files, manifest)) if plots and result else [],
+        "plots": _plots(manifest["task"], result, files, manifest) if plots and result else [],
         "signatures": [_manifestation(s) for s in signatures],
         "report_signatures": [],
         "verification": verification,
@@ -127,22 +127,19 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _workspace(files: dict[str, bytes], manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """The run's workspace as recorded (its pulls plot needs the constraints' priors)."""
-    for entry in manifest["inputs"]:
-        if entry.get("role") == "workspace":
-            doc = json.loads(files[f"inputs/workspace/{entry['name']}"])
-            return doc if isinstance(doc, dict) else None
-    return None
+def _plots(task: str, result: dict[str, Any], files: dict[str, bytes],
+           manifest: dict[str, Any]) -> list[dict[str, str]]:
+    """The run's plots as the dashboard draws them, with what they need from its recorded inputs
+    (a fit's priors, a PK study's observations, a grid's coordinate names): deterministic SVG."""
+    from ..plots import plots_for_result
+    from ..plots.inputs import plot_context
 
+    def read(role: str) -> bytes | None:
+        entry = next((e for e in manifest["inputs"] if e.get("role") == role), None)
+        return files.get(f"inputs/{role}/{entry['name']}") if entry is not None else None
 
-def _plots(task: str, result: dict[str, Any], workspace: dict[str, Any] | None) -> list[dict[str, str]]:
-    # H3's renderer (nextstat_pro.plots): deterministic SVG, a pure function of its arguments.
-    from ..plots import plots_for_result, priors_from_workspace
-
-    priors = priors_from_workspace(workspace) if workspace is not None else None
     return [{"name": p.name, "title": p.title, "svg": p.svg.decode("utf-8")}
-            for p in plots_for_result(task, result, priors=priors)]
+            for p in plots_for_result(task, result, **plot_context(task, read))]
 
 
 def _manifestation(record: dict[str, Any]) -> dict[str, Any]:

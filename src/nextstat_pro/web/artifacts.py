@@ -4,7 +4,6 @@ authorized lookup of the run's artifact (``artifact_row``) and reads the store b
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from typing import Annotated, Any
@@ -75,7 +74,8 @@ _PLOTS_KEPT = 64
 
 
 def _plots(inst: Any, visitor: Visitor, run_id: str) -> list[Any]:
-    from ..plots import RENDERER_VERSION, plots_for_result, priors_from_workspace
+    from ..plots import RENDERER_VERSION, plots_for_result
+    from ..plots.inputs import MAX_INPUT_BYTES, plot_context
     from ..runs import run_result
 
     detail = show_run(inst, visitor.ctx, run_id)
@@ -88,14 +88,12 @@ def _plots(inst: Any, visitor: Visitor, run_id: str) -> list[Any]:
             _PLOTS.move_to_end(key)
             return _PLOTS[key]
     result = run_result(inst, visitor.ctx, detail.run_id) or {}
-    priors = None
-    workspace = next((i for i in detail.inputs if i.role == "workspace"), None)
-    if workspace is not None and detail.task == "fit" and workspace.size <= 64 * 1024 * 1024:
-        try:
-            priors = priors_from_workspace(json.loads(inst.store.get(workspace.digest)))
-        except (ValueError, AttributeError, TypeError):
-            priors = None  # pulls are then drawn against the default prior
-    made = plots_for_result(detail.task, result, priors=priors)
+
+    def read(role: str) -> bytes | None:
+        found = next((i for i in detail.inputs if i.role == role), None)
+        return inst.store.get(found.digest) if found is not None and found.size <= MAX_INPUT_BYTES else None
+
+    made = plots_for_result(detail.task, result, **plot_context(detail.task, read))
     with _PLOTS_LOCK:
         _PLOTS[key] = made
         while len(_PLOTS) > _PLOTS_KEPT:
