@@ -17,7 +17,7 @@ from ..db.types import rfc3339
 from ..errors import FieldError, NotFoundError
 from ..projects.service import authorized_project
 from .export import read_manifest
-from .records import SORTS, RunFilter, _query_runs, read_run, versions_of
+from .records import SORTS, ListedRun, RunFilter, _query_runs, read_run, versions_of
 from .service import RESULT_NAME
 from .views import ArtifactRow, RunArtifactRow, RunDetail, RunInputRow, RunPage, RunRow
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..instance import Instance
 
 
-def _row(run: Run, project: str, versions: list[str]) -> dict[str, Any]:
+def _row(run: ListedRun, project: str, versions: list[str]) -> dict[str, Any]:
     return {"run_id": run.id, "project": project, "task": run.task, "status": run.status, "fit_ok": run.fit_ok,
             "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
             "seed": run.seed, "patch": run.patch, "params": run.params, "error": run.error,
@@ -50,7 +50,7 @@ def list_run_rows(instance: Instance, ctx: RequestContext, project_name: str, st
 MAX_PAGE = 500
 
 
-def _encode_cursor(run: Run, sort: str = "created") -> str:
+def _encode_cursor(run: ListedRun, sort: str = "created") -> str:
     raw = f"{sort}|{rfc3339(run.created_at)}|{run.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -102,8 +102,9 @@ def list_runs_page(instance: Instance, ctx: RequestContext, project_name: str, f
         more = len(runs) > limit
         runs = runs[:limit]
         used = versions_of(session, [r.id for r in runs])
-        items = [RunRow(**_row(r, project.name, used.get(r.id, []))) for r in runs]
-    return RunPage(items=items, next_cursor=_encode_cursor(runs[-1], f.sort) if more else None)
+        items = [_row(r, project.name, used.get(r.id, [])) for r in runs]
+    # The page validated in one call (pydantic-core walks the list), not one model per row.
+    return RunPage.model_validate({"items": items, "next_cursor": _encode_cursor(runs[-1], f.sort) if more else None})
 
 
 def _project_of(session: Session, run: Run) -> Project:

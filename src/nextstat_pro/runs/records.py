@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, insert, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ..access.context import RequestContext
@@ -338,7 +338,7 @@ def _conditions(f: RunFilter, policy: ApprovalPolicy) -> list[ColumnElement[bool
 
 def _query_runs(session: Session, project: Project, status: str | None, task: str | None, since: datetime | None,
                 limit: int, *, policy: ApprovalPolicy, f: RunFilter | None = None,
-                after: tuple[datetime, str] | None = None) -> list[Run]:
+                after: tuple[datetime, str] | None = None) -> list[ListedRun]:
     """A project's runs in ``f.sort`` order, filtered (``reads.list_run_rows`` authorizes);
     ``after`` is the (created_at, id) of the last run of the previous page (keyset: no OFFSET
     scan). Each order walks the same (project, …, created_at, id) indexes, one way or the other."""
@@ -350,24 +350,65 @@ def _query_runs(session: Session, project: Project, status: str | None, task: st
         if used is None:
             return []  # no such version: no run used it
         conds.append(used)
-    query = select(Run).where(Run.project_id == project.id, *conds).limit(limit)
+    query = select(*LISTED).where(Run.project_id == project.id, *conds).limit(limit)
     query = query.order_by(Run.created_at, Run.id) if oldest else query.order_by(Run.created_at.desc(),
                                                                                   Run.id.desc())
     if after is not None:
         # A row-value comparison: one index range on (…, created_at, id); the OR form is not.
         key, at = tuple_(Run.created_at, Run.id), tuple_(*after)
         query = query.where(key > at if oldest else key < at)
-    return list(session.scalars(query))
+    # Plain rows of the listed columns, not ORM objects: a page is read per request, and
+    # building 50 tracked Run instances cost more than the query (benchmarks/bench_server.py).
+    return cast("list[ListedRun]", list(session.connection().execute(query)))
+
+
+class ListedRun(Protocol):
+    """The columns of a run a listing reads (``LISTED``): a row of them, or a Run."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def fit_ok(self) -> bool | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def patch(self) -> str | None: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def manifest_digest(self) -> str | None: ...
+
+
+LISTED = (Run.id, Run.task, Run.status, Run.fit_ok, Run.created_at, Run.started_at, Run.finished_at, Run.seed,
+          Run.patch, Run.params, Run.error, Run.manifest_digest)
+
+
+# Built once (a page's listing runs it per request); Core rows, as _query_runs.
+_VERSIONS_OF = (
+    select(RunVersion.run_id, HubItem.name, HubVersion.semver, HubVersion.digest)
+    .join(HubVersion, HubVersion.id == RunVersion.version_id)
+    .join(HubItem, HubItem.id == HubVersion.item_id)
+    .where(RunVersion.run_id.in_(bindparam("run_ids", expanding=True)))
+)
 
 
 def versions_of(session: Session, run_ids: list[str]) -> dict[str, list[str]]:
     """Registry versions each run used, as ``name@semver`` (or ``name@sha256:…``) labels."""
-    rows = session.execute(
-        select(RunVersion.run_id, HubItem.name, HubVersion.semver, HubVersion.digest)
-        .join(HubVersion, HubVersion.id == RunVersion.version_id)
-        .join(HubItem, HubItem.id == HubVersion.item_id)
-        .where(RunVersion.run_id.in_(run_ids))
-    )
+    if not run_ids:
+        return {}
+    rows = session.connection().execute(_VERSIONS_OF, {"run_ids": run_ids})
     out: dict[str, list[str]] = {}
     for run_id, name, semver, digest in rows:
         out.setdefault(run_id, []).append(f"{name}@{semver or digest[:19]}")
