@@ -94,7 +94,7 @@ def build(*, report_id: str, kind: str, project: str, title: str, template: Temp
     files = {**evidence, RECORD_NAME: canonical_json(record), DATA_NAME: data_bytes, HTML_NAME: html,
              TEMPLATE_NAME: template.packed()}
     digests = {n: sha256_hex(d) for n, d in files.items()} | {f.name: f.sha256 for f in streamed}
-    envelope = sign_statement(statement_for(record, digests), keys)
+    envelope = sign_statement(statement_for(record, digests, [f.name for f in streamed]), keys)
     files[ENVELOPE_NAME] = canonical_json(envelope) + b"\n"
     files[KEY_NAME] = keys.public.public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -12,8 +12,8 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import tempfile
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,10 +107,18 @@ def written(row: Report, project: str, approval: str, built: Built, out: Path | 
 
 def _copy_file(src: Path, dest: Path) -> None:
     """``atomic_write`` of a file's bytes, copied in chunks (a report with a large events file)."""
+    with src.open("rb") as fh:
+        _write_chunks(iter(lambda: fh.read(1 << 20), b""), dest)
+
+
+def _write_chunks(chunks: Iterable[bytes], dest: Path) -> None:
+    """``atomic_write`` of bytes that arrive in chunks: never more than one chunk in memory, and
+    nothing at ``dest`` unless every chunk came (a store's read fails on a digest mismatch)."""
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
     try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as fh:
-            shutil.copyfileobj(fh, out, 1 << 20)
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644 & reach(os.stat(dest.parent).st_mode))
@@ -179,14 +187,16 @@ def show_report(instance: Instance, ctx: RequestContext, report_ref: str) -> Rep
 
 
 def write_report(instance: Instance, ctx: RequestContext, report_ref: str, out: Path) -> ReportWritten:
-    """Write a recorded report's PDF and HTML (digest-checked from the store) into ``out``."""
+    """Write a recorded report's PDF and HTML (digest-checked from the store) into ``out``; the PDF
+    (an audit trail's can be hundreds of MB) is copied a chunk at a time."""
     with instance.db.read() as session:
         report, project = _get(session, ctx, report_ref, "report.read")
         row = _row(session, instance, report, project.name)
-    pdf, html = instance.store.get(report.pdf_digest), instance.store.get(report.html_digest)
     ensure_folder(out)
     pdf_path, html_path = out / f"{report.kind}.pdf", out / f"{report.kind}.html"
-    atomic_write_many([(pdf_path, pdf), (html_path, html)], mode=0o644)
+    # Read whole from the start, the store hashes the chunks and fails at the end on a mismatch.
+    _write_chunks(instance.store.read_range(report.pdf_digest), pdf_path)
+    atomic_write_many([(html_path, instance.store.get(report.html_digest))], mode=0o644)
     return ReportWritten(**row.model_dump(), pdf_path=str(pdf_path.resolve()), html_path=str(html_path.resolve()))
 
 

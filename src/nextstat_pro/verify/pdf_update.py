@@ -7,18 +7,25 @@ peak memory grow with the period. So a report PDF is WeasyPrint's PDF/A-3b docum
 pages and the small attachments) followed, when the report has large evidence files, by one
 incremental update that adds each of them:
 
-    for each file, by name:  N 0 obj <</Type/EmbeddedFile ... /Length S>> stream <S bytes> endstream
+    for each file, by name:  N 0 obj <</Type/EmbeddedFile ... /CheckSum <MD5> ... /Length S>>
+                             stream <S bytes> endstream
                              N+1 0 obj <</Type/Filespec ... /AFRelationship/Data>>
     the catalog (its own object number) with the new file specifications appended to /AF,
     the /EmbeddedFiles name-tree node with the new names (in the catalog when it is direct),
-    an uncompressed cross-reference stream: /Prev (the base's), /NSPBase (the base's length),
-    startxref, %%EOF.
+    an uncompressed cross-reference stream: /Prev (the base's), the base's first /ID string and a
+    second one derived from the base and the files (§14.4: it changes with each update),
+    /NSPBase (the base's length), startxref, %%EOF.
 
-Every byte of the update is a function of the base, the files' names and sizes and the report's
-time (``update_pieces``): the writer streams the files' bytes between those pieces, and ``verify``
-regenerates the pieces and compares them byte for byte (``check_update``), so the update can hold
-nothing but the attachments the signed statement names. Strings are written as hex, names escaped,
-the base's catalog re-serialized by this module (not by qpdf, whose formatting may change).
+Every byte of the update is a function of the base, the files' names, sizes and MD5s and the
+report's time (``update_pieces``): the writer streams the files' bytes between those pieces, and
+``verify`` regenerates the pieces and compares them byte for byte (``check_update``), so the update
+can hold nothing but the attachments the signed statement names. Strings are written as hex, names
+escaped, the base's catalog re-serialized by this module (not by qpdf, whose formatting may change).
+
+A report file is either one revision (WeasyPrint's, no /Prev) or that revision and this update, whose
+/NSPBase is found at the final startxref: ``split`` refuses anything else (an update appended by
+someone else could draw over a page, which only a re-render would notice), and it never takes a
+file of several revisions whole. Attachment names are unique in the file.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ CHUNK = 1 << 20
 BASE_KEY = b"/NSPBase"
 _W = (1, 8, 2)  # cross-reference stream field widths: type, offset (up to 2^64), generation
 _STARTXREF = re.compile(rb"startxref\s+(\d+)\s+%%EOF\s*$")
-_EMBEDDED = re.compile(rb"(\d+) 0 obj\n<</Type/EmbeddedFile/Subtype/[^/]*/Params<<[^>]*>>/Length (\d+)>>\nstream\n")
+_EMBEDDED = re.compile(rb"(\d+) 0 obj\n<</Type/EmbeddedFile/Subtype/[^/]*/Params<<(?:[^<>]|<[0-9a-f]*>)*>>"
+                       rb"/Length (\d+)>>\nstream\n")
 _FILESPEC = re.compile(rb"\nendstream\nendobj\n\d+ 0 obj\n<</Type/Filespec/F <([0-9a-f]*)>")
 
 Read = Callable[[int, int], bytes]  # bytes [start, end) of the report file
@@ -62,6 +70,14 @@ class Appended:
     name: str
     start: int
     size: int
+
+
+@dataclass(frozen=True)
+class Digests:
+    """An appended file's SHA-256 (what the signed statement names) and MD5 (its /CheckSum), hex."""
+
+    sha256: str
+    md5: str
 
 
 def _name(value: str) -> bytes:
@@ -112,9 +128,18 @@ def _media_type(name: str) -> bytes:
     return _name("application/gzip" if name.endswith(".gz") else "application/octet-stream")
 
 
-def update_pieces(base: bytes, files: list[tuple[str, int, str]], created: datetime) -> list[bytes | int]:
-    """The incremental update adding ``files`` (name, size, description; sorted by name) to ``base``:
-    byte pieces, with the index ``i`` in place of file ``i``'s bytes."""
+def _second_id(base: bytes, files: list[tuple[str, int, str, str]]) -> bytes:
+    """The update's second /ID string (16 bytes, hex): a hash of the base and of each file's name,
+    size and MD5, so it differs from the base's and is the same whenever the update is."""
+    h = hashlib.sha256(b"nextstat-pro/pdf-update/v1\0" + hashlib.sha256(base).digest())
+    for name, size, _, md5 in files:
+        h.update(b"%s\0%d\0%s\0" % (name.encode("utf-8"), size, md5.encode()))
+    return b"<" + h.hexdigest()[:32].encode() + b">"
+
+
+def update_pieces(base: bytes, files: list[tuple[str, int, str, str]], created: datetime) -> list[bytes | int]:
+    """The incremental update adding ``files`` (name, size, description, MD5 hex; sorted by name,
+    each once) to ``base``: byte pieces, with the index ``i`` in place of file ``i``'s bytes."""
     import pikepdf
 
     found = _STARTXREF.search(base[-1024:])
@@ -126,9 +151,10 @@ def update_pieces(base: bytes, files: list[tuple[str, int, str]], created: datet
         catalog = pdf.Root
         root = catalog.objgen
         tail = b""
-        for key in ("/Info", "/ID"):
-            if key in pdf.trailer:
-                tail += _name(key) + b" " + _serialize(pdf.trailer[key])
+        if "/Info" in pdf.trailer:
+            tail += b"/Info " + _serialize(pdf.trailer["/Info"])
+        if "/ID" in pdf.trailer:
+            tail += b"/ID[" + _serialize(pdf.trailer["/ID"][0]) + b" " + _second_id(base, files) + b"]"
         names = catalog.get("/Names", pikepdf.Dictionary())
         tree = names.get("/EmbeddedFiles", pikepdf.Dictionary(Names=pikepdf.Array()))
         if "/Kids" in tree or set(tree.keys()) - {"/Names"}:
@@ -148,12 +174,16 @@ def update_pieces(base: bytes, files: list[tuple[str, int, str]], created: datet
             pieces.append(data)
             at += len(data) if isinstance(data, bytes) else files[data][1]
 
-        for i, (name, size, description) in enumerate(files):
+        for i, (name, size, description, md5) in enumerate(files):
             if name.encode() in taken:
-                raise ValueError(f"the base already has an attachment {name}")
+                raise ValueError(f"the base or the update already has an attachment {name}")
+            if not re.fullmatch(r"[0-9a-f]{32}", md5):
+                raise ValueError(f"the MD5 of {name} is not 32 hex digits")
+            taken.add(name.encode())
             stream, spec = first + 2 * i, first + 2 * i + 1
-            put(stream, b"%d 0 obj\n<</Type/EmbeddedFile/Subtype%s/Params<</Size %d/CreationDate%s/ModDate%s>>"
-                b"/Length %d>>\nstream\n" % (stream, _media_type(name), size, _date(created), _date(created), size))
+            put(stream, b"%d 0 obj\n<</Type/EmbeddedFile/Subtype%s/Params<</Size %d/CheckSum<%s>/CreationDate%s"
+                b"/ModDate%s>>/Length %d>>\nstream\n" % (stream, _media_type(name), size, md5.encode(),
+                                                         _date(created), _date(created), size))
             put(None, i)
             put(None, b"\nendstream\nendobj\n")
             put(spec, b"%d 0 obj\n<</Type/Filespec/F %s/UF %s/Desc %s/EF<</F %d 0 R/UF %d 0 R>>"
@@ -193,6 +223,15 @@ def update_pieces(base: bytes, files: list[tuple[str, int, str]], created: datet
     return pieces
 
 
+def _file_md5(f: Spooled) -> str:
+    """A spooled file's MD5 (its /CheckSum, written before its bytes), read a chunk at a time."""
+    h = hashlib.md5(usedforsecurity=False)
+    with f.path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_update(base: bytes, files: list[Spooled], created: datetime, descriptions: dict[str, str],
                  out: BinaryIO) -> str:
     """Write ``base`` and its update adding ``files`` to ``out``, each file copied in chunks; return
@@ -204,8 +243,10 @@ def write_update(base: bytes, files: list[Spooled], created: datetime, descripti
         digest.update(data)
         out.write(data)
 
+    # The MD5 goes before the bytes it sums: one more read of each file (from the page cache).
+    listed = [(f.name, f.size, descriptions[f.name], _file_md5(f)) for f in files]
     emit(base)
-    for piece in update_pieces(base, [(f.name, f.size, descriptions[f.name]) for f in files], created):
+    for piece in update_pieces(base, listed, created):
         if isinstance(piece, bytes):
             emit(piece)
             continue
@@ -219,17 +260,46 @@ def write_update(base: bytes, files: list[Spooled], created: datetime, descripti
     return "sha256:" + digest.hexdigest()
 
 
-def split(read: Read, total: int) -> tuple[bytes, list[Appended]]:
-    """A report file's base and the attachments its update adds (none: the file is its own base).
-    The update's form is checked by ``check_update``; this only finds where things are."""
+def _unescaped(name_text: bytes) -> bytes:
+    """PDF syntax with name escapes undone (``/P#72ev`` is ``/Prev`` to a reader)."""
+    return re.sub(rb"#([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), name_text)
+
+
+def _final_trailer(read: Read, total: int) -> bytes:
+    """The text of a PDF's final trailer dictionary (that of the xref stream startxref points at, or
+    a classic table's ``trailer``), name escapes undone."""
     end = read(max(0, total - 1024), total)
     found = _STARTXREF.search(end)
     if found is None:
-        return read(0, total), []
+        raise VerificationError("not a report PDF: the file does not end with startxref and %%EOF")
     at = int(found.group(1))
-    head = read(at, min(total, at + 4096)) if at < total else b""
-    base = re.search(rb"^\d+ 0 obj\n<</Type/XRef[^\n]*" + re.escape(BASE_KEY) + rb" (\d+)/", head)
+    head = read(at, min(total, at + 4096)) if 0 <= at < total else b""
+    if head.startswith(b"xref"):
+        trailer = end.rfind(b"trailer")
+        if trailer < 0:
+            raise VerificationError("not a report PDF: its final cross-reference table has no trailer near the end")
+        return _unescaped(end[trailer:found.start()])
+    if re.match(rb"\d+ \d+ obj\s*<<", head) is None or b"stream" not in head:
+        raise VerificationError("not a report PDF: startxref points at no cross-reference section")
+    return _unescaped(head[:head.index(b"stream")])
+
+
+def _one_revision(read: Read, total: int, what: str) -> None:
+    """Fail unless a PDF is a single revision (no /Prev in its final section: WeasyPrint's form)."""
+    trailer = _final_trailer(read, total)
+    if re.search(rb"/Prev(?![^\s()<>\[\]{}/%])", trailer):
+        raise VerificationError(f"{what} ends with an incremental update that is not the report's own "
+                                "(changed after writing: an update can draw over a page)")
+
+
+def split(read: Read, total: int) -> tuple[bytes, list[Appended]]:
+    """A report file's base and the attachments its update adds (none: the file is its own base,
+    which must then be one revision). The update's form is checked by ``check_update``; this finds
+    where things are and refuses a file of any other shape without reading it whole."""
+    trailer = _final_trailer(read, total)
+    base = re.search(re.escape(BASE_KEY) + rb" (\d+)/", trailer)
     if base is None:
+        _one_revision(read, total, "the report file")
         return read(0, total), []
     base_len = int(base.group(1))
     if not 0 < base_len < total:
@@ -248,6 +318,8 @@ def split(read: Read, total: int) -> tuple[bytes, list[Appended]]:
             name = bytes.fromhex(spec.group(1).decode()).decode("ascii")
         except ValueError:
             raise VerificationError("the report's update names an attachment unreadably") from None
+        if any(a.name == name for a in appended):
+            raise VerificationError(f"the report's update adds attachment {name} twice")
         appended.append(Appended(name, start, size))
         rest = read(start + size, min(total, start + size + 4096))
         close = rest.find(b"\nendobj\n", len(b"\nendstream\nendobj\n"))
@@ -256,17 +328,22 @@ def split(read: Read, total: int) -> tuple[bytes, list[Appended]]:
         pos = start + size + close + len(b"\nendobj\n")
     if not appended:
         raise VerificationError("the report's update adds no attachment")
-    return read(0, base_len), appended
+    base_bytes = read(0, base_len)
+    _one_revision(lambda s, e: base_bytes[s:e], base_len, "the report's rendered part")
+    return base_bytes, appended
 
 
 def check_update(read: Read, total: int, base: bytes, appended: list[Appended], created: datetime,
-                 descriptions: dict[str, str]) -> None:
+                 descriptions: dict[str, str], md5: dict[str, str]) -> None:
     """Fail unless the bytes after ``base`` are exactly the update ``update_pieces`` writes for these
-    attachments (their bytes aside, which the caller hashes against the signed statement)."""
-    if [a.name for a in appended] != sorted(a.name for a in appended):
-        raise VerificationError("the report's update does not list its attachments in order")
+    attachments (their bytes aside, which the caller hashes against the signed statement; ``md5``:
+    their MD5s, name → hex, from that same pass)."""
+    names = [a.name for a in appended]
+    if names != sorted(set(names)):
+        raise VerificationError("the report's update does not list its attachments in order, each once")
     try:
-        pieces = update_pieces(base, [(a.name, a.size, descriptions[a.name]) for a in appended], created)
+        pieces = update_pieces(base, [(a.name, a.size, descriptions[a.name], md5[a.name]) for a in appended],
+                               created)
     except ValueError as exc:
         raise VerificationError(f"the report's base PDF: {exc}") from None
     pos = len(base)
@@ -284,17 +361,23 @@ def check_update(read: Read, total: int, base: bytes, appended: list[Appended], 
         raise VerificationError("the report file has bytes after its update")
 
 
-def hash_range(read: Read, start: int, size: int) -> str:
-    """SHA-256 (hex) of ``size`` bytes from ``start``, read a chunk at a time."""
-    h = hashlib.sha256()
+def range_digests(read: Read, start: int, size: int) -> Digests:
+    """SHA-256 and MD5 of ``size`` bytes from ``start``, read a chunk at a time (one pass)."""
+    h, m = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     pos, end = start, start + size
     while pos < end:
         chunk = read(pos, min(end, pos + CHUNK))
         if not chunk:
             raise VerificationError("the report file is cut short")
         h.update(chunk)
+        m.update(chunk)
         pos += len(chunk)
-    return h.hexdigest()
+    return Digests(h.hexdigest(), m.hexdigest())
+
+
+def hash_range(read: Read, start: int, size: int) -> str:
+    """SHA-256 (hex) of ``size`` bytes from ``start``, read a chunk at a time."""
+    return range_digests(read, start, size).sha256
 
 
 def file_reader(path: Path) -> tuple[Read, int, Callable[[], None]]:

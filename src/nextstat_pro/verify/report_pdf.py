@@ -11,15 +11,18 @@ A report PDF carries these attachments (PDF/A-3 "associated files"):
 - kind-specific evidence under a folder (a run certificate embeds the run's export under ``run/``:
   ``verify`` checks it as ``verify RUN-FOLDER`` would);
 - ``report.intoto.jsonl``: a DSSE envelope (run-signing key) over an in-toto statement whose
-  subjects are every other attachment; ``keys/run-signing.pub``: that key.
+  subjects are every other attachment (its predicate lists the appended ones, below, under
+  ``appended``); ``keys/run-signing.pub``: that key.
 
 Large evidence (an audit trail's ``audit/events.jsonl.gz``) is not rendered by WeasyPrint but
 appended after it as one incremental update written in chunks (``pdf_update``): the file is the
 rendered *base* followed by that update, and a PDF reader sees every attachment in one document.
 
 ``verify_report_pdf`` checks: the attachments against the signed statement (none missing, none
-extra, none changed; appended ones hashed a chunk at a time); that an update holds exactly what
-``pdf_update`` writes for them; the record's digests against ``data.json`` and ``report.html``;
+extra, none changed, each name once; appended ones hashed a chunk at a time); that the appended ones
+are exactly those the statement lists as appended, in the report's own update (so a file rewritten
+into one revision, or with someone else's update after ours, fails); that an update holds exactly
+what ``pdf_update`` writes for them; the record's digests against ``data.json`` and ``report.html``;
 embedded evidence (a run export) as its own verifier does; and, when this machine's WeasyPrint is
 the one that rendered the report, that re-rendering ``report.html`` with the rendered attachments
 gives the base byte for byte, so a change to the printed text fails too (with another renderer version that
@@ -40,6 +43,7 @@ import io
 import json
 import tempfile
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .dsse import EnvelopeError, key_id, open_envelope
 from .errors import VerificationError
-from .pdf_update import Appended, Read, Spooled, check_update, file_reader, hash_range, split, write_update
+from .pdf_update import Appended, Read, Spooled, check_update, file_reader, range_digests, split, write_update
 from .report_signatures import bind_report_signatures, sealed_events
 
 REPORT_SCHEMA = "https://nextstat.pro/schemas/report/v1"
@@ -116,14 +120,36 @@ def _describe(name: str) -> str:
 
 
 def read_attachments(pdf: bytes) -> dict[str, bytes]:
-    """The embedded files of a PDF by name (pikepdf, no rendering)."""
+    """The embedded files of a PDF by name (pikepdf, no rendering). Each name once: the name tree
+    and the associated files (/AF) must list the same names, none twice (a mapping by name keeps
+    the last; a reader may open the first)."""
     import pikepdf
 
+    stream = io.BytesIO(pdf)
     try:
-        with pikepdf.open(io.BytesIO(pdf)) as doc:
-            return {name: spec.get_file().read_bytes() for name, spec in doc.attachments.items()}
+        with pikepdf.open(stream) as doc:
+            tree = doc.Root.get("/Names", pikepdf.Dictionary()).get("/EmbeddedFiles", pikepdf.Dictionary())
+            flat = tree.get("/Names", pikepdf.Array())
+            listed = [str(flat[i]) for i in range(0, len(flat), 2)]
+            # WeasyPrint 70 lists each file specification twice in /AF (one object, two references).
+            specs = {spec.objgen if spec.is_indirect else i: spec
+                     for i, spec in enumerate(doc.Root.get("/AF", pikepdf.Array()))}
+            associated = [str(spec.get("/UF", spec.get("/F", ""))) for spec in specs.values()]
+            files = {name: spec.get_file().read_bytes() for name, spec in doc.attachments.items()}
+            damaged = doc.get_warnings()
+            if damaged:
+                where = f"stream {stream!r}"
+                raise VerificationError("the PDF is damaged (a reader repairs it its own way): "
+                                        + str(damaged[0]).replace(where + ": ", "").replace(where + " ", ""))
     except pikepdf.PdfError as exc:
         raise VerificationError(f"not a readable PDF: {exc}") from None
+    for names in (listed, associated):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise VerificationError(f"the PDF embeds attachment {twice[0]} twice")
+    if "/Kids" in tree or sorted(listed) != sorted(files) or sorted(associated) != sorted(files):
+        raise VerificationError("the PDF's associated files (/AF) and its embedded-file names differ")
+    return files
 
 
 @dataclass
@@ -138,20 +164,27 @@ class ReportVerification:
     rerendered: bool | None  # None: this machine's renderer differs from the one recorded
     renderer: str
     run: Any = None  # a RunVerification of the embedded run export (run certificates)
+    # The printed report signatures, each with ``key_after_admin_reset`` when its key's sealed
+    # user.key_created event says so; bound to the signers only as far as the log key is trusted.
     signatures: list[dict[str, Any]] = field(default_factory=list)
+    log_key_pinned: bool = False
 
 
-def statement_for(record: dict[str, Any], digests: dict[str, str]) -> dict[str, Any]:
+def statement_for(record: dict[str, Any], digests: dict[str, str], appended: Iterable[str] = ()) -> dict[str, Any]:
     """The in-toto statement a report's envelope signs: every attachment but the envelope and key,
-    by its SHA-256 (hex, ``digests``: name → digest)."""
+    by its SHA-256 (hex, ``digests``: name → digest), and which of them are ``appended`` after
+    rendering (listed only when some are: a report without any signs what it always did)."""
     from .dsse import STATEMENT_TYPE
 
+    predicate = {"report_id": record["report_id"], "kind": record["kind"], "project": record["project"],
+                 "template": record["template"], "created": record["created"]}
+    names = sorted(appended)
+    if names:
+        predicate["appended"] = names
     return {"_type": STATEMENT_TYPE,
             "subject": [{"name": n, "digest": {"sha256": d}}
                         for n, d in sorted(digests.items()) if n not in (ENVELOPE_NAME, KEY_NAME)],
-            "predicateType": REPORT_PREDICATE,
-            "predicate": {"report_id": record["report_id"], "kind": record["kind"], "project": record["project"],
-                          "template": record["template"], "created": record["created"]}}
+            "predicateType": REPORT_PREDICATE, "predicate": predicate}
 
 
 def sha256_hex(data: bytes) -> str:
@@ -205,10 +238,16 @@ def _verify(read: Read, total: int, run_key_pem: bytes | None, log_key: str | No
         raise VerificationError(f"report envelope: {exc}") from None
     record = json.loads(files[RECORD_NAME])
     created = datetime.fromisoformat(record["created"].replace("Z", "+00:00"))
+    names = [s["name"] for s in statement["subject"]]
+    if len(set(names)) != len(names):
+        raise VerificationError("the signed statement names an attachment twice")
     signed = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    _check_appended(statement, appended)
     present = {n: sha256_hex(d) for n, d in files.items() if n not in (ENVELOPE_NAME, KEY_NAME)}
+    md5: dict[str, str] = {}
     for a in appended:  # hashed a chunk at a time: an audit trail's events file can be large
-        present[a.name] = hash_range(read, a.start, a.size)
+        digests = range_digests(read, a.start, a.size)
+        present[a.name], md5[a.name] = digests.sha256, digests.md5
     for name in sorted(signed.keys() | present.keys()):
         if name not in present:
             raise VerificationError(f"attachment {name} is signed but missing")
@@ -216,10 +255,10 @@ def _verify(read: Read, total: int, run_key_pem: bytes | None, log_key: str | No
             raise VerificationError(f"attachment {name} is not signed by the report's envelope")
         if signed[name] != present[name]:
             raise VerificationError(f"attachment {name}: digest mismatch (changed after signing)")
-    if statement != statement_for(record, present):
+    if statement != statement_for(record, present, [a.name for a in appended]):
         raise VerificationError("the signed statement does not describe this report record")
     if appended:
-        check_update(read, total, base, appended, created, {a.name: _describe(a.name) for a in appended})
+        check_update(read, total, base, appended, created, {a.name: _describe(a.name) for a in appended}, md5)
     for name, key in ((DATA_NAME, "data_digest"), (HTML_NAME, "html_digest"), (TEMPLATE_NAME, "template_digest")):
         if name in files and record.get(key) != "sha256:" + present[name]:
             raise VerificationError(f"{RECORD_NAME}: {key} does not match {name}")
@@ -240,13 +279,33 @@ def _verify(read: Read, total: int, run_key_pem: bytes | None, log_key: str | No
     sigs = data.get("report_signatures", []) if isinstance(data, dict) else []
     if record["kind"] == "run-certificate":
         _check_run_signatures(files, data.get("signatures", []) if isinstance(data, dict) else [])
+    printed: list[dict[str, Any]] = []
     if SIGNATURES_NAME in files or sigs:
-        _check_signatures(files, record, sigs, log_key)
+        reset = _check_signatures(files, record, sigs, log_key)
+        printed = [{**s, "key_after_admin_reset": True} if reset.get(s["id"]) else s for s in sigs]
     return ReportVerification(report_id=record["report_id"], kind=record["kind"], title=record["title"],
                               template=record["template"], run_key_id=key_id(raw), run_key_pinned=bool(run_key_pem),
                               attachments=len(files) + len(appended), rerendered=rerendered,
-                              renderer=str(record.get("renderer")), run=run,
-                              signatures=sigs if isinstance(sigs, list) else [])
+                              renderer=str(record.get("renderer")), run=run, signatures=printed,
+                              log_key_pinned=log_key is not None)
+
+
+def _check_appended(statement: dict[str, Any], appended: list[Appended]) -> None:
+    """The attachments the file's update appends (each once: ``split``) are exactly the ones the
+    signed statement lists as appended: a file rewritten into one revision fails here. That they
+    are exactly the signed ones the rendered part lacks follows from ``report_files`` (none both
+    rendered and appended) and the caller's check that the signed and present names are equal."""
+    declared = statement["predicate"].get("appended", [])
+    found = [a.name for a in appended]
+    if not declared and found:
+        raise VerificationError(f"the report file appends {found[0]}, but its signed statement lists no appended "
+                                "attachment")
+    if declared and not found:
+        raise VerificationError(f"the signed statement lists {declared[0]} as appended, but the file does not end "
+                                "with the report's own update (/NSPBase): changed after writing")
+    if found != declared:
+        raise VerificationError(f"the report's update appends {', '.join(found)}; its signed statement lists "
+                                f"{', '.join(map(str, declared))}")
 
 
 def _check_run_signatures(files: dict[str, bytes], shown: list[dict[str, Any]]) -> None:
@@ -263,10 +322,12 @@ def _check_run_signatures(files: dict[str, bytes], shown: list[dict[str, Any]]) 
 
 
 def _check_signatures(files: dict[str, bytes], record: dict[str, Any], shown: list[dict[str, Any]],
-                      log_key: str | None) -> None:
+                      log_key: str | None) -> dict[str, bool]:
     """A signed rendition: every signature record verifies under its key over the signed report's
     record digest, the printed manifestations are exactly those records (none added, dropped or
-    altered), and each key is bound to the signer by the sealed log (``report_signatures``)."""
+    altered), and each key is bound to the signer by the sealed log (``report_signatures``; only
+    as far as the log key is trusted: pinned, or the file's own). Returns, by signature id,
+    whether its key was made after an administrator's password reset."""
     from ..canonical import canonical_json
 
     if SIGNATURES_NAME not in files:
@@ -296,7 +357,7 @@ def _check_signatures(files: dict[str, bytes], record: dict[str, Any], shown: li
         if man != expected:
             raise VerificationError(f"the printed manifestation of signature {rec.get('id')} differs from its record")
     signed, keys, _ = sealed_events(files, parents[0]["report_id"], log_key)
-    bind_report_signatures(records, signed, keys)
+    return bind_report_signatures(records, signed, keys)
 
 
 def _verify_run(files: dict[str, bytes], run_key_pem: bytes | None, log_key: str | None) -> Any:
@@ -323,6 +384,7 @@ def _verify_run(files: dict[str, bytes], run_key_pem: bytes | None, log_key: str
 def describe(r: ReportVerification) -> list[str]:
     """What ``verify REPORT.pdf`` prints (text from the file is shown through ``text.shown``)."""
     from ..text import shown
+    from .run_export import signer_label
 
     t = r.template
     lines = [f"✔ verified report {r.report_id} ({shown(r.kind)}): {shown(r.title)}",
@@ -336,11 +398,19 @@ def describe(r: ReportVerification) -> list[str]:
     if r.run is not None:
         lines.append(f"  ✔ embedded run export of run {r.run.run_id} verified: {r.run.files} files, "
                      f"{r.run.events} audit events included at tree size {r.run.checkpoint_size}, "
-                     f"{len(r.run.signatures)} e-signature(s) bound to the sealed log")
-    if r.signatures:
-        lines.append(f"  ✔ {len(r.signatures)} report e-signature(s), each key bound to its signer by the sealed log")
+                     f"{len(r.run.signatures)} e-signature(s) bound to the sealed log"
+                     + ("" if r.run.log_key_pinned else " (the embedded log key: pin it with --log-key)"))
+    if r.signatures and r.log_key_pinned:
+        lines.append(f"  ✔ {len(r.signatures)} report e-signature(s), each key bound to its signer by the sealed log "
+                     "(log key pinned)")
+    elif r.signatures:
+        # The file's own log key is no evidence: whoever holds the run key can bring a log key,
+        # checkpoint and events of their own (as the run-folder verify says of its exported key).
+        lines.append(f"  · {len(r.signatures)} report e-signature(s) verify, and match events proven under the log key "
+                     "the file carries; their binding to the signers is NOT established: pin it with --log-key")
+    mark = "✔" if r.log_key_pinned else "·"
     for s in r.signatures:
-        lines.append(f"  ✔ e-signature by {shown(str(s.get('printed_name')))} ({shown(str(s.get('username')))}) at "
+        lines.append(f"  {mark} e-signature by {shown(signer_label({'signer': s}))} at "
                      f"{shown(str(s.get('signed_at')))}: meaning {shown(str(s.get('meaning')))} "
                      f"({shown(str(s.get('decision')))}); reason: {shown(str(s.get('reason')))}")
     return lines

@@ -8,7 +8,14 @@ inclusion proof in that checkpoint, every sealed ``report.signed`` event of the 
 every ``user.key_created`` event of its signers. A signature then counts only when its key is the
 one a sealed ``user.key_created`` event registered for the signer, that key was the signer's active
 key when the sealed ``report.signed`` event was appended, and that event records the same signer,
-meaning, decision, key and record digest (one event per record, one record per event).
+meaning, decision, key and record digest (one event per record, one record per event, each record
+id once).
+
+All of that is evidence only as far as the log key is: ``--log-key`` pins it (the file's own
+``log_key`` must then be that key); without it the file's own key is used, and whoever holds the
+run-signing key could bring a log key, checkpoint and events of their own, so ``describe`` then
+does not claim the binding. The checkpoint's origin line must name the log the key is for (an
+instance's log key is named for its origin).
 """
 
 from __future__ import annotations
@@ -40,13 +47,19 @@ def _after(event: dict[str, Any]) -> dict[str, Any]:
 def sealed_events(files: dict[str, bytes], report_id: str, log_key: str | None) -> tuple[
         list[dict[str, Any]], list[dict[str, Any]], int]:
     """The rendition's proven ``report.signed`` events of ``report_id`` and ``user.key_created``
-    events, and the checkpoint's size. ``log_key`` pins the log's key (else the one attached)."""
+    events, and the checkpoint's size. ``log_key`` pins the log's key, which the rendition must carry;
+    without it the attached key is used, which proves nothing about who signed (module docstring)."""
     if SIGNATURE_EVENTS_NAME not in files:
         raise VerificationError("the signers' keys are not bound to the sealed log: the rendition carries no "
                                 f"{SIGNATURE_EVENTS_NAME} (signed before renditions did): sign the report again")
     doc = json.loads(files[SIGNATURE_EVENTS_NAME])
     try:
-        cp = open_checkpoint(doc["checkpoint"], Verifier.parse(log_key if log_key is not None else doc["log_key"]))
+        own = Verifier.parse(doc["log_key"])
+        verifier = Verifier.parse(log_key) if log_key is not None else own
+        if str(own) != str(verifier):
+            raise VerificationError(f"{SIGNATURE_EVENTS_NAME}: the rendition carries another log key than the pinned "
+                                    "one")
+        cp = open_checkpoint(doc["checkpoint"], verifier, origin=verifier.name)
     except NoteError as exc:
         raise VerificationError(f"{SIGNATURE_EVENTS_NAME}: checkpoint: {exc}") from None
     signed: list[dict[str, Any]] = []
@@ -69,8 +82,10 @@ def sealed_events(files: dict[str, bytes], report_id: str, log_key: str | None) 
 
 
 def bind_report_signatures(records: list[dict[str, Any]], signed: list[dict[str, Any]],
-                           keys: list[dict[str, Any]]) -> None:
-    """Fail unless every record is matched by its sealed events (see the module docstring)."""
+                           keys: list[dict[str, Any]]) -> dict[str, bool]:
+    """Fail unless every record is matched by its sealed events (see the module docstring); return,
+    by record id, whether the signer's key was made after an administrator's password reset (its
+    sealed user.key_created event's ``after_admin_reset``, shown as a run export's signer is)."""
     by_key: dict[str, dict[str, Any]] = {}
     for event in keys:
         key_id = _after(event).get("key_id")
@@ -80,10 +95,13 @@ def bind_report_signatures(records: list[dict[str, Any]], signed: list[dict[str,
     by_signature: dict[str, list[dict[str, Any]]] = {}
     for event in signed:
         by_signature.setdefault(str(_after(event).get("signature_id")), []).append(event)
-    ids = set()
+    reset: dict[str, bool] = {}
     for record in records:
-        sid, payload = str(record.get("id")), record["payload"]
-        ids.add(sid)
+        sid, payload = record.get("id"), record["payload"]
+        # One sealed event must not stand behind two printed signatures (as bind_signatures).
+        if not isinstance(sid, str) or sid in reset:
+            raise VerificationError(f"report signature {sid} appears twice in signatures.json" if isinstance(sid, str)
+                                    else "a report signature record has no id")
         signer = payload.get("signer") or {}
         who = f"{signer.get('printed_name')} ({signer.get('username')})"
         created = by_key.get(str(record.get("key_id")))
@@ -114,7 +132,9 @@ def bind_report_signatures(records: list[dict[str, Any]], signed: list[dict[str,
                 e["target"] == created["target"] and created["seq"] < e["seq"] < event["seq"] for e in keys):
             raise VerificationError(f"report signature {sid} by {who}: key {record['key_id'][:16]}… was not the "
                                     f"signer's active key at the signing (audit event {event['seq']})")
-    extra = sorted(set(by_signature) - ids)
+        reset[sid] = _after(created).get("after_admin_reset") is True
+    extra = sorted(set(by_signature) - set(reset))
     if extra:
         raise VerificationError(f"report signature {extra[0]}: a sealed report.signed event records it, but "
                                 "signatures.json does not hold it")
+    return reset
