@@ -7,12 +7,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from .access.context import RequestContext
 from .access.rbac import authorize
 from .audit.events import append_event
-from .config import SETTABLE, InstanceConfig, write_config
+from .config import SETTABLE, ApprovalPolicy, InstanceConfig, write_config
+from .db.models import User
 from .errors import UsageError
+from .projects.service import authorized_project, get_project
+from .signing.approval import MEANINGS
 
 if TYPE_CHECKING:
     from .instance import Instance
@@ -83,3 +87,32 @@ def set_config(instance: Instance, ctx: RequestContext, key: str, raw_value: str
         raise
     instance.config = new
     return new
+
+
+def approval_policy(instance: Instance, ctx: RequestContext, project_name: str) -> ApprovalPolicy:
+    """The approval policy of a project, as its members may read it (their runs' approval state
+    follows from it): ``run.read`` in the project."""
+    with instance.db.read() as session:
+        authorized_project(session, ctx, project_name, "run.read")
+    return instance.config.approval_policy(project_name)
+
+
+def set_approval_policy(instance: Instance, ctx: RequestContext, project_name: str, policy: ApprovalPolicy,
+                        reason: str) -> ApprovalPolicy:
+    """Replace one project's approval policy (the ``approval`` setting holds every project's):
+    the same audited ``config.changed`` as ``config set approval``, by an instance admin."""
+
+    with instance.db.read() as session:
+        authorize(session, ctx, "instance.configure")  # before the lookup: a refusal tells nothing of projects
+        get_project(session, project_name)  # a policy for a project that does not exist is a typo
+        unknown = [m for m in policy.sequence if m not in MEANINGS]
+        if unknown:
+            raise UsageError(f"approval policy: unknown meaning {unknown[0]!r} in the sequence "
+                             f"(meanings: {', '.join(MEANINGS)})")
+        known = set(session.scalars(select(User.username).where(User.username.in_(policy.approvers))))
+        missing = [u for u in policy.approvers if u not in known]
+        if missing:
+            raise UsageError(f"approval policy: no user {missing[0]!r} among the approvers")
+    policies = {name: p.model_dump(mode="json") for name, p in instance.config.approval.items()}
+    policies[project_name] = policy.model_dump(mode="json")
+    return set_config(instance, ctx, "approval", json.dumps(policies), reason).approval_policy(project_name)

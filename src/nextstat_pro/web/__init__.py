@@ -25,11 +25,11 @@ class _Assets(StaticFiles):
 
 def mount(app: FastAPI) -> None:
     """Add the dashboard's pages and static files to ``app``."""
-    from . import artifacts, browse, guard, live, pages, reports
+    from . import artifacts, browse, guard, live, pages, policy, reports
     from .render import STATIC
 
     guard.install(app)
     app.mount("/static", _Assets(directory=STATIC), name="static")
     # live before pages: /live/runs must not be read as a run id.
-    for module in (live, artifacts, browse, reports, pages):
+    for module in (live, artifacts, browse, reports, policy, pages):
         app.include_router(module.router)

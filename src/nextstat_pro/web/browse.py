@@ -16,6 +16,7 @@ from ..identity.users import list_role_bindings, list_users
 from ..signing.approval import MEANINGS
 from .guard import Page, Visitor
 from .pages import default_project, error_page
+from .policy import policies_for
 from .render import page
 from .reports import forms_for
 
@@ -118,7 +119,8 @@ def _admin_values(request: Request, visitor: Visitor) -> dict[str, Any]:
     return {"visitor": visitor, "title": "Administration", "users": users, "roles": roles,
             "tokens": list_tokens(inst, visitor.ctx), "writable": writable, "issued": None, "error": None,
             "alerts": _alerts(inst, visitor), "reports": _reports(inst, visitor),
-            "report_forms": forms_for(visitor, list(visitor.me.roles)), "meanings": MEANINGS}
+            "report_forms": forms_for(visitor, list(visitor.me.roles)), "meanings": MEANINGS,
+            "policies": policies_for(inst, visitor)}
 
 
 def _alerts(inst: Any, visitor: Visitor) -> dict[str, Any]:
