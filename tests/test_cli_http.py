@@ -135,6 +135,10 @@ def test_cli_commands_locally_and_through_a_server(cli, instance: Instance, serv
     both.same("runs", "list", "--text", "FIT", "--approval", "draft", "--sort", "oldest", "--version", "nothing",
               "--json")
     both.same("runs", "list", "--text", "fit", "--sort", "oldest", "--until", "2099-01-01", "--fit", "ok", "--json")
+    # Duration bounds go over the wire too: no run lasted 1000 s, every finished one at least 0 s.
+    both.same("runs", "list", "--min-duration", "1000", "--json")
+    both.same("runs", "list", "--min-duration", "0", "--max-duration", "1000", "--json")
+    both.error("runs", "list", "--min-duration", "-1", code=2, message="minimum duration -1")
     both.error("runs", "list", "--approval", "done", code=2, message="approval states: draft, in review, approved")
     both.error("runs", "list", "--version", "simple@", code=2, message="NAME@SEMVER")
     both.same("runs", "show", run_b, "--json")

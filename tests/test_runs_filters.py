@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from nextstat_pro.audit.events import append_event
 from nextstat_pro.config import ApprovalPolicy
@@ -235,6 +235,73 @@ def test_a_cursor_from_before_the_orders_still_continues_newest_first(instance: 
             list_runs_page(instance, instance.context(), "default", RunFilter(), 10, bad)
 
 
+# --- duration: finished_at - started_at, to the microsecond, on both databases --------------------
+
+# (started, duration) in microseconds from T0; None: no such timestamp. Sub-second starts and
+# ends crossing a second, a minute and days, and runs that never started or never finished.
+TIMED: list[tuple[int | None, int | None]] = [
+    (0, 1), (0, 250_000), (900_000, 200_000), (500_000, 500_000), (0, 1_000_000), (999_999, 1_000_001),
+    (123_456, 1_500_000), (59_000_001, 59_999_999), (0, 60_000_000), (7_654_321, 3_600_123_456),
+    (999_999, 2 * 86_400_000_000 + 500_001), (0, 0), (0, None), (None, None),
+]
+
+
+@pytest.fixture
+def timed(instance: Instance) -> dict[str, int | None]:
+    """Runs with the durations of ``TIMED``; their ids with the duration in microseconds."""
+    with instance.db.transaction() as s:
+        project = get_project(s, "default")
+        admin = s.scalar(select(User.id).where(User.username == "admin"))
+        assert admin is not None
+        ids = _runs(s, project, admin, [{} for _ in TIMED])
+        for run_id, (start, took) in zip(ids, TIMED, strict=True):
+            started = None if start is None else T0 + timedelta(microseconds=start)
+            finished = None if started is None or took is None else started + timedelta(microseconds=took)
+            s.execute(update(Run).where(Run.id == run_id).values(started_at=started, finished_at=finished))
+    with instance.db.read() as s:  # the durations as Python computes them from what was stored
+        stored = s.execute(select(Run.id, Run.started_at, Run.finished_at).where(Run.id.in_(ids))).all()
+    return {r: (f - b) // timedelta(microseconds=1) if b and f else None for r, b, f in stored}
+
+
+def test_duration_bounds_agree_with_python_at_the_microsecond(instance: Instance,
+                                                              timed: dict[str, int | None]) -> None:
+    assert sorted(d for d in timed.values() if d is not None) == sorted(t for _, t in TIMED[:-2] if t is not None)
+    each = sorted({d for d in timed.values() if d is not None})
+    bounds: list[tuple[float | None, float | None]] = [(0, None), (None, 0), (None, None), (0.25, 1), (1e-6, 1e-6)]
+    for d in each:  # every duration as each bound, and a microsecond either side of it
+        for us in (d - 1, d, d + 1):
+            bounds += [(max(us, 0) / 1e6, None), (None, max(us, 0) / 1e6), (d / 1e6, max(us, d) / 1e6)]
+    for low, high in bounds:
+        want = {r for r, d in timed.items() if d is not None and (low is None or d >= round(low * 1e6))
+                and (high is None or d <= round(high * 1e6))}
+        got = set(_list(instance, min_duration_s=low, max_duration_s=high, since=T0))
+        if low is None and high is None:
+            assert got == set(timed)  # no bound: unfinished runs too
+        else:
+            assert got == want, (low, high, sorted(got ^ want))
+    assert set(_list(instance, min_duration_s=0)) == {r for r, d in timed.items() if d is not None}
+    assert len(_list(instance, min_duration_s=1, max_duration_s=1)) == 1  # exactly one second, inclusive
+    assert _list(instance, min_duration_s=3 * 86400) == []
+    # With another filter and the other order, the condition is the same.
+    assert _list(instance, min_duration_s=1.5, task="fit", sort="oldest") == sorted(
+        (r for r, d in timed.items() if d is not None and d >= 1_500_000), key=list(timed).index)
+
+
+@pytest.mark.parametrize("low, high, message, fields", [
+    (-1, None, "minimum duration -1 is not a number of seconds from 0 to 3162240000", ("min_duration_s",)),
+    (None, -0.5, "maximum duration -0.5 is not a number of seconds from 0 to 3162240000", ("max_duration_s",)),
+    (float("nan"), None, "minimum duration nan is not", ("min_duration_s",)),
+    (None, float("inf"), "maximum duration inf is not", ("max_duration_s",)),
+    (1e12, None, "minimum duration 1e+12 is not", ("min_duration_s",)),
+    (2.5, 2, "minimum duration 2.5 s is above the maximum 2 s", ("min_duration_s", "max_duration_s")),
+])
+def test_bad_duration_bounds_say_why_in_one_line(sqlite_instance: Instance, low: float | None, high: float | None,
+                                                 message: str, fields: tuple[str, ...]) -> None:
+    with pytest.raises(FieldError, match=re.escape(message)) as caught:
+        _list(sqlite_instance, min_duration_s=low, max_duration_s=high)
+    assert caught.value.fields == fields and "\n" not in caught.value.message
+
+
 # --- the HTTP API and the CLI --------------------------------------------------------------------
 
 def test_runs_list_route_takes_the_filters_and_answers_bad_ones_with_problems(instance: Instance,
@@ -282,6 +349,35 @@ def test_cli_runs_list_filters(cli, instance: Instance, listed: dict[str, str]) 
                           (["--version", "simple@"], "NAME@SEMVER"), (["--sort", "up"], "sorts: created, oldest"),
                           (["--fit", "fine"], "give ok or bad"), (["--until", "soon"], "--until 'soon' is not a date")):
         r = cli(*h, "runs", "list", *args)
+        assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1, (args, r.err)
+
+
+def test_duration_bounds_through_the_api_and_the_cli(cli, instance: Instance,  # type: ignore[no-untyped-def]
+                                                     timed: dict[str, int | None]) -> None:
+    want = [r for r, d in reversed(timed.items()) if d is not None and 1_000_000 <= d <= 60_000_000]
+    with TestClient(create_app(instance, background=())) as c:
+        h, url = bearer(instance), "/api/v1/projects/default/runs"
+        r = c.get(url, headers=h, params={"min_duration_s": 1, "max_duration_s": 60})
+        assert r.status_code == 200, r.text
+        assert [row["run_id"] for row in r.json()["items"]] == want
+        body = problem(c.get(url, headers=h, params={"min_duration_s": -1}), 400, 2)
+        assert body["detail"] == "minimum duration -1 is not a number of seconds from 0 to 3162240000"
+        assert body["fields"] == ["min_duration_s"]
+        body = problem(c.get(url, headers=h, params={"min_duration_s": 5, "max_duration_s": "0.5"}), 400, 2)
+        assert body["detail"] == "minimum duration 5 s is above the maximum 0.5 s"
+        assert "max_duration_s" in problem(c.get(url, headers=h, params={"max_duration_s": "long"}), 400, 2)["detail"]
+        params = {p["name"]: p for p in c.get("/api/v1/openapi.json").json()["paths"]["/api/v1/projects/{project}/runs"]
+                  ["get"]["parameters"]}
+        assert {"min_duration_s", "max_duration_s"} <= set(params)
+    home = ("--home", str(instance.home))
+    assert cli(*home, "login", "-u", "admin", env={"NSP_PASSWORD": PASSWORD}).code == 0
+    out = cli(*home, "runs", "list", "--min-duration", "1", "--max-duration", "60", "--json")
+    assert out.code == 0, out.err
+    assert [r["run_id"] for r in json.loads(out.out)] == want
+    for args, message in ((["--min-duration", "-2"], "minimum duration -2 is not a number of seconds"),
+                          (["--min-duration", "3", "--max-duration", "1"], "minimum duration 3 s is above the maximum"),
+                          (["--max-duration", "soon"], "Invalid value for '--max-duration'")):
+        r = cli(*home, "runs", "list", *args)
         assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1, (args, r.err)
 
 

@@ -197,3 +197,52 @@ def test_board_rows_carry_author_approval_and_duration(instance: Instance) -> No
     assert row.author == "admin" and row.approval_state == "draft" and row.duration_s is None
     signatures, state = run_signatures(instance, admin, run_id)
     assert signatures == [] and state == "draft"
+
+
+# --- the runs list's duration filter: in the URL, the form and the page links --------------------
+
+def test_runs_page_filters_by_duration_and_keeps_it_in_its_links(sqlite_instance: Instance) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from fastapi.testclient import TestClient
+    from sqlalchemy import insert, select
+
+    from nextstat_pro.db.models import User
+    from nextstat_pro.server.app import create_app
+    from nextstat_pro.web import mount
+
+    inst, t0 = sqlite_instance, datetime(2026, 11, 1, tzinfo=UTC)
+    # Run i took i/2 seconds; the last two never finished (no duration: no bound keeps them).
+    took = {f"{i:08x}-0000-7000-8000-{i:012x}": (i / 2 if i < 58 else None) for i in range(60)}
+    with inst.db.transaction() as s:
+        project = get_project(s, "default")
+        admin = s.scalar(select(User.id).where(User.username == "admin"))
+        s.execute(insert(Run), [{"id": run_id, "project_id": project.id, "task": "fit", "status": "succeeded",
+                                 "params": {}, "created_by": admin, "created_at": t0 + timedelta(minutes=i),
+                                 "started_at": t0 + timedelta(minutes=i, microseconds=250_000),
+                                 "finished_at": None if d is None else t0 + timedelta(minutes=i, seconds=d,
+                                                                                      microseconds=250_000)}
+                                for i, (run_id, d) in enumerate(took.items())])
+    want = {r for r, d in took.items() if d is not None and 2 <= d <= 27.5}  # 52 runs: two pages
+    with TestClient(create_app(inst, background=(), mounts=(mount,))) as c:
+        assert c.post("/login", data={"username": "admin", "password": PASSWORD, "next": "/runs"},
+                      follow_redirects=False).status_code == 303
+        html = c.get("/runs", params={"min_duration": "2", "max_duration": " 27.5 "}).text
+        first = re.findall(r'<tr data-run-id="([^"]+)"', html)
+        assert len(first) == 50 and set(first) <= want
+        assert 'id="f-min-duration" name="min_duration" type="number"' in html and 'value="27.5"' in html
+        nxt = re.search(r'href="(/runs\?[^"]+)" rel="next"', html)
+        assert nxt is not None
+        link = nxt.group(1).replace("&amp;", "&")
+        assert "min_duration=2&" in link and "max_duration=27.5&" in link, link
+        second = re.findall(r'<tr data-run-id="([^"]+)"', c.get(link).text)
+        assert set(first) | set(second) == want and len(second) == 2
+        only = re.findall(r'<tr data-run-id="([^"]+)"', c.get("/runs", params={"min_duration": "28.5"}).text)
+        assert set(only) == {r for r, d in took.items() if d is not None and d >= 28.5}
+        for params, message in (({"min_duration": "long"}, "min_duration: &#39;long&#39; is not a number of seconds"),
+                                ({"max_duration": "-1"}, "maximum duration -1 is not a number of seconds"),
+                                ({"min_duration": "5", "max_duration": "1"}, "minimum duration 5 s is above the "
+                                                                             "maximum 1 s")):
+            bad = c.get("/runs", params=params)
+            assert bad.status_code == 400 and message in bad.text, (params, bad.text[-600:])
+            assert '<tr data-run-id=' not in bad.text

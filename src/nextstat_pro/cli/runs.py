@@ -114,6 +114,10 @@ def list_(
                                         help=f"Approval state: {', '.join(APPROVAL_STATES)}."),
     text: str | None = typer.Option(None, "--text", "-q", help="Free text: run id prefix, task, error, author or "
                                     "registry item name (case-insensitive)."),
+    min_duration: float | None = typer.Option(None, "--min-duration", help="Only runs that took at least this "
+                                              "many seconds (finished - started; unfinished runs never match)."),
+    max_duration: float | None = typer.Option(None, "--max-duration",
+                                              help="Only runs that took at most this many seconds."),
     sort: str = typer.Option("created", "--sort", help="created (newest first) or oldest (oldest first)."),
     limit: int = typer.Option(100, "--limit"),
     project: str | None = ProjectOption,
@@ -126,7 +130,8 @@ def list_(
         raise UsageError(f"--fit {fit!r}: give ok or bad")
     f = RunFilter(status=status, task=task, since=_parse_time(since, "--since"),
                   until=_parse_time(until, "--until", end=True), created_by=author, fit_ok=_FIT.get(fit or ""),
-                  version=version, approval=approval, text=text, sort=sort)
+                  version=version, approval=approval, text=text, min_duration_s=min_duration,
+                  max_duration_s=max_duration, sort=sort)
     rows = st.client().list_runs(name, f, limit)
     if as_json:
         print_model(rows)

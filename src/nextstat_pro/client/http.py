@@ -338,7 +338,8 @@ class HttpClient:
         fit_ok = None if f.fit_ok is None else str(f.fit_ok).lower()
         filters = {"status": f.status, "task": f.task, "since": f.since.isoformat() if f.since else None,
                    "until": f.until.isoformat() if f.until else None, "author": f.created_by, "fit_ok": fit_ok,
-                   "version": f.version, "approval": f.approval, "q": f.text, "sort": f.sort}
+                   "version": f.version, "approval": f.approval, "q": f.text, "sort": f.sort,
+                   "min_duration_s": f.min_duration_s, "max_duration_s": f.max_duration_s}
         while len(rows) < limit:
             params: dict[str, Any] = {"limit": min(500, limit - len(rows))}
             params.update((k, v) for k, v in {**filters, "cursor": cursor}.items() if v is not None)

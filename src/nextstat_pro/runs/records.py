@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, ClassVar, Protocol, cast
 
-from sqlalchemy import ColumnElement, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy import BigInteger, Boolean, ColumnElement, bindparam, insert, literal, or_, select, tuple_, update
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from ..access.context import RequestContext
 from ..access.rbac import allowed, authorize
@@ -16,7 +20,7 @@ from ..config import ApprovalPolicy
 from ..db.models import HubItem, HubVersion, Project, Run, RunArtifact, RunInput, RunVersion, User
 from ..db.session import core_connection
 from ..db.types import rfc3339, utcnow
-from ..errors import ConflictError, NotFoundError, UsageError
+from ..errors import ConflictError, FieldError, NotFoundError, UsageError
 from ..hub.refs import DIGEST_PREFIX, NAME, SEMVER
 from ..ids import new_id
 from ..signing.approval import approval_condition
@@ -239,7 +243,9 @@ class RunFilter:
     """What a runs listing keeps, and its order: each filter None keeps every run. ``until`` is
     exclusive; ``created_by`` is a user id (the listing resolves a username); ``version`` a
     registry reference the run used (``_version_match``); ``approval`` an approval state;
-    ``text`` free text (``_text_condition``); ``sort`` one of ``SORTS``."""
+    ``text`` free text (``_text_condition``); ``min_duration_s``/``max_duration_s`` inclusive
+    bounds in seconds on finished_at - started_at (a run without both never matches one;
+    ``_duration_conditions``); ``sort`` one of ``SORTS``."""
 
     status: str | None = None
     task: str | None = None
@@ -250,7 +256,96 @@ class RunFilter:
     version: str | None = None
     approval: str | None = None
     text: str | None = None
+    min_duration_s: float | None = None
+    max_duration_s: float | None = None
     sort: str = "created"
+
+
+class _DurationBound(FunctionElement[bool]):
+    """``finished - started`` of two UTCDateTime columns, in whole microseconds, compared with a
+    bound (``OP``): (started, finished, bound_us), compiled per dialect below; NULL, so false, when
+    either time is NULL. Exact integers on both databases, so a bound at a run's very duration
+    holds on either (a float of seconds, as julianday gives, misses it by up to milliseconds)."""
+
+    type = Boolean()
+    inherit_cache = True
+    # A condition in itself: SQLite gets no "(…) = 1" around it, which would keep it from
+    # splitting the AND below into WHERE terms and skipping the exact test after the coarse one.
+    _is_implicitly_boolean = True
+    OP: ClassVar[str]
+    SLACK: ClassVar[str]  # the side a coarse prefilter's margin goes
+
+
+class duration_at_least(_DurationBound):  # noqa: N801 (SQL functions are lower case)
+    name = "duration_at_least"
+    inherit_cache = True
+    OP, SLACK = ">=", "-"
+
+
+class duration_at_most(_DurationBound):  # noqa: N801
+    name = "duration_at_most"
+    inherit_cache = True
+    OP, SLACK = "<=", "+"
+
+
+@compiles(_DurationBound)
+def _bound_postgresql(element: _DurationBound, compiler: SQLCompiler, **kw: Any) -> str:
+    """PostgreSQL (and the SQL standard): an interval's epoch is an exact numeric (PostgreSQL 14+)."""
+    started, finished, bound = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(EXTRACT(EPOCH FROM ({finished} - {started})) * 1000000 {element.OP} {bound})"
+
+
+@compiles(_DurationBound, "sqlite")
+def _bound_sqlite(element: _DurationBound, compiler: SQLCompiler, **kw: Any) -> str:
+    """SQLite keeps a DateTime as text, ``YYYY-MM-DD HH:MM:SS.ffffff`` (SQLAlchemy writes all six
+    digits). Exact: whole seconds by ``strftime('%s')`` of the first 19 characters (given the
+    fraction it rounds to the millisecond, so ``.999999`` became the next second), microseconds
+    from characters 21-26 (a value without them counts 0); ``unixepoch(…, 'subsec')`` needs 3.42
+    and stops at milliseconds. Parsing dates is most of the cost, so julianday's difference
+    (off by at most ~2 ms) first discards with a 10 ms margin the runs far from the bound: a
+    first page for a bound no run meets, 10^5 runs, took 48 ms against 145 ms with the exact
+    test alone (docs/dashboard.md)."""
+    started, finished, bound = (compiler.process(c, **kw) for c in element.clauses)
+
+    def seconds(ts: str) -> str:
+        return f"CAST(strftime('%s', substr({ts}, 1, 19)) AS INTEGER)"
+
+    def micros(ts: str) -> str:
+        return f"CAST(substr({ts}, 21, 6) AS INTEGER)"
+
+    coarse = (f"(julianday({finished}) - julianday({started})) * 86400000000.0 "
+              f"{element.OP} {bound} {element.SLACK} 10000")
+    exact = f"({seconds(finished)} - {seconds(started)}) * 1000000 + {micros(finished)} - {micros(started)}"
+    return f"({coarse} AND {exact} {element.OP} {bound})"
+
+
+# A bound in microseconds must fit a BIGINT; a century is past any run.
+MAX_DURATION_S = 100 * 366 * 86400
+
+
+def _micros(value: float, which: str, field: str) -> int:
+    """A duration bound in seconds as whole microseconds (rounded: the columns keep no finer)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not 0 <= value <= MAX_DURATION_S:
+        shown = f"{value:g}" if isinstance(value, int | float) else repr(value)
+        raise FieldError(f"{which} duration {shown} is not a number of seconds from 0 to {MAX_DURATION_S}", field)
+    return round(value * 1_000_000)
+
+
+def _duration_conditions(f: RunFilter) -> list[ColumnElement[bool]]:
+    """Inclusive bounds on a run's duration (one construct on both databases: ``_DurationBound``).
+    Not indexed: the listing walks its (project, created_at, id) index newest first and tests
+    each run, which stops early for a bound most runs meet (docs/dashboard.md has the figures)."""
+    low = None if f.min_duration_s is None else _micros(f.min_duration_s, "minimum", "min_duration_s")
+    high = None if f.max_duration_s is None else _micros(f.max_duration_s, "maximum", "max_duration_s")
+    if low is not None and high is not None and low > high:
+        raise FieldError(f"minimum duration {f.min_duration_s:g} s is above the maximum {f.max_duration_s:g} s",
+                         "min_duration_s", "max_duration_s")
+    conds: list[ColumnElement[bool]] = []
+    for bound, condition in ((low, duration_at_least), (high, duration_at_most)):
+        if bound is not None:
+            conds.append(condition(Run.started_at, Run.finished_at, literal(bound, BigInteger())))
+    return conds
 
 
 def _version_match(ref: str) -> list[ColumnElement[bool]]:
@@ -333,7 +428,7 @@ def _conditions(f: RunFilter, policy: ApprovalPolicy) -> list[ColumnElement[bool
         conds.append(approval_condition(f.approval, policy, Run.id))
     if f.text is not None:
         conds.append(_text_condition(f.text))
-    return conds
+    return conds + _duration_conditions(f)
 
 
 def _query_runs(session: Session, project: Project, status: str | None, task: str | None, since: datetime | None,

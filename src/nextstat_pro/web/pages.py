@@ -92,6 +92,16 @@ def _date(value: str | None, name: str, end: bool = False) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _seconds(value: str | None, name: str) -> float | None:
+    """A number of seconds from a filter field (the service checks its range); empty is no filter."""
+    if not value or not value.strip():
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"{name}: {value!r} is not a number of seconds") from None
+
+
 def default_project(inst: Any, visitor: Visitor, asked: str | None) -> str | None:
     if asked:
         return asked
@@ -115,6 +125,8 @@ def runs_list(
     version: Annotated[str | None, Query(max_length=200)] = None,
     approval: Annotated[str | None, Query(max_length=16)] = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
+    min_duration: Annotated[str | None, Query(max_length=40)] = None,
+    max_duration: Annotated[str | None, Query(max_length=40)] = None,
     sort: Annotated[str | None, Query(max_length=16)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
@@ -123,7 +135,8 @@ def runs_list(
     # empty field is no filter, and the default order is left out of the links.
     filters = {"status": status or "", "task": task or "", "author": author or "", "fit": fit or "",
                "since": since or "", "until": until or "", "version": (version or "").strip(),
-               "approval": approval or "", "q": (q or "").strip(), "sort": "" if sort == "created" else sort or ""}
+               "approval": approval or "", "q": (q or "").strip(), "min_duration": (min_duration or "").strip(),
+               "max_duration": (max_duration or "").strip(), "sort": "" if sort == "created" else sort or ""}
     values: dict[str, Any] = {"visitor": visitor, "title": "Runs", "project": name, "filters": filters,
                               "statuses": STATUSES, "tasks": TASKS, "approvals": APPROVAL_STATES,
                               "projects": list(visitor.me.roles), "rows": [], "next_cursor": None, "cursor": cursor,
@@ -134,7 +147,9 @@ def runs_list(
         f = RunFilter(status=status or None, task=task or None, since=_date(since, "since"),
                       until=_date(until, "until", end=True), created_by=author or None,
                       fit_ok={"ok": True, "bad": False}.get(fit or ""), version=filters["version"] or None,
-                      approval=approval or None, text=filters["q"] or None, sort=filters["sort"] or "created")
+                      approval=approval or None, text=filters["q"] or None,
+                      min_duration_s=_seconds(min_duration, "min_duration"),
+                      max_duration_s=_seconds(max_duration, "max_duration"), sort=filters["sort"] or "created")
         # The log's end before the page is read: the live stream continues from there, so a
         # change between this read and the browser's connection is not missed.
         values["live_after"] = run_changes(inst, visitor.ctx, name, None).last_seq

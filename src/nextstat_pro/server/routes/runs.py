@@ -53,13 +53,19 @@ def list_runs(
     q: Annotated[str | None, Query(max_length=200, description=(
         "Free text, case-insensitive: a run id prefix, or part of the task, the error message, the author's "
         "username or a registry item's name."))] = None,
+    min_duration_s: Annotated[float | None, Query(json_schema_extra={"minimum": 0}, description=(
+        "Only runs that took at least this many seconds (finished_at - started_at, to the microsecond); a run "
+        "not finished has no duration and matches no bound."))] = None,
+    max_duration_s: Annotated[float | None, Query(json_schema_extra={"minimum": 0}, description=(
+        "Only runs that took at most this many seconds; not below min_duration_s."))] = None,
     sort: Annotated[str, Query(max_length=16, json_schema_extra={"enum": list(SORTS)}, description=(
         "created: newest first; oldest: oldest first. A cursor continues only the order it came from."))] = "created",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> RunPage:
     f = RunFilter(status=status, task=task, since=since, until=until, created_by=author, fit_ok=fit_ok,
-                  version=version or None, approval=approval, text=q or None, sort=sort)
+                  version=version or None, approval=approval, text=q or None, min_duration_s=min_duration_s,
+                  max_duration_s=max_duration_s, sort=sort)
     return list_runs_page(inst, ctx, project, f, limit, cursor)
 
 
