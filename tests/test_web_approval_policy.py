@@ -8,10 +8,11 @@ import html
 import json
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from nextstat_pro.config import ApprovalPolicy
-from nextstat_pro.config_service import approval_policy, set_approval_policy
+from nextstat_pro.config_service import approval_policy, set_approval_policy, set_config
 from nextstat_pro.db.models import AuditEvent
 from nextstat_pro.errors import NotFoundError, PermissionDeniedError, UsageError
 from nextstat_pro.instance import Instance
@@ -82,6 +83,12 @@ def test_policy_operations_authorize(sqlite_instance: Instance) -> None:
         set_approval_policy(inst, vera, "secret-project", ApprovalPolicy(), "probe")
     with pytest.raises((NotFoundError, PermissionDeniedError)):
         approval_policy(inst, vera, "nope")
-    with pytest.raises(UsageError, match="unknown meaning 'stamp'"):
-        set_approval_policy(inst, inst.context(), "default", ApprovalPolicy(sequence=["stamp"]), "typo")
+    with pytest.raises(ValidationError, match="unknown meaning 'stamp'"):
+        ApprovalPolicy(sequence=["stamp"])
+    # The model refuses it on every path, `config set approval` included: a typo would make every run
+    # of the project impossible to approve.
+    with pytest.raises(UsageError, match="unknown meaning 'reveiw'"):
+        set_config(inst, inst.context(), "approval", '{"default": {"sequence": ["reveiw"]}}', "typo")
+    with pytest.raises(UsageError, match="no user 'nobody'"):
+        set_approval_policy(inst, inst.context(), "default", ApprovalPolicy(approvers=["nobody"]), "typo")
     assert inst.config.approval_policy("default") == ApprovalPolicy()

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 from .permissions import FilePolicy, modes_for
@@ -38,6 +38,10 @@ class AuthPolicy(BaseModel):
     token_max_days: int = Field(default=365, ge=1)
 
 
+SIGNATURE_MEANINGS = ("authorship", "review", "approval", "responsibility")
+"""What an electronic signature may mean (21 CFR 11.50(a)(3)); signing/approval.py's MEANINGS."""
+
+
 class ApprovalPolicy(BaseModel):
     """Which signatures make a run approved: meanings in ``sequence`` must come in that order,
     by distinct people, none of them the run's author; ``min_approvals`` approval signatures."""
@@ -52,6 +56,16 @@ class ApprovalPolicy(BaseModel):
     # enough to approve it.
     approver_role: Literal["viewer", "editor", "admin"] = "admin"
     approvers: list[str] = Field(default_factory=list)
+
+    @field_validator("sequence")
+    @classmethod
+    def _known_meanings(cls, sequence: list[str]) -> list[str]:
+        # An unknown meaning (a typo) would make every run of the project impossible to approve.
+        unknown = [m for m in sequence if m not in SIGNATURE_MEANINGS]
+        if unknown:
+            raise ValueError(f"unknown meaning {unknown[0]!r} in the sequence (meanings: "
+                             f"{', '.join(SIGNATURE_MEANINGS)})")
+        return sequence
 
 
 class SmtpConfig(BaseModel):

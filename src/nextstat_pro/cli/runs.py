@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +90,8 @@ def _parse_time(value: str | None, option: str, *, end: bool = False) -> datetim
         ts = datetime.fromisoformat(value)
     except ValueError:
         raise UsageError(f"{option} {value!r} is not a date (use YYYY-MM-DD or an ISO 8601 time)") from None
-    if end and len(value) == 10:
-        ts = datetime.combine(ts.date(), time.max)
+    if end and len(value) == 10:  # the bound is exclusive: the next day's midnight takes in the whole day
+        ts = datetime.combine(ts.date() + timedelta(days=1), time.min)
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 

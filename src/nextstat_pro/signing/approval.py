@@ -9,11 +9,11 @@ from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select
 from sqlalchemy.orm import QueryableAttribute
 
 from ..access.rbac import RANK
-from ..config import ApprovalPolicy
+from ..config import SIGNATURE_MEANINGS, ApprovalPolicy
 from ..db.models import Signature
 from ..errors import UsageError
 
-MEANINGS = ("authorship", "review", "approval", "responsibility")
+MEANINGS = SIGNATURE_MEANINGS
 DECISIONS = ("approve", "reject")
 APPROVAL_STATES = ("draft", "in review", "approved", "rejected")
 

@@ -6,7 +6,7 @@ visitor's role would not be allowed to use."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
@@ -87,8 +87,8 @@ def _date(value: str | None, name: str, end: bool = False) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise UsageError(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
-    if len(value) == 10 and end:
-        parsed = datetime.combine(parsed.date(), time.max)
+    if len(value) == 10 and end:  # the bound is exclusive: the next day's midnight takes in the whole day
+        parsed = datetime.combine(parsed.date() + timedelta(days=1), time.min)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
