@@ -38,8 +38,8 @@ from nextstat_pro.hub import service as hub
 from nextstat_pro.ids import new_id
 from nextstat_pro.instance import Instance, init_instance
 from nextstat_pro.runs import RunRequest, run_task
+from nextstat_pro.runs.listing import RunFilter
 from nextstat_pro.runs.reads import _encode_cursor, list_runs_page
-from nextstat_pro.runs.records import RunFilter
 
 PASSWORD = "bench-password-123"
 WORKSPACE = Path(__file__).resolve().parents[2] / "shared/workspaces/simple_workspace.json"

@@ -91,6 +91,7 @@ EXPECTED: dict[str, tuple[str, bool]] = {
 
 # Service modules: each public function authorizes on every path, or says here why it need not.
 SERVICE_MODULES = ["observability/service.py", "projects/service.py", "runs/service.py", "runs/records.py",
+                   "runs/listing.py",
                    "runs/export.py", "runs/retention.py", "audit/service.py", "audit/export.py", "identity/users.py",
                    "identity/auth.py", "identity/resets.py", "runs/esignatures.py", "config_service.py",
                    "hub/push.py", "hub/resolve.py", "hub/documents.py", "hub/metadata.py",

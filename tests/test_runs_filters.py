@@ -23,8 +23,9 @@ from nextstat_pro.errors import FieldError, NotFoundError, UsageError
 from nextstat_pro.instance import Instance
 from nextstat_pro.projects.service import get_project
 from nextstat_pro.runs.board import board_page, run_events
+from nextstat_pro.runs.listing import RunFilter, _version_match
 from nextstat_pro.runs.reads import list_run_rows, list_runs_page
-from nextstat_pro.runs.records import RunFilter, _version_match, create_run
+from nextstat_pro.runs.records import create_run
 from nextstat_pro.server.app import create_app
 from nextstat_pro.signing.approval import APPROVAL_STATES, SignatureFact, approval_condition, approval_state
 from nextstat_pro.web import mount
@@ -142,7 +143,7 @@ def _list(instance: Instance, **f: Any) -> list[str]:
 
 def test_version_filter_takes_names_semvers_and_digest_prefixes(instance: Instance, listed: dict[str, str],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from nextstat_pro.runs import records
+    from nextstat_pro.runs import listing
 
     r1, r2 = listed["r1"], listed["r2"]
     assert _list(instance, version="simple") == [r2, r1]
@@ -153,7 +154,7 @@ def test_version_filter_takes_names_semvers_and_digest_prefixes(instance: Instan
     assert _list(instance, version="other@1.0.0") == []
     assert _list(instance, version="nothing") == []
     assert _list(instance, version="simple", task="fit") == [r1]
-    monkeypatch.setattr(records, "_MAX_LISTED_VERSIONS", 1)  # an item of many versions: a subquery
+    monkeypatch.setattr(listing, "_MAX_LISTED_VERSIONS", 1)  # an item of many versions: a subquery
     assert _list(instance, version="simple") == [r2, r1]
     assert _list(instance, version="simple@1.1.0") == [r2]
 

@@ -21,7 +21,7 @@ from nextstat_pro.examples import histfactory_workspace, signal_patchset
 from nextstat_pro.hub import service as hub
 from nextstat_pro.instance import Instance
 from nextstat_pro.runs import get_run
-from nextstat_pro.runs.records import versions_of
+from nextstat_pro.runs.listing import versions_of
 from nextstat_pro.scale import SubmitRequest, coordinate, submit
 from nextstat_pro.scale.collect import CollectError, merge, read_shard
 from nextstat_pro.scale.partition import shard_ranges, shard_ref

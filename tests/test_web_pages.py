@@ -17,7 +17,8 @@ from nextstat_pro.errors import NotFoundError, PermissionDeniedError
 from nextstat_pro.instance import Instance
 from nextstat_pro.projects.service import get_project
 from nextstat_pro.runs.board import board_page, run_changes, run_signatures
-from nextstat_pro.runs.records import RunFilter, create_run, transition
+from nextstat_pro.runs.listing import RunFilter
+from nextstat_pro.runs.records import create_run, transition
 from nextstat_pro.web import previews
 from nextstat_pro.web.guard import safe_next
 from nextstat_pro.web.render import environment

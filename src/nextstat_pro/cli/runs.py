@@ -13,7 +13,7 @@ from rich.table import Table
 from ..engine import TASKS, parse_pairs
 from ..errors import UsageError
 from ..runs.lease import recover_abandoned
-from ..runs.records import RunFilter
+from ..runs.listing import RunFilter
 from ..runs.references import RunInputs
 from ..runs.service import RunRequest
 from ..signing.approval import APPROVAL_STATES

@@ -65,7 +65,7 @@ from ..identity.views import (
 )
 from ..projects.views import ProjectRow
 from ..runs.esignatures import SignResult
-from ..runs.records import RunFilter
+from ..runs.listing import RunFilter
 from ..runs.service import RunRequest
 from ..runs.views import ArtifactRow, RunDetail, RunExport, RunOutcome, RunPage, RunRow
 from ..scale.service import SubmitRequest

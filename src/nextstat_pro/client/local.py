@@ -42,7 +42,7 @@ from ..projects import service as projects
 from ..projects.views import ProjectRow
 from ..runs import export_folder, list_run_rows, run_artifacts, run_result, run_task, show_run
 from ..runs.esignatures import SignResult, sign_run
-from ..runs.records import RunFilter
+from ..runs.listing import RunFilter
 from ..runs.service import RunRequest
 from ..runs.views import ArtifactRow, RunDetail, RunExport, RunOutcome, RunRow
 from ..scale import coordinator

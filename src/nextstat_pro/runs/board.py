@@ -18,8 +18,9 @@ from ..db.models import AuditEvent, Project, Run, Signature, User
 from ..projects.service import authorized_project
 from ..signing.approval import SignatureFact, approval_state
 from ..viewbase import VIEW_CONFIG
+from .listing import RunFilter
 from .reads import list_runs_page
-from .records import RunFilter, read_run
+from .records import read_run
 from .views import RunRow
 
 if TYPE_CHECKING:

@@ -17,7 +17,8 @@ from ..db.types import rfc3339
 from ..errors import FieldError, NotFoundError
 from ..projects.service import authorized_project
 from .export import read_manifest
-from .records import SORTS, ListedRun, RunFilter, _query_runs, read_run, versions_of
+from .listing import SORTS, ListedRun, RunFilter, _query_runs, versions_of
+from .records import read_run
 from .service import RESULT_NAME
 from .views import ArtifactRow, RunArtifactRow, RunDetail, RunInputRow, RunPage, RunRow
 

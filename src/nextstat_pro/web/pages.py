@@ -17,7 +17,8 @@ from ..errors import NSPError, UsageError
 from ..identity.auth import logout
 from ..runs import run_artifacts, run_result, show_run
 from ..runs.board import board_page, run_changes, run_events, run_signatures
-from ..runs.records import STATUSES, RunFilter
+from ..runs.listing import RunFilter
+from ..runs.records import STATUSES
 from ..server.auth import Inst, set_session_cookie, sign_in_request
 from ..server.sessions import COOKIE
 from ..signing.approval import APPROVAL_STATES, MEANINGS

@@ -20,8 +20,8 @@ from starlette.background import BackgroundTask
 from ...errors import FieldError, UsageError
 from ...runs import RunInputs, RunRequest, export_folder, run_artifacts, run_result, run_task, show_run
 from ...runs.esignatures import sign_run
+from ...runs.listing import SORTS, RunFilter
 from ...runs.reads import artifact_row, list_runs_page
-from ...runs.records import SORTS, RunFilter
 from ...runs.views import ArtifactRow, RunDetail, RunOutcome, RunPage
 from ...scale import coordinator
 from ...scale import service as jobs
