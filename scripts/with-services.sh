@@ -24,6 +24,7 @@ cleanup() {
   fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
   rm -rf "$work"
+  if [ -n "${munge_dir:-}" ]; then rm -rf "$munge_dir"; fi
 }
 trap cleanup EXIT INT TERM
 
@@ -88,7 +89,13 @@ if [ "$(id -u)" = 0 ] && command -v slurmctld >/dev/null; then
   mkdir -p "$sl/state" "$sl/spool" /run/munge /var/log/munge /var/lib/munge
   chown munge:munge /run/munge /var/log/munge /var/lib/munge
   [ -f /etc/munge/munge.key ] || { mungekey --create 2>/dev/null || /usr/sbin/create-munge-key -f; chown munge:munge /etc/munge/munge.key; }
-  runuser -u munge -- /usr/sbin/munged -F >"$sl/munged.log" 2>&1 &
+  # A munged of this run's own (socket, pid and seed files under /run/munge/<this run>): two runs
+  # on one machine must not share the default socket, which the first to exit would take away.
+  munge_dir="/run/munge/$(basename "$work")"
+  mkdir -p "$munge_dir" && chown munge:munge "$munge_dir" && chmod 0755 "$munge_dir"
+  runuser -u munge -- /usr/sbin/munged -F --num-threads=10 --socket="$munge_dir/munge.socket.2" \
+    --pid-file="$munge_dir/munged.pid" --seed-file="$munge_dir/munged.seed" \
+    --log-file="$munge_dir/munged.log" >"$sl/munged.log" 2>&1 &
   pids+=($!)
   ctld_port=$(spare_port); d_port=$(spare_port)
   cat >"$sl/slurm.conf" <<CONF
@@ -97,6 +104,7 @@ SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort=$ctld_port
 SlurmdPort=$d_port
 AuthType=auth/munge
+AuthInfo=socket=$munge_dir/munge.socket.2
 CredType=cred/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
