@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from http_load import load, pct, sequential_p50
+from http_load import load, pct, sequential_p50, wait_until_up
 from sqlalchemy import insert, select
 
 from nextstat_pro.db.models import Project, Run, User
@@ -111,16 +111,7 @@ def ours(db_url: str, runs: int, clients: int, seconds: float, workdir: str) -> 
                                    str(port), "--log-level", "warning"], stdout=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.time() + 60
-            while True:
-                try:
-                    if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.time() > deadline:
-                    raise SystemExit("serve did not start")
-                time.sleep(0.2)
+            wait_until_up(url + "/healthz", server, "serve", 60)
             token = httpx.post(url + "/api/v1/auth/token", json={"username": "admin", "password": PASSWORD}).json()
             headers = {"Authorization": f"Bearer {token['token']}"}
             runs_url = f"{url}/api/v1/projects/default/runs"

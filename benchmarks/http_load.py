@@ -5,6 +5,7 @@ last answered, for a fixed time; latencies per request. Used by bench_server.py 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -62,3 +63,17 @@ def sequential_p50(request: Request, n: int, headers: dict[str, str] | None = No
             client.request(method, url, **kwargs).raise_for_status()
             out.append(time.perf_counter() - t0)
     return pct(out, 0.5)
+
+
+def wait_until_up(url: str, server: subprocess.Popen[bytes], what: str, timeout: float) -> None:
+    """Poll ``url`` until it answers 200; SystemExit when ``server`` exits or ``timeout`` passes."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.time() > deadline or server.poll() is not None:
+            raise SystemExit(f"{what} did not start")
+        time.sleep(0.2)

@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from http_load import load, pct, sequential_p50  # noqa: E402
+from http_load import load, pct, sequential_p50, wait_until_up  # noqa: E402
 
 STATUSES = ["FINISHED"] * 8 + ["FAILED", "RUNNING"]
 TASKS = ["fit", "fit", "upper-limit", "scan", "hypotest"]
@@ -112,7 +112,6 @@ def fresh_pg(server: str) -> str:
 @contextlib.contextmanager
 def serving(db: str, tmp: str, workers: int) -> Iterator[str]:
     """``mlflow server`` on ``db``, answering /health; yields its URL."""
-    import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -124,16 +123,7 @@ def serving(db: str, tmp: str, workers: int) -> Iterator[str]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                raise SystemExit("mlflow server did not start")
-            time.sleep(0.5)
+        wait_until_up(url + "/health", server, "mlflow server", 120)
         yield url
     finally:
         server.terminate()

@@ -23,7 +23,7 @@ from nextstat_pro.errors import FieldError, NotFoundError, UsageError
 from nextstat_pro.instance import Instance
 from nextstat_pro.projects.service import get_project
 from nextstat_pro.runs.board import board_page, run_events
-from nextstat_pro.runs.listing import RunFilter, _version_match
+from nextstat_pro.runs.listing import RunFilter, _version_match, time_bound
 from nextstat_pro.runs.reads import list_run_rows, list_runs_page
 from nextstat_pro.runs.records import create_run
 from nextstat_pro.server.app import create_app
@@ -445,3 +445,21 @@ def test_the_job_page_has_no_polling_left() -> None:
     template = (Path(__import__("nextstat_pro.web", fromlist=["x"]).__file__).parent / "templates" / "run.html.j2")
     text = template.read_text()
     assert 'hx-trigger="every' not in text and 'hx-trigger="nsp-shards"' in text
+
+
+def test_a_date_only_until_takes_in_the_whole_last_day(instance: Instance) -> None:
+    """``until`` is exclusive, so a date-only bound is the next midnight: a run created in the last
+    microsecond of the day is kept, one at the next midnight is not (both databases)."""
+    assert time_bound("2026-11-30", end=True) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert time_bound("2026-11-30") == datetime(2026, 11, 30, tzinfo=UTC)
+    assert time_bound("2026-11-30T12:00:00+01:00", end=True) == datetime(2026, 11, 30, 11, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        time_bound("30/11/2026")
+    with instance.db.transaction() as s:
+        admin = s.scalar(select(User.id).where(User.username == "admin"))
+        last, next_day = _runs(s, get_project(s, "default"), admin, [{}, {}])
+        s.execute(update(Run).where(Run.id == last).values(created_at=datetime(2026, 11, 30, 23, 59, 59, 999999,
+                                                                                 tzinfo=UTC)))
+        s.execute(update(Run).where(Run.id == next_day).values(created_at=datetime(2026, 12, 1, tzinfo=UTC)))
+    kept = _list(instance, since=time_bound("2026-11-30"), until=time_bound("2026-11-30", end=True))
+    assert last in kept and next_day not in kept

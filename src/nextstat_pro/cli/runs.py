@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from rich.table import Table
 from ..engine import TASKS, parse_pairs
 from ..errors import UsageError
 from ..runs.lease import recover_abandoned
-from ..runs.listing import RunFilter
+from ..runs.listing import RunFilter, time_bound
 from ..runs.references import RunInputs
 from ..runs.service import RunRequest
 from ..signing.approval import APPROVAL_STATES
@@ -87,12 +87,9 @@ def _parse_time(value: str | None, option: str, *, end: bool = False) -> datetim
     if value is None:
         return None
     try:
-        ts = datetime.fromisoformat(value)
+        return time_bound(value, end=end)
     except ValueError:
         raise UsageError(f"{option} {value!r} is not a date (use YYYY-MM-DD or an ISO 8601 time)") from None
-    if end and len(value) == 10:  # the bound is exclusive: the next day's midnight takes in the whole day
-        ts = datetime.combine(ts.date() + timedelta(days=1), time.min)
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 _FIT = {"ok": True, "bad": False}

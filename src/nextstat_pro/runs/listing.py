@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar, Protocol, cast
 
 from sqlalchemy import BigInteger, Boolean, ColumnElement, bindparam, literal, or_, select, tuple_
@@ -24,6 +24,16 @@ from .records import STATUSES
 
 SORTS = ("created", "oldest")  # newest first (the default), oldest first
 _VERSION_FORMS = "NAME, NAME@SEMVER, NAME@sha256:PREFIX or sha256:PREFIX (at least 12 hex digits)"
+
+
+def time_bound(value: str, *, end: bool = False) -> datetime:
+    """A date (YYYY-MM-DD) or ISO 8601 time as a filter bound, UTC unless it says otherwise. With
+    ``end`` (an exclusive ``until``) a date takes in its whole day: the bound is the next midnight.
+    ValueError when it is neither; each adapter words that in its own terms."""
+    parsed = datetime.fromisoformat(value)
+    if end and len(value) == 10:
+        parsed = datetime.combine(parsed.date() + timedelta(days=1), time.min)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

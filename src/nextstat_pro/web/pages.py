@@ -6,7 +6,7 @@ visitor's role would not be allowed to use."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
@@ -17,7 +17,7 @@ from ..errors import NSPError, UsageError
 from ..identity.auth import logout
 from ..runs import run_artifacts, run_result, show_run
 from ..runs.board import board_page, run_changes, run_events, run_signatures
-from ..runs.listing import RunFilter
+from ..runs.listing import RunFilter, time_bound
 from ..runs.records import STATUSES
 from ..server.auth import Inst, set_session_cookie, sign_in_request
 from ..server.sessions import COOKIE
@@ -85,12 +85,9 @@ def _date(value: str | None, name: str, end: bool = False) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        return time_bound(value, end=end)
     except ValueError:
         raise UsageError(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
-    if len(value) == 10 and end:  # the bound is exclusive: the next day's midnight takes in the whole day
-        parsed = datetime.combine(parsed.date() + timedelta(days=1), time.min)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _seconds(value: str | None, name: str) -> float | None:
