@@ -108,6 +108,7 @@ EXEMPT = {
     "ensure_builtins_in": "database function of the report operations (authorized there)",
     "template_for": "database function of the report operations (authorized there)",
     "check_kind": "input validation",
+    "time_bound": "input parsing: a date filter's bound",
     "written": "pure: a recorded report's view, its files written where the operation was asked to",
     "manifestations": "database function of sign_report (authorized there)",
     "certificate_data": "pure: a certificate's data from a run's export files",
