@@ -2,13 +2,15 @@
 clients, the server's cost over calling the service directly, and MLflow's tracking server on the
 same runs and the same load (its ``runs/search`` with two filters).
 
-    .venv/bin/python benchmarks/bench_server.py --runs 100000 [--pg URL] \
+    .venv/bin/python benchmarks/bench_server.py --runs 100000 [--pg URL [--pg-workers 2]] \
         [--mlflow-python .venv-bench/bin/python]
 
 The runs are written straight into the runs table (10^5 runs through the engine would take the
 benchmark's hour; the list reads only those rows); one real run and one registry version give
 the detail and resolve routes something to read. The server is ``nextstat-pro serve`` in its own
-process (one worker: the load generator takes the machine's other core), as MLflow's is.
+process (on PostgreSQL ``--pg-workers`` processes, MLflow's server as many), and each route is
+loaded for a second before it is timed. "The server adds" is timed with the standard library's
+http.client (httpx's own response parsing, ~0.5 ms on a runs page, is printed beside it).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from http_load import load, pct, sequential_p50, wait_until_up
+from http_load import load, pct, sequential_p50, sequential_p50_stdlib, wait_until_up
 from sqlalchemy import insert, select
 
 from nextstat_pro.db.models import Project, Run, User
@@ -73,9 +75,13 @@ def fill(inst: Instance, runs: int) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used (/proc/PID/stat, Linux)."""
+    """User + system CPU time a process and its live descendants (``--workers N``'s processes)
+    have used (/proc, Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+                for c in (task / "children").read_text().split()]
+    return own + sum(cpu_seconds(c) for c in children)
 
 
 def free_port() -> int:
@@ -84,7 +90,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ours(db_url: str, runs: int, clients: int, seconds: float, workdir: str) -> dict[str, Any]:
+def ours(db_url: str, runs: int, clients: int, seconds: float, workdir: str, workers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=workdir, prefix=".bench-server-") as tmp:
         home = Path(tmp) / "home"
         inst = init_instance(home, admin="admin", password=PASSWORD, printed_name="Bench Admin", db_url=db_url)
@@ -108,7 +114,8 @@ def ours(db_url: str, runs: int, clients: int, seconds: float, workdir: str) -> 
 
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "nextstat_pro.cli", "--home", str(home), "serve", "--port",
-                                   str(port), "--log-level", "warning"], stdout=subprocess.DEVNULL)
+                                   str(port), "--workers", str(workers), "--log-level", "warning"],
+                                  stdout=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_up(url + "/healthz", server, "serve", 60)
@@ -133,9 +140,12 @@ def ours(db_url: str, runs: int, clients: int, seconds: float, workdir: str) -> 
                     raise SystemExit(f"{name}: {r.status_code} {r.text[:200]}")
             out: dict[str, Any] = {"database": "postgresql" if db_url.startswith("postgresql") else "sqlite",
                                    "runs": runs, "fill_s": fill_s, "direct p50 ms": pct(direct, 0.5),
-                                   "first page sequential p50 ms": sequential_p50(
-                                       routes["runs list (2 filters, first page)"], 200, headers)}
+                                   "first page sequential p50 ms": sequential_p50_stdlib(
+                                       routes["runs list (2 filters, first page)"], 300, headers),
+                                   "first page sequential httpx p50 ms": sequential_p50(
+                                       routes["runs list (2 filters, first page)"], 300, headers)}
             for name, make in routes.items():
+                load(make, clients, 1.0, headers)  # warm-up under the same load, not timed
                 cpu0 = cpu_seconds(server.pid)
                 out[name] = load(make, clients, seconds, headers)
                 # The server's own CPU per request: with one process (one core for Python) its
@@ -147,8 +157,10 @@ def ours(db_url: str, runs: int, clients: int, seconds: float, workdir: str) -> 
     return out
 
 
-def mlflow_side(python: str, runs: int, clients: int, seconds: float, pg: str | None, workdir: str) -> dict[str, Any]:
+def mlflow_side(python: str, runs: int, clients: int, seconds: float, pg: str | None, workdir: str,
+                workers: int) -> dict[str, Any]:
     args = [python, str(Path(__file__).with_name("mlflow_runs.py")), "--runs", str(runs), "--clients", str(clients),
+            "--workers", str(workers),
             "--seconds", str(seconds), "--dir", workdir] + (["--pg", pg] if pg else [])
     out = subprocess.run(args, check=True, capture_output=True, text=True)
     theirs: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -159,7 +171,8 @@ def show(mine: dict[str, Any], theirs: dict[str, Any] | None) -> None:
     db = mine["database"]
     print(f"[{db}] {mine['runs']:,} runs (filled in {mine['fill_s']:.1f} s); one client: service call p50 "
           f"{mine['direct p50 ms']:.2f} ms, over HTTP p50 {mine['first page sequential p50 ms']:.2f} ms "
-          f"(+{mine['first page sequential p50 ms'] - mine['direct p50 ms']:.2f} ms)")
+          f"(+{mine['first page sequential p50 ms'] - mine['direct p50 ms']:.2f} ms: the server's; http.client) "
+          f"or {mine['first page sequential httpx p50 ms']:.2f} ms with httpx's own parsing")
     for name, fig in mine.items():
         if not isinstance(fig, dict):
             continue
@@ -182,6 +195,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--pg", default=None, help="also on this PostgreSQL server (a fresh database)")
+    parser.add_argument("--pg-workers", type=int, default=1,
+                        help="server processes on PostgreSQL, ours and MLflow's alike (a 2-core machine: 1 or 2)")
     parser.add_argument("--mlflow-python", default=None, help="an environment with mlflow (.venv-bench/bin/python)")
     parser.add_argument("--dir", default=".")
     args = parser.parse_args()
@@ -195,10 +210,12 @@ def main() -> None:
                 conn.execute(f'CREATE DATABASE "{name}"')
             databases.append((args.pg.rsplit("/", 1)[0] + "/" + name, args.pg))
         for db_url, pg in databases:
-            mine = ours(db_url, args.runs, args.clients, args.seconds, args.dir)
+            workers = args.pg_workers if pg else 1  # SQLite: one process (serve refuses more)
+            mine = ours(db_url, args.runs, args.clients, args.seconds, args.dir, workers)
             show(mine, None)
             if args.mlflow_python:
-                show(mine, mlflow_side(args.mlflow_python, args.runs, args.clients, args.seconds, pg, args.dir))
+                show(mine, mlflow_side(args.mlflow_python, args.runs, args.clients, args.seconds, pg, args.dir,
+                                             workers))
 
 
 if __name__ == "__main__":

@@ -215,8 +215,9 @@ def server_load(url: str, exp_id: str, runs: int, clients: int, seconds: float) 
         return "POST", search, {"json": {**body, "page_token": token}}
 
     out: dict[str, object] = {"first page sequential p50 ms": sequential_p50(first_page, 50)}
-    out["runs list (2 filters, first page)"] = load(first_page, clients, seconds)
-    out["runs list (2 filters, deep page)"] = load(deep_page, clients, seconds)
+    for name, request in (("first page", first_page), ("deep page", deep_page)):
+        load(request, clients, 1.0)  # warm-up under the same load, not timed (as bench_server.py's)
+        out[f"runs list (2 filters, {name})"] = load(request, clients, seconds)
     return out
 
 

@@ -58,6 +58,14 @@ class RunFilter:
     max_duration_s: float | None = None
     sort: str = "created"
 
+    @property
+    def bounded(self) -> bool:
+        """True when an index narrows every condition, so a page costs the same at any size: no
+        free text and no duration bound, which test runs one by one (``_text_condition``,
+        ``_duration_conditions``) and may read a whole project when few match. The API answers
+        a bounded listing on its event loop (server/answers.py)."""
+        return self.text is None and self.min_duration_s is None and self.max_duration_s is None
+
 
 class _DurationBound(FunctionElement[bool]):
     """``finished - started`` of two UTCDateTime columns, in whole microseconds, compared with a

@@ -106,9 +106,15 @@ def _with_client(ctx: RequestContext, client: str | None) -> RequestContext:
     return replace(ctx, client=client)
 
 
+async def _instance(request: Request) -> Instance:
+    # A coroutine on purpose: FastAPI runs a plain function dependency in a worker thread, a
+    # thread hop per request for an attribute read.
+    return instance_of(request)
+
+
 Caller = Annotated[RequestContext, Depends(caller)]
 CallerChangingPassword = Annotated[RequestContext, Depends(caller_changing_password)]
-Inst = Annotated[Instance, Depends(instance_of)]
+Inst = Annotated[Instance, Depends(_instance)]
 
 
 class TooManyAttemptsError(AuthenticationError):

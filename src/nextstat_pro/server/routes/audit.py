@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
+from ...access.context import RequestContext
 from ...audit import service as audit
 from ...audit.records import EventFilter
 from ...audit.views import AuditEventRow, AuditVerifyReport, CheckpointRow, ConsistencyProof, InclusionProof
+from ...instance import Instance
+from ..answers import answer
 from ..auth import Caller, Inst
 from .prefix import API_PREFIX
 
@@ -25,8 +28,8 @@ class EventPage(BaseModel):
 
 
 @router.get("/audit/events", response_model=EventPage, summary="Audit events matching the filters, oldest first")
-def events(
-    inst: Inst, ctx: Caller,
+async def events(
+    inst: Inst, ctx: Caller, response: Response,
     actor: Annotated[str | None, Query(max_length=200)] = None,
     action: Annotated[str | None, Query(max_length=100, description="Exact, or a prefix ending in '.'.")] = None,
     target_type: Annotated[str | None, Query(max_length=40)] = None,
@@ -37,9 +40,14 @@ def events(
     text: Annotated[str | None, Query(max_length=200, description="Free text in the event body.")] = None,
     after: Annotated[int, Query(ge=0, description="Events with a larger sequence number.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> EventPage:
+) -> Response:
     f = EventFilter(actor=actor, action=action, target_type=target_type, target_id=target_id, project=project,
                     since=since, until=until, text=text)
+    # In a thread: a filter that few events match walks the log (the sequence order) to find them.
+    return await answer(response, _event_page, inst, ctx, f, after, limit)
+
+
+def _event_page(inst: Instance, ctx: RequestContext, f: EventFilter, after: int, limit: int) -> EventPage:
     rows = audit.read_events(inst, ctx, f, after, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

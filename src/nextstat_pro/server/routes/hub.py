@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...errors import FieldError
 from ...hub import imports, likelihood, retention, service
 from ...hub.views import ImportReport, LikelihoodImport, ModelDiff, Pushed, VersionDetail, VersionDoc
+from ..answers import answer, answer_bounded
 from ..auth import Caller, Inst
 from ..uploads import save_checked, spool_folder, unpack_upload
 from .prefix import API_PREFIX
@@ -131,8 +132,11 @@ def versions(inst: Inst, ctx: Caller, project: str, kind: Kind, name: str) -> li
 
 @router.get("/projects/{project}/hub/{kind}/resolve", response_model=VersionDetail,
             summary="The one version a reference names (with the runs that used it, if asked)")
-def resolve(inst: Inst, ctx: Caller, project: str, kind: Kind, ref: RefText, runs: bool = False) -> VersionDetail:
-    return service.show(inst, ctx, project, kind, ref, runs)
+async def resolve(inst: Inst, ctx: Caller, response: Response, project: str, kind: Kind, ref: RefText,
+                  runs: bool = False) -> Response:
+    if runs:  # every run that used the version: as many as there are
+        return await answer(response, service.show, inst, ctx, project, kind, ref, runs)
+    return answer_bounded(response, service.show, inst, ctx, project, kind, ref, runs)
 
 
 @router.get("/projects/{project}/hub/model/diff", response_model=ModelDiff,

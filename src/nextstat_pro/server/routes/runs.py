@@ -27,6 +27,7 @@ from ...scale import coordinator
 from ...scale import service as jobs
 from ...scale.views import JobStatus
 from ...signing.approval import APPROVAL_STATES
+from ..answers import answer, answer_bounded
 from ..auth import Caller, Inst
 from ..uploads import save_checked, spool_folder
 from .prefix import API_PREFIX
@@ -36,8 +37,8 @@ router = APIRouter(prefix=API_PREFIX, tags=["runs"])
 
 @router.get("/projects/{project}/runs", response_model=RunPage,
             summary="A page of a project's runs, filtered, newest (or oldest) first")
-def list_runs(
-    inst: Inst, ctx: Caller, project: str,
+async def list_runs(
+    inst: Inst, ctx: Caller, response: Response, project: str,
     status: Annotated[str | None, Query(max_length=16)] = None,
     task: Annotated[str | None, Query(max_length=40)] = None,
     since: datetime | None = None,
@@ -62,11 +63,13 @@ def list_runs(
         "created: newest first; oldest: oldest first. A cursor continues only the order it came from."))] = "created",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> RunPage:
+) -> Response:
     f = RunFilter(status=status, task=task, since=since, until=until, created_by=author, fit_ok=fit_ok,
                   version=version or None, approval=approval, text=q or None, min_duration_s=min_duration_s,
                   max_duration_s=max_duration_s, sort=sort)
-    return list_runs_page(inst, ctx, project, f, limit, cursor)
+    if f.bounded:
+        return answer_bounded(response, list_runs_page, inst, ctx, project, f, limit, cursor)
+    return await answer(response, list_runs_page, inst, ctx, project, f, limit, cursor)
 
 
 def _params(raw: str) -> dict[str, Any]:
@@ -121,8 +124,8 @@ def create_run(
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail, summary="One run: inputs, outputs, versions, manifest")
-def get_run(inst: Inst, ctx: Caller, run_id: str) -> RunDetail:
-    return show_run(inst, ctx, run_id)
+async def get_run(inst: Inst, ctx: Caller, response: Response, run_id: str) -> Response:
+    return answer_bounded(response, show_run, inst, ctx, run_id)
 
 
 @router.get("/runs/{run_id}/result", response_model=dict[str, Any] | None,
