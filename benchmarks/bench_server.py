@@ -77,10 +77,17 @@ def fill(inst: Instance, runs: int) -> None:
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process and its live descendants (``--workers N``'s processes)
     have used (/proc, Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # gone since its parent listed it
+        return 0.0
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
-                for c in (task / "children").read_text().split()]
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:  # an idle request thread that ended meanwhile
+            continue
     return own + sum(cpu_seconds(c) for c in children)
 
 
@@ -178,7 +185,7 @@ def show(mine: dict[str, Any], theirs: dict[str, Any] | None) -> None:
             continue
         line = (f"[{db}] {name:<36} {fig['req/s']:8.1f} req/s  p50 {fig['p50 ms']:7.1f}  p95 {fig['p95 ms']:7.1f}  "
                 f"p99 {fig['p99 ms']:7.1f} ms  errors {fig['errors']:.0f}  "
-                f"server CPU {fig['server cpu ms']:.2f} ms/req")
+                f"server CPU {fig['server cpu ms']:.2f} ms/req, load generator's {fig['client cpu ms']:.2f}")
         other = theirs.get(name) if theirs else None
         if isinstance(other, dict):
             line += (f" | MLflow {other['req/s']:7.1f} req/s p95 {other['p95 ms']:7.1f} ms: "

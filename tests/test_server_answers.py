@@ -1,12 +1,15 @@
 """The hot read routes answer their JSON themselves (server/answers.py): the body is the response
 model's, a browser session's refreshed cookie still goes out with it, and only a bounded listing
-runs on the event loop (free text and duration bounds go to a worker thread), on SQLite and
-PostgreSQL."""
+runs on the event loop (free text, duration, version, approval and fit filters, a run's detail,
+a version's runs and audit queries go to a request thread), errors are the same problem documents,
+on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,11 +23,12 @@ from nextstat_pro.runs.listing import RunFilter
 from nextstat_pro.runs.reads import list_runs_page
 from nextstat_pro.runs.views import RunDetail, RunPage
 from nextstat_pro.server.routes import audit as audit_routes
+from nextstat_pro.server.routes import hub as hub_routes
 from nextstat_pro.server.routes import runs as runs_routes
 from nextstat_pro.server.sessions import COOKIE
 
 from .conftest import PASSWORD
-from .server_helpers import WORKSPACE, client_for, run_fit, token
+from .server_helpers import WORKSPACE, assert_problem, client_for, run_fit, token
 
 
 def test_hot_reads_answer_their_model_and_keep_the_session_cookie(instance: Instance) -> None:
@@ -51,23 +55,52 @@ def test_hot_reads_answer_their_model_and_keep_the_session_cookie(instance: Inst
     assert page == json.loads(service.model_dump_json()) and [i["run_id"] for i in page["items"]] == [run_id]
 
 
-def test_only_bounded_listings_run_on_the_event_loop(instance: Instance, monkeypatch: pytest.MonkeyPatch) -> None:
-    where: list[str] = []
+def _where() -> str:
+    try:
+        asyncio.get_running_loop()
+        return "loop"
+    except RuntimeError:  # a request thread has no running loop
+        return "thread"
 
-    def spy(*args: Any, **kwargs: Any) -> RunPage:
-        try:
-            asyncio.get_running_loop()
-            where.append("loop")
-        except RuntimeError:
-            where.append("thread")
-        return list_runs_page(*args, **kwargs)
 
-    monkeypatch.setattr(runs_routes, "list_runs_page", spy)
+def test_only_bounded_reads_run_on_the_event_loop(instance: Instance, monkeypatch: pytest.MonkeyPatch) -> None:
+    where: list[tuple[str, str]] = []
+
+    def spying(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            where.append((name, _where()))
+            return real(*args, **kwargs)
+        return spy
+
+    monkeypatch.setattr(runs_routes, "list_runs_page", spying("list", list_runs_page))
+    monkeypatch.setattr(runs_routes, "show_run", spying("show", runs_routes.show_run))
+    monkeypatch.setattr(hub_routes.service, "show", spying("resolve", hub.show))
+    monkeypatch.setattr(audit_routes.audit, "read_events", spying("audit", audit_routes.audit.read_events))
+    ctx = instance.context("admin")
+    hub.push(instance, ctx, "default", "model", "simple", InputFile.read("workspace", WORKSPACE), semver="1.0.0")
     with client_for(instance) as c:
         h = token(c)
-        for params in ({"status": "succeeded", "task": "fit"}, {"q": "fit"}, {"min_duration_s": "1"},
-                       {"max_duration_s": "5"}, {"approval": "approved", "sort": "oldest"}):
-            assert c.get("/api/v1/projects/default/runs", params=params, headers=h).status_code == 200
-    assert where == ["loop", "thread", "thread", "thread", "loop"]
-    assert RunFilter(status="failed", approval="approved", version="m").bounded
-    assert not RunFilter(text="x").bounded and not RunFilter(min_duration_s=0).bounded
+        run_id = str(run_fit(c, h)["run_id"])
+        lists = ({"status": "succeeded", "task": "fit"}, {"author": "admin", "sort": "oldest"}, {"q": "fit"},
+                 {"min_duration_s": "1"}, {"max_duration_s": "5"}, {"approval": "approved"}, {"version": "simple"},
+                 {"fit_ok": "true"})
+        for params in lists:
+            r = c.get("/api/v1/projects/default/runs", params=params, headers=h)
+            assert r.status_code == 200 and "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert c.get(f"/api/v1/runs/{run_id}", headers=h).status_code == 200
+        resolve = "/api/v1/projects/default/hub/model/resolve"
+        assert c.get(resolve, params={"ref": "simple@1.0.0"}, headers=h).status_code == 200
+        assert c.get(resolve, params={"ref": "simple@1.0.0", "runs": "true"}, headers=h).status_code == 200
+        assert c.get("/api/v1/audit/events", headers=h).status_code == 200
+        # Errors from the coroutine routes are the same problem documents, inline or not.
+        assert_problem(c.get("/api/v1/projects/nope/runs", headers=h), 404, 4)
+        assert_problem(c.get("/api/v1/projects/nope/runs", params={"q": "x"}, headers=h), 404, 4)
+        assert_problem(c.get("/api/v1/runs/00000000-0000-0000-0000-000000000000", headers=h), 404, 4)
+        assert_problem(c.get(resolve, params={"ref": "nope@1.0.0"}, headers=h), 404, 4)
+    assert where == [("list", "loop"), ("list", "loop")] + [("list", "thread")] * 6 + [
+        ("show", "thread"), ("resolve", "loop"), ("resolve", "thread"), ("audit", "thread"),
+        ("list", "loop"), ("list", "thread"), ("show", "thread"), ("resolve", "loop")]
+    assert RunFilter(status="failed", task="fit", created_by="u", since=datetime.now(UTC)).bounded
+    for unbounded in (RunFilter(text="x"), RunFilter(min_duration_s=0), RunFilter(max_duration_s=1),
+                      RunFilter(version="m"), RunFilter(approval="approved"), RunFilter(fit_ok=False)):
+        assert not unbounded.bounded, unbounded

@@ -6,7 +6,6 @@ the pages (``web``) build on the API's sessions and error mapping.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 from pathlib import Path
@@ -28,12 +27,7 @@ def site(instance: Instance, *, close_instance: bool = False) -> FastAPI:
     from ..server.app import create_app
     from ..web import mount
 
-    app = create_app(instance, close_instance=close_instance, mounts=(mount,))
-    # What start-up made (modules, the app and its routes) leaves the collector's generations: a
-    # full collection in a server process then walks what requests made, not all of that again.
-    gc.collect()
-    gc.freeze()
-    return app
+    return create_app(instance, close_instance=close_instance, mounts=(mount,))
 
 
 def app_factory() -> FastAPI:

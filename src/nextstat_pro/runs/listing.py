@@ -60,11 +60,14 @@ class RunFilter:
 
     @property
     def bounded(self) -> bool:
-        """True when an index narrows every condition, so a page costs the same at any size: no
-        free text and no duration bound, which test runs one by one (``_text_condition``,
-        ``_duration_conditions``) and may read a whole project when few match. The API answers
-        a bounded listing on its event loop (server/answers.py)."""
-        return self.text is None and self.min_duration_s is None and self.max_duration_s is None
+        """True when the listing walks one of the runs indexes (project with status, task or
+        author, then created_at and id) and tests nothing else row by row but the creation time:
+        a page then costs about the same however large the project. Free text, a duration bound,
+        a registry version, an approval state and fit quality test runs one by one and may read a
+        whole project when few match (docs/dashboard.md: 25-50 ms at 10^5 runs). The API answers
+        a bounded listing on its event loop, any other in a request thread (server/answers.py)."""
+        return all(value is None for value in (self.text, self.min_duration_s, self.max_duration_s, self.version,
+                                               self.approval, self.fit_ok))
 
 
 class _DurationBound(FunctionElement[bool]):

@@ -1,22 +1,26 @@
-"""How the API's hot read routes answer with a service's model: serialized once, and a bounded
-read on the event loop.
+"""How the API's hot read routes answer with a service's model: in one thread hop or none, and
+serialized by the route.
 
-Serialized once (``json_answer``): FastAPI validates the model a route returns against the
-route's ``response_model`` again before serializing it (for a plain-function route in a second
-worker-thread hop). The services return models they already validated, so these routes return the
-model's JSON themselves, with the headers a dependency set (a browser session's refreshed cookie).
-The ``response_model`` stays on the route for the OpenAPI document.
+``json_answer``: FastAPI runs a plain-function route in a request thread and then checks the
+model it returned against the route's ``response_model`` in a second thread hop before
+serializing it. These routes are coroutines that call the service themselves (in a thread,
+``answer``, or inline, ``answer_bounded``) and return the model's JSON (the bytes FastAPI would
+write), with the headers a dependency set (a browser session's refreshed cookie). The
+``response_model`` stays on the route for the OpenAPI document.
 
-A bounded read on the event loop (``answer_bounded``): a read that indexes narrow and a
-page bounds (a runs page without free text or a duration bound, one run, one registry version)
-runs inline instead of in a worker thread. SQLite releases the GIL for each row it steps, so
-threads reading at once hand the GIL back and forth on every row; on 10^5 runs under 32 clients
-(benchmarks/bench_server.py, SQLite) the runs list answered 176 requests/s from 8 threads, 246 from
-one, 343 inline. On PostgreSQL on the same machine inline was ahead as well (one worker 219-246
-against 198 from threads; two workers 391 against 274): the thread hop and the GIL cost more than
-overlapping the round trips saved. A process then answers these reads one after another, as a
-synchronous worker does: on PostgreSQL ``serve --workers N`` runs more processes. A read that may scan (free text
-over a large project) still goes to a thread, so it cannot hold up ``/healthz`` or other requests.
+``answer_bounded``: a read that an index narrows and a page bounds, and that touches only the
+database (a runs page whose filters walk an index: ``RunFilter.bounded``; a registry version
+without its runs), runs inline on the event loop instead of in a request thread. SQLite
+releases the GIL for each row it steps, so threads reading at once hand the GIL back and forth on
+every row; on 10^5 runs under 32 clients (benchmarks/bench_server.py, SQLite) the runs list
+answered 176 requests/s from 8 threads, 246 from one, 343 inline. On PostgreSQL on the same
+machine inline was ahead as well (one worker 219-246 against 198 from threads; two workers 391
+against 274): the thread hop and the GIL cost more than overlapping the round trips saved. A
+process then answers these reads one after another, as a synchronous worker does (on PostgreSQL
+``serve --workers N`` runs more processes), and a database that stalls stalls the process.
+Anything that may take long stays in a thread: a read that may scan (free text, a duration
+bound, an approval or version filter, a run id prefix, an audit query) or reads the object
+store (a run's manifest).
 """
 
 from __future__ import annotations
