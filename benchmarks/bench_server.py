@@ -139,6 +139,8 @@ def ours(db_url: str, runs: int, clients: int, seconds: float, workdir: str, wor
                 "run detail": lambda i: ("GET", f"{url}/api/v1/runs/{real.run_id}", {}),
                 "registry resolve": lambda i: ("GET", resolve_url, {"params": {"ref": "simple@1.0.0"}}),
                 "audit query": lambda i: ("GET", f"{url}/api/v1/audit/events", {"params": audit_q}),
+                # For scale: the framework with no work (no credential, no database).
+                "/healthz (no work)": lambda i: ("GET", f"{url}/healthz", {}),
             }
             for name, make in routes.items():  # each route answers before it is timed
                 method, u, kw = make(0)
