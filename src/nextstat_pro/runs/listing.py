@@ -240,13 +240,11 @@ def _conditions(f: RunFilter, policy: ApprovalPolicy) -> list[ColumnElement[bool
     return conds + _duration_conditions(f)
 
 
-def _query_runs(session: Session, project: Project, status: str | None, task: str | None, since: datetime | None,
-                limit: int, *, policy: ApprovalPolicy, f: RunFilter | None = None,
+def _query_runs(session: Session, project: Project, f: RunFilter, limit: int, *, policy: ApprovalPolicy,
                 after: tuple[datetime, str] | None = None) -> list[ListedRun]:
-    """A project's runs in ``f.sort`` order, filtered (``reads.list_run_rows`` authorizes);
-    ``after`` is the (created_at, id) of the last run of the previous page (keyset: no OFFSET
-    scan). Each order walks the same (project, …, created_at, id) indexes, one way or the other."""
-    f = f or RunFilter(status=status, task=task, since=since)
+    """A project's runs in ``f.sort`` order, filtered (``reads`` authorizes); ``after`` is the
+    (created_at, id) of the last run of the previous page (keyset: no OFFSET scan). Each order
+    walks the same (project, …, created_at, id) indexes, one way or the other."""
     oldest = f.sort == "oldest"
     conds = _conditions(f, policy)
     if f.version is not None:

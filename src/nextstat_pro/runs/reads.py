@@ -38,14 +38,19 @@ def list_run_rows(instance: Instance, ctx: RequestContext, project_name: str, st
                   f: RunFilter | None = None) -> list[RunRow]:
     """The runs of a project, newest first, optionally by status, task and creation time; or by
     every filter of ``f`` (which then replaces the three) in its order."""
+    _, rows = _listed(instance, ctx, project_name, f or RunFilter(status=status, task=task, since=since), limit)
+    return [RunRow(**row) for row in rows]
+
+
+def _listed(instance: Instance, ctx: RequestContext, project_name: str, f: RunFilter, limit: int,
+            after: tuple[datetime, str] | None = None) -> tuple[list[ListedRun], list[dict[str, Any]]]:
+    """One authorized read of a listing: its runs and their rows for the views."""
     with instance.db.read() as session:
         project = authorized_project(session, ctx, project_name, "run.read")
-        if f is not None:
-            f = _by_user_id(session, f)
-        runs = _query_runs(session, project, status, task, since, limit, f=f,
+        runs = _query_runs(session, project, _by_user_id(session, f), limit, after=after,
                            policy=instance.config.approval_policy(project.name))
         used = versions_of(session, [r.id for r in runs])
-        return [RunRow(**_row(r, project.name, used.get(r.id, []))) for r in runs]
+        return runs, [_row(r, project.name, used.get(r.id, [])) for r in runs]
 
 
 MAX_PAGE = 500
@@ -96,16 +101,11 @@ def list_runs_page(instance: Instance, ctx: RequestContext, project_name: str, f
     if f.sort not in SORTS:
         raise FieldError(f"unknown sort {f.sort!r} (sorts: {', '.join(SORTS)})", "sort")
     after = _decode_cursor(cursor, f.sort) if cursor else None
-    with instance.db.read() as session:
-        project = authorized_project(session, ctx, project_name, "run.read")
-        runs = _query_runs(session, project, None, None, None, limit + 1, f=_by_user_id(session, f), after=after,
-                           policy=instance.config.approval_policy(project.name))
-        more = len(runs) > limit
-        runs = runs[:limit]
-        used = versions_of(session, [r.id for r in runs])
-        items = [_row(r, project.name, used.get(r.id, [])) for r in runs]
+    runs, items = _listed(instance, ctx, project_name, f, limit + 1, after)  # one more: is there a next page?
+    more = len(runs) > limit
     # The page validated in one call (pydantic-core walks the list), not one model per row.
-    return RunPage.model_validate({"items": items, "next_cursor": _encode_cursor(runs[-1], f.sort) if more else None})
+    return RunPage.model_validate({"items": items[:limit],
+                                   "next_cursor": _encode_cursor(runs[limit - 1], f.sort) if more else None})
 
 
 def _project_of(session: Session, run: Run) -> Project:
